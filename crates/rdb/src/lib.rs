@@ -1,0 +1,5 @@
+//! The RDB format of Redis and Valkey.
+//!
+//! This crate knows the bytes of an RDB file and nothing else: it reads from
+//! any byte stream, performs no I/O of its own and has no network or storage
+//! dependency, so it can be fuzzed and reused outside rdbvault.

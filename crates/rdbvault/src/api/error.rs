@@ -1,0 +1,271 @@
+//! The DCS error model, in one place: every error the API can answer, its
+//! stable `error_code` and its HTTP status.
+//!
+//! Codes reuse the DCS catalogue where one fits (reference §4); rdbvault's own
+//! additions are `DCS.49xx`, a block DCS does not document. The README's
+//! error table is generated from [`ApiError::catalogue`] by a test, so the
+//! two cannot drift.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::AuthError;
+
+/// The body of every 4xx/5xx answer.
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable code, at most 9 characters, e.g. `DCS.4800`.
+    pub error_code: String,
+    /// What went wrong and, where it helps, what is allowed; at most 1024 characters.
+    pub error_msg: String,
+    /// Unused, always null (as in DCS).
+    pub error_ext_msg: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is empty; this operation needs a JSON body")]
+    EmptyBody,
+    #[error("the request body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("Content-Type must be application/json, not {0}")]
+    UnsupportedMediaType(String),
+    #[error("the request body is larger than the limit of {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("invalid parameter {field}: {reason}")]
+    InvalidParam { field: &'static str, reason: String },
+    #[error("invalid project id {0:?}: expected 1 to 64 characters of [A-Za-z0-9_-]")]
+    InvalidProjectId(String),
+    #[error("invalid instance id {0:?}: expected a UUID")]
+    InvalidInstanceId(String),
+    #[error("remark is {0} characters long; at most 128 are allowed")]
+    RemarkTooLong(usize),
+    #[error("instance {0} does not exist")]
+    InstanceNotFound(String),
+    #[error("an instance named {0:?} already exists in this project")]
+    InstanceNameTaken(String),
+    #[error("the instance cannot be reached: {0}")]
+    InstanceUnreachable(String),
+    #[error("the instance does not match its registration: {0}")]
+    InstanceMismatch(String),
+    #[error("operation not allowed in the instance's current state: {0}")]
+    InstanceBusy(String),
+    #[error("the requested URL does not exist")]
+    UnknownUrl,
+    #[error("method {0} is not allowed on this URL")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Unauthenticated(AuthError),
+    #[error("{0}")]
+    Forbidden(AuthError),
+    /// Never shown to the client: logged with the request id, answered as a
+    /// generic internal error so no path, SQL or secret leaks.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn internal(e: impl std::fmt::Display) -> ApiError {
+        ApiError::Internal(e.to_string())
+    }
+
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> ApiError {
+        ApiError::InvalidParam {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.entry().1
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.entry().0
+    }
+
+    fn entry(&self) -> (&'static str, StatusCode, &'static str) {
+        use ApiError::*;
+        use StatusCode as S;
+        match self {
+            EmptyBody => ("DCS.4004", S::BAD_REQUEST, "empty request body"),
+            NotJson(_) => ("DCS.4005", S::BAD_REQUEST, "body is not valid JSON"),
+            UnsupportedMediaType(_) => (
+                "DCS.4915",
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type is not application/json",
+            ),
+            BodyTooLarge(_) => ("DCS.4913", S::PAYLOAD_TOO_LARGE, "request body too large"),
+            InvalidParam { .. } => ("DCS.4800", S::BAD_REQUEST, "invalid parameter"),
+            InvalidProjectId(_) => ("DCS.4002", S::BAD_REQUEST, "invalid project id format"),
+            InvalidInstanceId(_) => ("DCS.4061", S::BAD_REQUEST, "invalid instance id format"),
+            RemarkTooLong(_) => (
+                "DCS.4098",
+                S::BAD_REQUEST,
+                "remark longer than 128 characters",
+            ),
+            InstanceNotFound(_) => ("DCS.3022", S::NOT_FOUND, "instance does not exist"),
+            InstanceNameTaken(_) => ("DCS.4909", S::CONFLICT, "instance name already registered"),
+            InstanceUnreachable(_) => (
+                "DCS.4920",
+                S::BAD_REQUEST,
+                "instance unreachable or authentication refused",
+            ),
+            InstanceMismatch(_) => (
+                "DCS.4921",
+                S::BAD_REQUEST,
+                "instance mode does not match the live server",
+            ),
+            InstanceBusy(_) => (
+                "DCS.4026",
+                S::BAD_REQUEST,
+                "not allowed in the current state",
+            ),
+            UnknownUrl => ("DCS.4001", S::NOT_FOUND, "requested URL does not exist"),
+            MethodNotAllowed(_) => ("DCS.5001", S::METHOD_NOT_ALLOWED, "method not allowed"),
+            Unauthenticated(AuthError::Missing) => {
+                ("DCS.1003", S::UNAUTHORIZED, "no Authorization header")
+            }
+            Unauthenticated(AuthError::Skew) => (
+                "DCS.1002",
+                S::UNAUTHORIZED,
+                "X-Sdk-Date outside the 15-minute window",
+            ),
+            Unauthenticated(_) => ("DCS.1001", S::UNAUTHORIZED, "signature verification failed"),
+            Forbidden(_) => (
+                "DCS.1004",
+                S::FORBIDDEN,
+                "credential does not hold the project",
+            ),
+            Internal(_) => (
+                "DCS.5000",
+                S::INTERNAL_SERVER_ERROR,
+                "internal service error",
+            ),
+        }
+    }
+
+    /// One example of every code, for the README table and its test.
+    pub fn catalogue() -> Vec<(&'static str, u16, &'static str)> {
+        use ApiError::*;
+        let s = String::new;
+        let mut all: Vec<_> = [
+            EmptyBody,
+            NotJson(s()),
+            UnsupportedMediaType(s()),
+            BodyTooLarge(0),
+            InvalidParam {
+                field: "",
+                reason: s(),
+            },
+            InvalidProjectId(s()),
+            InvalidInstanceId(s()),
+            RemarkTooLong(0),
+            InstanceNotFound(s()),
+            InstanceNameTaken(s()),
+            InstanceUnreachable(s()),
+            InstanceMismatch(s()),
+            InstanceBusy(s()),
+            UnknownUrl,
+            MethodNotAllowed(s()),
+            Unauthenticated(AuthError::Missing),
+            Unauthenticated(AuthError::Skew),
+            Unauthenticated(AuthError::BadSignature),
+            Forbidden(AuthError::ProjectForbidden(s())),
+            Internal(s()),
+        ]
+        .iter()
+        .map(|e| {
+            let (code, status, meaning) = e.entry();
+            (code, status.as_u16(), meaning)
+        })
+        .collect();
+        all.sort();
+        all
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let msg = match self {
+            ApiError::Internal(_) => "Internal service error.".to_string(),
+            other => other.to_string(),
+        };
+        ErrorBody {
+            error_code: self.code().to_string(),
+            error_msg: truncate(msg, 1024),
+            error_ext_msg: None,
+        }
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        // The request id is on the span of the request (see api::layers).
+        if status.is_server_error() {
+            tracing::error!(code = self.code(), error = %self, "request failed");
+        } else {
+            tracing::warn!(code = self.code(), status = status.as_u16(), error = %self, "request refused");
+        }
+        (status, Json(self.body())).into_response()
+    }
+}
+
+impl From<crate::meta::MetaError> for ApiError {
+    fn from(e: crate::meta::MetaError) -> ApiError {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_short_and_unique_per_meaning() {
+        let all = ApiError::catalogue();
+        for (code, status, _) in &all {
+            assert!(code.len() <= 9, "{code} longer than 9 characters");
+            assert!(code.starts_with("DCS."), "{code}");
+            assert!(*status >= 400);
+        }
+        let mut codes: Vec<_> = all.iter().map(|e| e.0).collect();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len(), "a code is used for two meanings");
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak() {
+        let body = ApiError::internal("open /secret/path: permission denied").body();
+        assert_eq!(body.error_code, "DCS.5000");
+        assert!(!body.error_msg.contains("/secret"));
+    }
+
+    #[test]
+    fn messages_are_bounded() {
+        let body = ApiError::NotJson("é".repeat(2000)).body();
+        assert!(body.error_msg.len() <= 1024);
+    }
+
+    #[test]
+    fn readme_lists_every_code() {
+        let readme = include_str!("../../../../README.md");
+        for (code, status, meaning) in ApiError::catalogue() {
+            let row = format!("| {code} | {status} | {meaning} |");
+            assert!(readme.contains(&row), "README lacks the row: {row}");
+        }
+    }
+}

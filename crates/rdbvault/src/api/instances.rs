@@ -1,0 +1,535 @@
+//! Instances: the DCS reads (`list_instances`, `show_instance`) and
+//! rdbvault's own registration extension under `/v2/{project_id}/rdbvault/instances`.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::SharedState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{self, Json, Path, Query};
+use crate::meta::{Instance, InstanceFilter, MetaError, Mode, NewInstance, Secret};
+use crate::redis_addr::RedisAddr;
+use crate::replication::Endpoint;
+use crate::replication::probe::{NodeInfo, probe};
+
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/v2/{project_id}/instances", get(list_instances))
+        .route(
+            "/v2/{project_id}/instances/{instance_id}",
+            get(show_instance),
+        )
+        .route(
+            "/v2/{project_id}/rdbvault/instances",
+            axum::routing::post(register_instance),
+        )
+        .route(
+            "/v2/{project_id}/rdbvault/instances/{instance_id}",
+            get(show_registration).delete(remove_instance),
+        )
+}
+
+/// Registration of an existing Redis deployment (rdbvault extension).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterInstanceBody {
+    /// 1 to 64 characters: letters, digits, `-`, `_`, `.`; starts with a letter or digit.
+    pub name: String,
+    pub mode: Mode,
+    /// `host:port` of the node (`single`), of the master and/or replicas (`ha`),
+    /// or of any cluster nodes (`cluster`); 1 to 16 entries.
+    pub addrs: Vec<String>,
+    /// ACL user; omit for `AUTH <password>`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Stored to reach the instance; never returned, never logged.
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub tls: bool,
+    /// Check at registration that the instance answers, accepts the
+    /// credentials and is deployed as `mode` says (default true).
+    #[serde(default = "yes")]
+    pub verify: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A registration as rdbvault keeps it (the password is never shown).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RegistrationView {
+    pub instance_id: String,
+    pub name: String,
+    pub mode: Mode,
+    pub addrs: Vec<String>,
+    pub user: Option<String>,
+    pub has_password: bool,
+    pub tls: bool,
+    pub created_at: String,
+}
+
+impl From<&Instance> for RegistrationView {
+    fn from(i: &Instance) -> Self {
+        RegistrationView {
+            instance_id: i.id.clone(),
+            name: i.name.clone(),
+            mode: i.mode,
+            addrs: i.addrs.iter().map(ToString::to_string).collect(),
+            user: i.username.clone(),
+            has_password: i.password.is_some(),
+            tls: i.tls,
+            created_at: dcs_time(i.created_at),
+        }
+    }
+}
+
+/// The DCS instance shape (fields of `InstanceListInfo` / `ShowInstanceResponse`
+/// that rdbvault can fill).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InstanceInfo {
+    pub instance_id: String,
+    pub name: String,
+    pub engine: String,
+    /// `major.minor` of the live server; empty while it cannot be reached.
+    pub engine_version: String,
+    /// `RUNNING` when the instance answers, `ERROR` when it does not.
+    pub status: String,
+    /// Host of the first address; for clusters every host, comma separated.
+    pub ip: String,
+    pub port: u16,
+    pub domain_name: String,
+    pub capacity: u64,
+    pub max_memory: u64,
+    pub used_memory: u64,
+    pub spec_code: String,
+    pub created_at: String,
+    pub no_password_access: String,
+    pub access_user: String,
+    pub sub_status: String,
+    /// `show_instance` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_mode: Option<Mode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sharding_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_number: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ListInstancesResponse {
+    pub instance_num: usize,
+    pub instances: Vec<InstanceInfo>,
+}
+
+/// Query of `list_instances`; every value arrives as text and is checked here.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListInstancesQuery {
+    pub instance_id: Option<String>,
+    pub include_failure: Option<String>,
+    pub include_delete: Option<String>,
+    /// Substring of the name.
+    pub name: Option<String>,
+    /// Start offset, >= 0.
+    pub offset: Option<String>,
+    /// Page size, 1 to 1000, default 10.
+    pub limit: Option<String>,
+    /// `RUNNING` or `ERROR`.
+    pub status: Option<String>,
+    pub name_equal: Option<String>,
+    pub tags: Option<String>,
+    pub ip: Option<String>,
+}
+
+fn dcs_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+pub(crate) fn parse_offset(raw: Option<&str>) -> Result<usize, ApiError> {
+    match raw {
+        None => Ok(0),
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            ApiError::invalid(
+                "offset",
+                format!("{:?} is not an integer >= 0", extract::truncated(v)),
+            )
+        }),
+    }
+}
+
+pub(crate) fn parse_limit(
+    raw: Option<&str>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    let Some(v) = raw else { return Ok(default) };
+    match v.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::invalid(
+            "limit",
+            format!(
+                "{:?} is not an integer from 1 to {max}",
+                extract::truncated(v)
+            ),
+        )),
+    }
+}
+
+#[utoipa::path(get, path = "/v2/{project_id}/instances", tag = "instances",
+    params(("project_id" = String, Path), ListInstancesQuery),
+    responses((status = 200, body = ListInstancesResponse), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_instances(
+    State(state): State<SharedState>,
+    Path(project_id): Path<String>,
+    Query(q): Query<ListInstancesQuery>,
+) -> Result<Json<ListInstancesResponse>, ApiError> {
+    let offset = parse_offset(q.offset.as_deref())?;
+    let limit = parse_limit(q.limit.as_deref(), 10, 1000)?;
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s @ ("RUNNING" | "ERROR")) => Some(s),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "status",
+                format!(
+                    "{:?} is not one of RUNNING, ERROR",
+                    extract::truncated(other)
+                ),
+            ));
+        }
+    };
+    let instance_id = q
+        .instance_id
+        .as_deref()
+        .map(extract::instance_id)
+        .transpose()?;
+    let filter = InstanceFilter {
+        instance_id,
+        name: q.name,
+        name_equal: q.name_equal,
+        ip: q.ip,
+    };
+    let instances = state.meta.list_instances(&project_id, &filter).await?;
+    // Filtering on live status needs every candidate probed; otherwise only the page.
+    let infos = match status {
+        Some(wanted) => {
+            let all = describe_all(&state, &instances, false).await;
+            let matching: Vec<_> = all.into_iter().filter(|i| i.status == wanted).collect();
+            let total = matching.len();
+            let page = matching.into_iter().skip(offset).take(limit).collect();
+            return Ok(Json(ListInstancesResponse {
+                instance_num: total,
+                instances: page,
+            }));
+        }
+        None => {
+            let page: Vec<Instance> = instances.iter().skip(offset).take(limit).cloned().collect();
+            describe_all(&state, &page, false).await
+        }
+    };
+    Ok(Json(ListInstancesResponse {
+        instance_num: instances.len(),
+        instances: infos,
+    }))
+}
+
+#[utoipa::path(get, path = "/v2/{project_id}/instances/{instance_id}", tag = "instances",
+    params(("project_id" = String, Path), ("instance_id" = String, Path)),
+    responses((status = 200, body = InstanceInfo), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub async fn show_instance(
+    State(state): State<SharedState>,
+    Path((project_id, instance_id)): Path<(String, String)>,
+) -> Result<Json<InstanceInfo>, ApiError> {
+    let instance = find(&state, &project_id, &instance_id).await?;
+    Ok(Json(describe(&instance, state.probe_timeout(), true).await))
+}
+
+#[utoipa::path(post, path = "/v2/{project_id}/rdbvault/instances", tag = "rdbvault",
+    params(("project_id" = String, Path)), request_body = RegisterInstanceBody,
+    responses((status = 200, body = RegistrationView), (status = 400, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+pub async fn register_instance(
+    State(state): State<SharedState>,
+    Path(project_id): Path<String>,
+    Json(body): Json<RegisterInstanceBody>,
+) -> Result<Json<RegistrationView>, ApiError> {
+    let new = validate_registration(
+        project_id,
+        body.name,
+        body.mode,
+        &body.addrs,
+        body.user,
+        body.password,
+        body.tls,
+    )?;
+    if body.verify {
+        verify_live(&new, state.probe_timeout()).await?;
+    }
+    let name = new.name.clone();
+    let instance = state.meta.insert_instance(new).await.map_err(|e| match e {
+        MetaError::Conflict => ApiError::InstanceNameTaken(name),
+        other => other.into(),
+    })?;
+    tracing::info!(instance_id = %instance.id, name = %instance.name, mode = instance.mode.as_str(), "instance registered");
+    Ok(Json(RegistrationView::from(&instance)))
+}
+
+#[utoipa::path(get, path = "/v2/{project_id}/rdbvault/instances/{instance_id}", tag = "rdbvault",
+    params(("project_id" = String, Path), ("instance_id" = String, Path)),
+    responses((status = 200, body = RegistrationView), (status = 404, body = ErrorBody)))]
+pub async fn show_registration(
+    State(state): State<SharedState>,
+    Path((project_id, instance_id)): Path<(String, String)>,
+) -> Result<Json<RegistrationView>, ApiError> {
+    let instance = find(&state, &project_id, &instance_id).await?;
+    Ok(Json(RegistrationView::from(&instance)))
+}
+
+#[utoipa::path(delete, path = "/v2/{project_id}/rdbvault/instances/{instance_id}", tag = "rdbvault",
+    params(("project_id" = String, Path), ("instance_id" = String, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn remove_instance(
+    State(state): State<SharedState>,
+    Path((project_id, instance_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = extract::instance_id(&instance_id)?;
+    match state.meta.delete_instance(&project_id, &id).await {
+        Ok(true) => {
+            tracing::info!(instance_id = %id, "instance removed");
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Ok(false) => Err(ApiError::InstanceNotFound(id)),
+        Err(MetaError::InUse(why)) => Err(ApiError::InstanceBusy(why)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The instance of a project, or the DCS "does not exist" error.
+pub(crate) async fn find(
+    state: &SharedState,
+    project_id: &str,
+    raw_id: &str,
+) -> Result<Instance, ApiError> {
+    let id = extract::instance_id(raw_id)?;
+    state
+        .meta
+        .get_instance(project_id, &id)
+        .await?
+        .ok_or(ApiError::InstanceNotFound(id))
+}
+
+fn validate_registration(
+    project_id: String,
+    name: String,
+    mode: Mode,
+    addrs: &[String],
+    user: Option<String>,
+    password: Option<String>,
+    tls: bool,
+) -> Result<NewInstance, ApiError> {
+    let name_ok = (1..=64).contains(&name.chars().count())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !name_ok {
+        return Err(ApiError::invalid(
+            "name",
+            "1 to 64 characters of letters, digits, '-', '_', '.', starting with a letter or digit",
+        ));
+    }
+    if addrs.is_empty() || addrs.len() > 16 {
+        return Err(ApiError::invalid(
+            "addrs",
+            "between 1 and 16 host:port entries",
+        ));
+    }
+    if mode == Mode::Single && addrs.len() != 1 {
+        return Err(ApiError::invalid(
+            "addrs",
+            "a single instance has exactly one address",
+        ));
+    }
+    let mut parsed = Vec::with_capacity(addrs.len());
+    for a in addrs {
+        let addr: RedisAddr = a
+            .parse()
+            .map_err(|e: String| ApiError::invalid("addrs", e))?;
+        if parsed.contains(&addr) {
+            return Err(ApiError::invalid(
+                "addrs",
+                format!("{addr} is listed twice"),
+            ));
+        }
+        parsed.push(addr);
+    }
+    if let Some(u) = &user {
+        if u.is_empty() || u.len() > 128 || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ApiError::invalid(
+                "user",
+                "1 to 128 characters without spaces",
+            ));
+        }
+        if password.is_none() {
+            return Err(ApiError::invalid(
+                "password",
+                "an ACL user needs a password",
+            ));
+        }
+    }
+    if let Some(p) = &password {
+        if p.is_empty() || p.len() > 512 || p.contains(['\r', '\n']) {
+            return Err(ApiError::invalid(
+                "password",
+                "1 to 512 characters, no line breaks",
+            ));
+        }
+    }
+    Ok(NewInstance {
+        project_id,
+        name,
+        mode,
+        addrs: parsed,
+        username: user,
+        password: password.map(Secret),
+        tls,
+    })
+}
+
+fn endpoint(
+    instance_user: &Option<String>,
+    password: &Option<Secret>,
+    tls: bool,
+    addr: &RedisAddr,
+) -> Endpoint {
+    Endpoint {
+        addr: addr.clone(),
+        username: instance_user.clone(),
+        password: password.clone(),
+        tls,
+    }
+}
+
+/// Probes the addresses in order; the first that answers describes the instance.
+async fn probe_any(
+    addrs: &[RedisAddr],
+    user: &Option<String>,
+    password: &Option<Secret>,
+    tls: bool,
+    timeout: Duration,
+) -> Result<NodeInfo, crate::replication::ConnError> {
+    let mut last = None;
+    for addr in addrs {
+        match probe(&endpoint(user, password, tls, addr), timeout).await {
+            Ok(info) => return Ok(info),
+            Err(e) if e.is_auth() => return Err(e),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(
+        last.unwrap_or(crate::replication::ConnError::ConnectTimeout(
+            "no address".into(),
+        )),
+    )
+}
+
+async fn verify_live(new: &NewInstance, timeout: Duration) -> Result<(), ApiError> {
+    let info = probe_any(&new.addrs, &new.username, &new.password, new.tls, timeout)
+        .await
+        .map_err(|e| ApiError::InstanceUnreachable(e.to_string()))?;
+    match (new.mode, info.cluster_enabled) {
+        (Mode::Cluster, false) => Err(ApiError::InstanceMismatch(
+            "mode is cluster but the server has cluster mode disabled".into(),
+        )),
+        (Mode::Single | Mode::Ha, true) => Err(ApiError::InstanceMismatch(format!(
+            "mode is {} but the server runs in cluster mode; register it as cluster",
+            new.mode.as_str()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+async fn describe_all(
+    state: &SharedState,
+    instances: &[Instance],
+    detail: bool,
+) -> Vec<InstanceInfo> {
+    let timeout = state.probe_timeout();
+    // Probes run concurrently (bounded) and keep their order.
+    futures::stream::iter(instances.iter().cloned())
+        .map(|i| async move { describe(&i, timeout, detail).await })
+        .buffered(16)
+        .collect()
+        .await
+}
+
+async fn describe(i: &Instance, timeout: Duration, detail: bool) -> InstanceInfo {
+    let live = probe_any(&i.addrs, &i.username, &i.password, i.tls, timeout).await;
+    if let Err(e) = &live {
+        tracing::debug!(instance_id = %i.id, error = %e, "instance probe failed");
+    }
+    let live = live.ok();
+    let first = &i.addrs[0];
+    let ip = if i.mode == Mode::Cluster {
+        i.addrs
+            .iter()
+            .map(|a| a.host.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    } else {
+        first.host.clone()
+    };
+    let mb = |bytes: u64| bytes / (1024 * 1024);
+    let info = live.clone().unwrap_or_default();
+    InstanceInfo {
+        instance_id: i.id.clone(),
+        name: i.name.clone(),
+        engine: "Redis".into(),
+        engine_version: if live.is_some() {
+            info.engine_version()
+        } else {
+            String::new()
+        },
+        status: if live.is_some() { "RUNNING" } else { "ERROR" }.into(),
+        ip,
+        port: first.port,
+        domain_name: if first.host.parse::<std::net::IpAddr>().is_ok() {
+            String::new()
+        } else {
+            first.host.clone()
+        },
+        capacity: info.maxmemory.div_ceil(1024 * 1024 * 1024),
+        max_memory: mb(info.maxmemory),
+        used_memory: mb(info.used_memory),
+        spec_code: format!("rdbvault.{}", i.mode.as_str()),
+        created_at: dcs_time(i.created_at),
+        no_password_access: i.password.is_none().to_string(),
+        access_user: i.username.clone().unwrap_or_default(),
+        sub_status: "normal".into(),
+        cache_mode: detail.then_some(i.mode),
+        sharding_count: detail.then_some(if i.mode == Mode::Cluster {
+            info.cluster_size.max(1)
+        } else {
+            1
+        }),
+        replica_count: detail.then_some(info.connected_replicas),
+        db_number: detail.then_some(info.databases),
+    }
+}

@@ -1,0 +1,200 @@
+//! An HTTP client of the rdbvault API that signs its requests exactly as the
+//! Huawei Cloud SDKs do, so the CLI exercises the same path as any DCS tool.
+
+use std::path::PathBuf;
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::ErrorBody;
+use crate::auth::signature;
+
+/// Where and as whom the CLI talks: flags/environment first, then the
+/// client config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ClientConfig {
+    pub endpoint: Option<String>,
+    pub ak: Option<String>,
+    pub sk: Option<String>,
+    pub project_id: Option<String>,
+}
+
+impl ClientConfig {
+    pub fn load(file: Option<&PathBuf>) -> anyhow::Result<ClientConfig> {
+        let Some(path) = file else {
+            return Ok(ClientConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading client config {}: {e}", path.display()))?;
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("parsing client config {}: {e}", path.display()))
+    }
+
+    /// `self` overrides `file` field by field.
+    pub fn or(self, file: ClientConfig) -> ClientConfig {
+        ClientConfig {
+            endpoint: self.endpoint.or(file.endpoint),
+            ak: self.ak.or(file.ak),
+            sk: self.sk.or(file.sk),
+            project_id: self.project_id.or(file.project_id),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0} is not set: pass --{1}, set RDBVAULT_{2}, or put {1} in the client config file")]
+    Missing(&'static str, &'static str, &'static str),
+    #[error("request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("bad endpoint {0:?}: {1}")]
+    Endpoint(String, String),
+    /// The API answered with its error body.
+    #[error("{status} {}: {}", body.error_code, body.error_msg)]
+    Api { status: u16, body: ErrorBody },
+    #[error("unexpected answer {status}: {text}")]
+    Unexpected { status: u16, text: String },
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    base: url::Url,
+    ak: String,
+    sk: String,
+    pub project_id: String,
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
+        let endpoint = config
+            .endpoint
+            .unwrap_or_else(|| "http://127.0.0.1:7480".into());
+        let base = url::Url::parse(&endpoint)
+            .map_err(|e| ClientError::Endpoint(endpoint.clone(), e.to_string()))?;
+        if base.host_str().is_none() {
+            return Err(ClientError::Endpoint(endpoint, "no host".into()));
+        }
+        Ok(Client {
+            http: reqwest::Client::builder().build()?,
+            base,
+            ak: config
+                .ak
+                .ok_or(ClientError::Missing("access key", "ak", "AK"))?,
+            sk: config
+                .sk
+                .ok_or(ClientError::Missing("secret key", "sk", "SK"))?,
+            project_id: config.project_id.ok_or(ClientError::Missing(
+                "project id",
+                "project-id",
+                "PROJECT_ID",
+            ))?,
+        })
+    }
+
+    /// `/v2/{project_id}/{rest}` with `rest` already percent-encoded.
+    pub fn project_path(&self, rest: &str) -> String {
+        format!("/v2/{}/{rest}", self.project_id)
+    }
+
+    fn host(&self) -> String {
+        match (self.base.host_str(), self.base.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => String::new(),
+        }
+    }
+
+    /// Sends a signed request; `query` must be in canonical (sorted, encoded) form.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let body_bytes = match body {
+            Some(v) => serde_json::to_vec(v).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let date = chrono::Utc::now()
+            .format(signature::DATE_FORMAT)
+            .to_string();
+        let content_type = if body.is_some() {
+            "application/json;charset=utf-8"
+        } else {
+            "application/json"
+        };
+        let user_agent = concat!("rdbvault-cli/", env!("CARGO_PKG_VERSION"));
+        let headers: Vec<(String, String)> = [
+            ("content-type", content_type.to_string()),
+            ("host", self.host()),
+            ("user-agent", user_agent.to_string()),
+            ("x-project-id", self.project_id.clone()),
+            ("x-sdk-date", date.clone()),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v))
+        .collect();
+        let auth = signature::Request {
+            method: method.as_str(),
+            path,
+            query,
+            headers: headers.clone(),
+            body: &body_bytes,
+        }
+        .authorization(&self.ak, &self.sk, &date);
+        let mut url = self.base.clone();
+        url.set_path(path);
+        url.set_query((!query.is_empty()).then_some(query));
+        let mut req = self.http.request(method, url).header("authorization", auth);
+        for (n, v) in headers {
+            req = req.header(n, v);
+        }
+        let resp = req.body(body_bytes).send().await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.bytes().await?.to_vec()))
+    }
+
+    /// Sends and returns the raw body of a successful answer, turning DCS
+    /// error bodies into errors.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let (status, bytes) = self.send(method, path, query, body).await?;
+        check(status, &bytes)?;
+        Ok(bytes)
+    }
+
+    /// Like [`call`](Self::call), decoded.
+    pub async fn call_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, ClientError> {
+        let bytes = self.call(method, path, query, body).await?;
+        serde_json::from_slice(&bytes).map_err(|_| ClientError::Unexpected {
+            status: 200,
+            text: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+        })
+    }
+}
+
+fn check(status: u16, bytes: &[u8]) -> Result<(), ClientError> {
+    if status < 400 {
+        return Ok(());
+    }
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(body) => Err(ClientError::Api { status, body }),
+        Err(_) => Err(ClientError::Unexpected {
+            status,
+            text: String::from_utf8_lossy(bytes).chars().take(500).collect(),
+        }),
+    }
+}

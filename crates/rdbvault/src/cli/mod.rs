@@ -1,0 +1,174 @@
+//! The `rdbvault` command line: `serve`, and client commands that call the
+//! HTTP API (signed like the SDK) and print tables, or the API's JSON with `--json`.
+
+pub mod client;
+mod instance;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, LogFormat};
+use client::{Client, ClientConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "rdbvault",
+    version,
+    about = "Backups of Redis and Valkey, behind the DCS v2 API"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How the client commands reach the service.
+#[derive(clap::Args, Clone)]
+pub struct ClientArgs {
+    /// Base URL of the rdbvault service.
+    #[arg(long, env = "RDBVAULT_ENDPOINT", global = true)]
+    endpoint: Option<String>,
+    /// Access key.
+    #[arg(long, env = "RDBVAULT_AK", global = true)]
+    ak: Option<String>,
+    /// Secret key (prefer the environment variable: flags show in `ps`).
+    #[arg(long, env = "RDBVAULT_SK", global = true, hide_env_values = true)]
+    sk: Option<String>,
+    /// Project id.
+    #[arg(long, env = "RDBVAULT_PROJECT_ID", global = true)]
+    project_id: Option<String>,
+    /// A TOML file with endpoint, ak, sk, project_id (flags and env win).
+    #[arg(long, env = "RDBVAULT_CLIENT_CONFIG", global = true)]
+    client_config: Option<PathBuf>,
+    /// Print the API's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl ClientArgs {
+    fn client(&self) -> anyhow::Result<Client> {
+        let flags = ClientConfig {
+            endpoint: self.endpoint.clone(),
+            ak: self.ak.clone(),
+            sk: self.sk.clone(),
+            project_id: self.project_id.clone(),
+        };
+        Ok(Client::new(
+            flags.or(ClientConfig::load(self.client_config.as_ref())?),
+        )?)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve {
+        /// TOML configuration file; every key can also be set as RDBVAULT_<KEY>.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Register, list, show and remove instances.
+    Instance {
+        #[command(subcommand)]
+        command: instance::InstanceCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Serve { config } => serve(config).await,
+        Command::Instance { command, client } => instance::run(command, &client).await,
+    }
+}
+
+async fn serve(file: Option<PathBuf>) -> anyhow::Result<std::process::ExitCode> {
+    let mut config = Config::load(file.as_deref())?;
+    init_tracing(config.log_format);
+    match crate::auth::bootstrap::ensure_credentials(&mut config)? {
+        crate::auth::bootstrap::Outcome::Generated(path, c) => {
+            // Printed once, to stdout (not the log), so the quickstart can copy it.
+            let listen = config.public_url(config.listen);
+            println!(
+                "First start: generated a credential, stored in {} (mode 0600).",
+                path.display()
+            );
+            println!("Use it with the CLI or a Huawei Cloud SDK:\n");
+            println!("  export RDBVAULT_ENDPOINT={listen}");
+            println!("  export RDBVAULT_AK={}", c.access_key);
+            println!(
+                "  export RDBVAULT_SK={}",
+                c.secret_key.as_deref().unwrap_or_default()
+            );
+            println!("  export RDBVAULT_PROJECT_ID={}\n", c.projects.join(","));
+        }
+        crate::auth::bootstrap::Outcome::Loaded(path) => {
+            tracing::info!(file = %path.display(), "using the credentials generated at first start");
+        }
+        crate::auth::bootstrap::Outcome::Configured => {}
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
+    crate::server::run(listener, config, crate::server::shutdown_signal()).await?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RDBVAULT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Prints the API's answer verbatim (for `--json`) or decoded and rendered by `table`.
+pub(crate) fn output<T: serde::de::DeserializeOwned>(
+    json: bool,
+    raw: &[u8],
+    table: impl FnOnce(T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", String::from_utf8_lossy(raw));
+    } else {
+        let value: T = serde_json::from_slice(raw)?;
+        println!("{}", table(value));
+    }
+    Ok(())
+}
+
+pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING)
+        .set_header(header.to_vec());
+    for row in rows {
+        t.add_row(row);
+    }
+    t.to_string()
+}

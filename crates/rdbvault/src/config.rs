@@ -1,0 +1,217 @@
+//! Server configuration: defaults, then a TOML file, then `RDBVAULT_*` variables.
+//!
+//! Every key has a default that works with nothing configured, so
+//! `rdbvault serve` alone gives a running service with its data in
+//! `./rdbvault-data`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Keys the server understands at the top level of its TOML file; anything
+/// else is reported at start so a typo does not silently fall back to a default.
+const KNOWN_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "database_url",
+    "public_url",
+    "auth",
+    "credentials",
+    "log_format",
+    "max_body_bytes",
+    "probe_timeout_ms",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading configuration: {0}")]
+    Figment(#[from] Box<figment::Error>),
+    #[error("credential {access_key}: {reason}")]
+    Credential { access_key: String, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Requests must carry a valid `SDK-HMAC-SHA256` signature.
+    Aksk,
+    /// Anonymous access; only for closed test networks.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// One access key, its secret and the projects it may act in.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CredentialConfig {
+    pub access_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub projects: Vec<String>,
+}
+
+impl std::fmt::Debug for CredentialConfig {
+    // The secret never reaches a log line, even through `{:?}` of the config.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialConfig")
+            .field("access_key", &self.access_key)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("secret_key_file", &self.secret_key_file)
+            .field("projects", &self.projects)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Where the metadata database, generated credentials and the local
+    /// object store live.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; empty means SQLite in `data_dir`.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// Base URL clients reach this service at (download links point here);
+    /// empty means `http://{listen}`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    pub auth: AuthMode,
+    #[serde(default)]
+    pub credentials: Vec<CredentialConfig>,
+    pub log_format: LogFormat,
+    /// Upper bound for a request body; API bodies are small JSON documents.
+    pub max_body_bytes: usize,
+    /// How long a status probe of a registered Redis may take.
+    pub probe_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7480)),
+            data_dir: PathBuf::from("./rdbvault-data"),
+            database_url: None,
+            public_url: None,
+            auth: AuthMode::Aksk,
+            credentials: Vec::new(),
+            log_format: LogFormat::Text,
+            max_body_bytes: 64 * 1024,
+            probe_timeout_ms: 2000,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, overlaid by the TOML file (if any), overlaid by `RDBVAULT_*`.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "configuration file {} does not exist",
+                    file.display()
+                )));
+            }
+            warn_unknown_keys(file);
+            figment = figment.merge(Toml::file(file));
+        }
+        // Only the server's own keys: the CLI's RDBVAULT_ENDPOINT/AK/SK share the prefix.
+        let env = Env::prefixed("RDBVAULT_").filter(|k| KNOWN_KEYS.iter().any(|known| k == *known));
+        figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Figment(Box::new(e)))
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) if !url.is_empty() => url.clone(),
+            _ => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("meta.db").display()
+            ),
+        }
+    }
+
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) if !url.is_empty() => url.trim_end_matches('/').to_string(),
+            _ => format!("http://{bound}"),
+        }
+    }
+}
+
+fn warn_unknown_keys(file: &Path) {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return;
+    };
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return;
+    };
+    for key in table.keys().filter(|k| !KNOWN_KEYS.contains(&k.as_str())) {
+        tracing::warn!(key = %key, file = %file.display(), "unknown configuration key ignored");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_with_nothing_configured() {
+        let c = Config::default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7480");
+        assert_eq!(c.auth, AuthMode::Aksk);
+        assert!(
+            c.database_url()
+                .starts_with("sqlite://./rdbvault-data/meta.db")
+        );
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                r#"
+                listen = "127.0.0.1:9000"
+                data_dir = "/tmp/x"
+                [[credentials]]
+                access_key = "AK1"
+                secret_key = "SK1"
+                projects = ["p1"]
+                "#,
+            )?;
+            jail.set_env("RDBVAULT_LISTEN", "127.0.0.1:9001");
+            jail.set_env("RDBVAULT_ENDPOINT", "http://ignored");
+            let c = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen.port(), 9001);
+            assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+            assert_eq!(c.credentials[0].projects, vec!["p1"]);
+            assert!(!format!("{c:?}").contains("SK1"), "secret in Debug output");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        assert!(Config::load(Some(Path::new("/nonexistent/rdbvault.toml"))).is_err());
+    }
+}

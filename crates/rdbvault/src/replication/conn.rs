@@ -1,0 +1,189 @@
+//! A connection to one Redis node: TCP or TLS, authenticated, speaking RESP.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufStream};
+use tokio::net::TcpStream;
+
+use super::resp::{self, Reply, RespError};
+use crate::meta::Secret;
+use crate::redis_addr::RedisAddr;
+
+/// What it takes to reach and log in to a node.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub addr: RedisAddr,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub tls: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("connecting to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("connecting to {0}: timed out")]
+    ConnectTimeout(String),
+    #[error("TLS handshake with {addr}: {reason}")]
+    Tls { addr: String, reason: String },
+    #[error("authentication refused: {0}")]
+    Auth(String),
+    #[error("{addr} answered {command} with an error: {message}")]
+    Command {
+        addr: String,
+        command: String,
+        message: String,
+    },
+    #[error("{addr}: {source}")]
+    Resp { addr: String, source: RespError },
+    #[error("{0}: timed out waiting for a reply")]
+    Timeout(String),
+}
+
+impl ConnError {
+    /// True when the server refused our credentials or permissions, as
+    /// opposed to a network or protocol failure.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, ConnError::Auth(_))
+            || matches!(self, ConnError::Command { message, .. } if message.starts_with("NOPERM") || message.starts_with("NOAUTH"))
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+pub struct Connection {
+    stream: BufStream<Box<dyn Io>>,
+    addr: String,
+    /// Applies to every request/reply exchange (not to streamed payloads).
+    timeout: Duration,
+}
+
+impl Connection {
+    /// Connects, and authenticates when the endpoint has credentials.
+    pub async fn open(endpoint: &Endpoint, timeout: Duration) -> Result<Connection, ConnError> {
+        let addr = endpoint.addr.to_string();
+        let tcp = tokio::time::timeout(
+            timeout,
+            TcpStream::connect((endpoint.addr.host.as_str(), endpoint.addr.port)),
+        )
+        .await
+        .map_err(|_| ConnError::ConnectTimeout(addr.clone()))?
+        .map_err(|source| ConnError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
+        // Replication streams are throughput-bound; Nagle only delays our small commands.
+        let _ = tcp.set_nodelay(true);
+        let io: Box<dyn Io> = if endpoint.tls {
+            Box::new(tls_connect(tcp, &endpoint.addr, timeout).await?)
+        } else {
+            Box::new(tcp)
+        };
+        let mut conn = Connection {
+            stream: BufStream::with_capacity(256 * 1024, 64 * 1024, io),
+            addr,
+            timeout,
+        };
+        if let Some(password) = &endpoint.password {
+            let mut args: Vec<&[u8]> = vec![b"AUTH"];
+            if let Some(user) = &endpoint.username {
+                args.push(user.as_bytes());
+            }
+            args.push(password.0.as_bytes());
+            match conn.request(&args).await? {
+                Reply::Error(e) => return Err(ConnError::Auth(e)),
+                _ => {}
+            }
+        }
+        Ok(conn)
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends a command and returns the reply as it came, errors included.
+    pub async fn request(&mut self, args: &[&[u8]]) -> Result<Reply, ConnError> {
+        let addr = self.addr.clone();
+        let resp_err = |source| ConnError::Resp {
+            addr: addr.clone(),
+            source,
+        };
+        let exchange = async {
+            self.stream
+                .write_all(&resp::encode_command(args))
+                .await
+                .map_err(|e| resp_err(e.into()))?;
+            self.stream.flush().await.map_err(|e| resp_err(e.into()))?;
+            resp::read_reply(&mut self.stream).await.map_err(resp_err)
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| ConnError::Timeout(self.addr.clone()))?
+    }
+
+    /// Like [`request`](Self::request), with a server error turned into `Err`.
+    pub async fn command(&mut self, args: &[&[u8]]) -> Result<Reply, ConnError> {
+        match self.request(args).await? {
+            Reply::Error(message) => Err(ConnError::Command {
+                addr: self.addr.clone(),
+                command: String::from_utf8_lossy(args.first().copied().unwrap_or_default())
+                    .into_owned(),
+                message,
+            }),
+            reply => Ok(reply),
+        }
+    }
+
+    /// `INFO <section>` parsed into `field -> value`.
+    pub async fn info(&mut self, section: &str) -> Result<HashMap<String, String>, ConnError> {
+        let reply = self.command(&[b"INFO", section.as_bytes()]).await?;
+        let text = reply.into_string().unwrap_or_default();
+        Ok(parse_info(&text))
+    }
+
+    pub async fn shutdown(mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+pub fn parse_info(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+async fn tls_connect(
+    tcp: TcpStream,
+    addr: &RedisAddr,
+    timeout: Duration,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnError> {
+    use tokio_rustls::rustls;
+    let err = |reason: String| ConnError::Tls {
+        addr: addr.to_string(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        let _ = roots.add(cert);
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(addr.host.clone())
+        .map_err(|e| err(format!("invalid server name: {e}")))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    tokio::time::timeout(timeout, connector.connect(name, tcp))
+        .await
+        .map_err(|_| err("timed out".into()))?
+        .map_err(|e| err(e.to_string()))
+}

@@ -1,0 +1,8 @@
+//! Talking to Redis: RESP, authenticated connections, and (next) the replica
+//! handshake that pulls an RDB snapshot.
+
+pub mod conn;
+pub mod probe;
+pub mod resp;
+
+pub use conn::{ConnError, Connection, Endpoint};

@@ -1,0 +1,73 @@
+//! `serve`: the one entry point shared by `main` and the tests.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::auth::Authenticator;
+use crate::config::{AuthMode, Config};
+use crate::meta::Meta;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Meta(#[from] crate::meta::MetaError),
+    #[error("serving HTTP: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the service on an already-bound listener until `shutdown` resolves,
+/// then drains in-flight requests. `config` must already hold its credentials
+/// (see [`crate::auth::bootstrap`]).
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let bound = listener.local_addr()?;
+    let auth = Authenticator::from_config(&config)?;
+    if auth.mode() == AuthMode::None {
+        tracing::warn!(
+            "auth = \"none\": every request is accepted without a signature; use only on a closed network"
+        );
+    }
+    std::fs::create_dir_all(&config.data_dir)?;
+    let meta = Meta::connect(&config.database_url()).await?;
+    tracing::info!(backend = ?meta.backend(), "metadata store ready");
+    let state = Arc::new(AppState {
+        public_url: config.public_url(bound),
+        auth,
+        meta: meta.clone(),
+        metrics: Arc::default(),
+        config,
+    });
+    let app = api::router(state);
+    tracing::info!(listen = %bound, "rdbvault serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    meta.close().await;
+    tracing::info!("rdbvault stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown requested; draining requests");
+}

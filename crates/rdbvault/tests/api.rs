@@ -1,0 +1,478 @@
+//! The HTTP API end to end: the real service (SQLite and PostgreSQL), real
+//! redis-server processes, requests signed as the SDK signs them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Db, OTHER_AK, OTHER_PROJECT, OTHER_SK, PROJECT, RedisServer, TestServer};
+use serde_json::json;
+
+/// Runs one scenario against both metadata backends.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Db::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Db::Postgres).await } )* }
+    };
+}
+
+both_backends!(
+    instance_lifecycle,
+    registration_is_validated,
+    authentication_and_project_scoping,
+    bad_requests_get_dcs_errors,
+    list_filters_and_pages,
+);
+
+fn register_body(name: &str, addr: &str) -> String {
+    json!({ "name": name, "mode": "single", "addrs": [addr] }).to_string()
+}
+
+async fn register(server: &TestServer, name: &str, addr: &str) -> String {
+    let r = server
+        .req("POST", &format!("/v2/{PROJECT}/rdbvault/instances"))
+        .json(&register_body(name, addr))
+        .send()
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()["instance_id"].as_str().unwrap().to_string()
+}
+
+async fn instance_lifecycle(db: Db) {
+    let redis = RedisServer::start(&[]);
+    let server = TestServer::start(db).await;
+    let id = register(&server, "cache-1", &redis.addr()).await;
+
+    let shown = server
+        .req("GET", &format!("/v2/{PROJECT}/instances/{id}"))
+        .send()
+        .await;
+    assert_eq!(shown.status, 200);
+    let v = shown.json();
+    assert_eq!(v["instance_id"], id.as_str());
+    assert_eq!(v["name"], "cache-1");
+    assert_eq!(v["engine"], "Redis");
+    assert_eq!(v["status"], "RUNNING");
+    assert_eq!(v["cache_mode"], "single");
+    assert_eq!(v["ip"], "127.0.0.1");
+    assert_eq!(v["port"], redis.port);
+    assert_eq!(v["no_password_access"], "true");
+    let version = redis.cli(&["INFO", "server"]);
+    let live = version
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .unwrap();
+    assert!(
+        live.starts_with(v["engine_version"].as_str().unwrap()),
+        "{live} vs {v}"
+    );
+    assert!(v["created_at"].as_str().unwrap().ends_with('Z'));
+
+    let list = server
+        .req("GET", &format!("/v2/{PROJECT}/instances"))
+        .send()
+        .await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.json()["instance_num"], 1);
+    assert_eq!(list.json()["instances"][0]["instance_id"], id.as_str());
+
+    // Another project sees nothing of it.
+    let other = server
+        .req("GET", &format!("/v2/{OTHER_PROJECT}/instances/{id}"))
+        .as_key(OTHER_AK, OTHER_SK);
+    let mut other = other;
+    other.project_header = Some(OTHER_PROJECT.into());
+    other.send().await.assert_error(404, "DCS.3022");
+
+    // The registration view never shows the password.
+    drop(redis);
+    let shown = server
+        .req("GET", &format!("/v2/{PROJECT}/instances/{id}"))
+        .send()
+        .await;
+    assert_eq!(
+        shown.json()["status"],
+        "ERROR",
+        "a stopped instance is reported as such"
+    );
+
+    let removed = server
+        .req("DELETE", &format!("/v2/{PROJECT}/rdbvault/instances/{id}"))
+        .send()
+        .await;
+    assert_eq!(removed.status, 204);
+    server
+        .req("GET", &format!("/v2/{PROJECT}/instances/{id}"))
+        .send()
+        .await
+        .assert_error(404, "DCS.3022");
+    server
+        .req("DELETE", &format!("/v2/{PROJECT}/rdbvault/instances/{id}"))
+        .send()
+        .await
+        .assert_error(404, "DCS.3022");
+    server.stop().await;
+}
+
+async fn registration_is_validated(db: Db) {
+    let redis = RedisServer::start(&["--requirepass", "s3cret"]);
+    let server = TestServer::start(db).await;
+    let path = format!("/v2/{PROJECT}/rdbvault/instances");
+    let post = |body: serde_json::Value| server.req("POST", &path).json(&body.to_string()).send();
+
+    // Wrong or missing password: refused at registration, nothing stored.
+    post(json!({"name": "a", "mode": "single", "addrs": [redis.addr()]}))
+        .await
+        .assert_error(400, "DCS.4920");
+    post(json!({"name": "a", "mode": "single", "addrs": [redis.addr()], "password": "nope"}))
+        .await
+        .assert_error(400, "DCS.4920");
+    // Nothing listens there.
+    let dead = format!("127.0.0.1:{}", common::free_port());
+    post(json!({"name": "a", "mode": "single", "addrs": [dead]}))
+        .await
+        .assert_error(400, "DCS.4920");
+    // Not a cluster.
+    post(json!({"name": "a", "mode": "cluster", "addrs": [redis.addr()], "password": "s3cret"}))
+        .await
+        .assert_error(400, "DCS.4921");
+
+    let ok =
+        post(json!({"name": "a", "mode": "single", "addrs": [redis.addr()], "password": "s3cret"}))
+            .await;
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    let text = String::from_utf8_lossy(&ok.body).to_string();
+    assert!(!text.contains("s3cret"), "password echoed: {text}");
+    assert_eq!(ok.json()["has_password"], true);
+    let id = ok.json()["instance_id"].as_str().unwrap().to_string();
+    let shown = server
+        .req("GET", &format!("/v2/{PROJECT}/instances/{id}"))
+        .send()
+        .await;
+    assert_eq!(
+        shown.json()["status"],
+        "RUNNING",
+        "the stored password is used"
+    );
+    assert!(!String::from_utf8_lossy(&shown.body).contains("s3cret"));
+    let reg = server
+        .req("GET", &format!("/v2/{PROJECT}/rdbvault/instances/{id}"))
+        .send()
+        .await;
+    assert!(!String::from_utf8_lossy(&reg.body).contains("s3cret"));
+
+    post(json!({"name": "a", "mode": "single", "addrs": [redis.addr()], "password": "s3cret"}))
+        .await
+        .assert_error(409, "DCS.4909");
+
+    for bad in [
+        json!({"name": "", "mode": "single", "addrs": ["127.0.0.1:1"]}),
+        json!({"name": "-x", "mode": "single", "addrs": ["127.0.0.1:1"]}),
+        json!({"name": "a b", "mode": "single", "addrs": ["127.0.0.1:1"]}),
+        json!({"name": "x".repeat(65), "mode": "single", "addrs": ["127.0.0.1:1"]}),
+        json!({"name": "b", "mode": "proxy", "addrs": ["127.0.0.1:1"]}),
+        json!({"name": "b", "mode": "single", "addrs": []}),
+        json!({"name": "b", "mode": "single", "addrs": ["127.0.0.1:1", "127.0.0.1:2"]}),
+        json!({"name": "b", "mode": "ha", "addrs": ["127.0.0.1:1", "127.0.0.1:1"]}),
+        json!({"name": "b", "mode": "single", "addrs": ["127.0.0.1"]}),
+        json!({"name": "b", "mode": "single", "addrs": ["127.0.0.1:70000"]}),
+        json!({"name": "b", "mode": "single", "addrs": [6379]}),
+        json!({"name": "b", "mode": "single", "addrs": ["127.0.0.1:1"], "user": "u"}),
+        json!({"name": "b", "mode": "single", "addrs": ["127.0.0.1:1"], "password": ""}),
+        json!({"name": "b", "mode": "single", "addrs": ["127.0.0.1:1"], "surprise": 1}),
+        json!({"mode": "single", "addrs": ["127.0.0.1:1"]}),
+        json!(["not", "an", "object"]),
+        json!(null),
+    ] {
+        let r = post(bad.clone()).await;
+        assert_eq!(
+            r.status,
+            400,
+            "{bad} accepted: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.assert_error(400, "DCS.4800");
+    }
+    let listed = server
+        .req("GET", &format!("/v2/{PROJECT}/instances"))
+        .send()
+        .await;
+    assert_eq!(
+        listed.json()["instance_num"],
+        1,
+        "refused registrations stored nothing"
+    );
+    server.stop().await;
+}
+
+async fn authentication_and_project_scoping(db: Db) {
+    let server = TestServer::start(db).await;
+    let path = format!("/v2/{PROJECT}/instances");
+    assert_eq!(server.req("GET", &path).send().await.status, 200);
+
+    let mut r = server.req("GET", &path);
+    r.sign = false;
+    r.send().await.assert_error(401, "DCS.1003");
+
+    server
+        .req("GET", &path)
+        .as_key(common::AK, "wrong-secret")
+        .send()
+        .await
+        .assert_error(401, "DCS.1001");
+    server
+        .req("GET", &path)
+        .as_key("UNKNOWNAK", common::SK)
+        .send()
+        .await
+        .assert_error(401, "DCS.1001");
+
+    let mut r = server.req("GET", &path);
+    r.date = chrono::Utc::now() - chrono::TimeDelta::minutes(16);
+    r.send().await.assert_error(401, "DCS.1002");
+    let mut r = server.req("GET", &path);
+    r.date = chrono::Utc::now() + chrono::TimeDelta::minutes(16);
+    r.send().await.assert_error(401, "DCS.1002");
+
+    // A header added after signing is ignored; a signed one changed breaks the signature.
+    let mut r = server.req("GET", &format!("{path}?limit=5"));
+    r.extra_headers.push(("x-unsigned".into(), "1".into()));
+    assert_eq!(r.send().await.status, 200);
+
+    // A valid credential for another project.
+    let mut r = server.req("GET", &format!("/v2/{OTHER_PROJECT}/instances"));
+    r.project_header = Some(OTHER_PROJECT.into());
+    r.send().await.assert_error(403, "DCS.1004");
+    // Header and path disagree.
+    let mut r = server
+        .req("GET", &format!("/v2/{OTHER_PROJECT}/instances"))
+        .as_key(OTHER_AK, OTHER_SK);
+    r.project_header = Some(PROJECT.into());
+    r.send().await.assert_error(403, "DCS.1004");
+    let mut r = server
+        .req("GET", &format!("/v2/{OTHER_PROJECT}/instances"))
+        .as_key(OTHER_AK, OTHER_SK);
+    r.project_header = Some(OTHER_PROJECT.into());
+    assert_eq!(r.send().await.status, 200);
+
+    let mut r = server.req("GET", &path);
+    r.extra_headers
+        .push(("authorization".into(), "Bearer x".into()));
+    r.sign = false;
+    r.send().await.assert_error(401, "DCS.1001");
+    server.stop().await;
+}
+
+async fn bad_requests_get_dcs_errors(db: Db) {
+    let server = TestServer::start(db).await;
+    let reg = format!("/v2/{PROJECT}/rdbvault/instances");
+
+    let mut r = server.req("POST", &reg);
+    r.content_type = Some("application/json;charset=utf-8".into());
+    r.send().await.assert_error(400, "DCS.4004");
+    server
+        .req("POST", &reg)
+        .json("{\"name\": ")
+        .send()
+        .await
+        .assert_error(400, "DCS.4005");
+    server
+        .req("POST", &reg)
+        .json("not json at all")
+        .send()
+        .await
+        .assert_error(400, "DCS.4005");
+    let mut r = server
+        .req("POST", &reg)
+        .json(&register_body("x", "127.0.0.1:1"));
+    r.content_type = Some("text/plain".into());
+    r.send().await.assert_error(415, "DCS.4915");
+    let mut r = server
+        .req("POST", &reg)
+        .json(&register_body("x", "127.0.0.1:1"));
+    r.content_type = None;
+    r.send().await.assert_error(415, "DCS.4915");
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(100_000));
+    server
+        .req("POST", &reg)
+        .json(&huge)
+        .send()
+        .await
+        .assert_error(413, "DCS.4913");
+
+    server
+        .req("GET", "/v2/nothing/here/at/all")
+        .send()
+        .await
+        .assert_error(404, "DCS.4001");
+    server
+        .req("GET", "/whatever")
+        .send()
+        .await
+        .assert_error(404, "DCS.4001");
+    server
+        .req("PUT", &format!("/v2/{PROJECT}/instances"))
+        .send()
+        .await
+        .assert_error(405, "DCS.5001");
+    server
+        .req("PATCH", &reg)
+        .send()
+        .await
+        .assert_error(405, "DCS.5001");
+
+    let mut r = server.req("GET", "/v2/bad%20project/instances");
+    r.project_header = None;
+    r.send().await.assert_error(400, "DCS.4002");
+    server
+        .req("GET", &format!("/v2/{PROJECT}/instances/not-a-uuid"))
+        .send()
+        .await
+        .assert_error(400, "DCS.4061");
+    server
+        .req(
+            "GET",
+            &format!("/v2/{PROJECT}/instances/{}", uuid::Uuid::new_v4()),
+        )
+        .send()
+        .await
+        .assert_error(404, "DCS.3022");
+    server
+        .req(
+            "DELETE",
+            &format!("/v2/{PROJECT}/rdbvault/instances/..%2F.."),
+        )
+        .send()
+        .await
+        .assert_error(400, "DCS.4061");
+
+    for q in [
+        "limit=0",
+        "limit=1001",
+        "limit=abc",
+        "limit=-1",
+        "offset=-1",
+        "offset=x",
+        "status=SLEEPING",
+        "instance_id=nope",
+        "limit=99999999999999999999999",
+    ] {
+        server
+            .req("GET", &format!("/v2/{PROJECT}/instances?{q}"))
+            .send()
+            .await
+            .assert_error(
+                400,
+                if q.starts_with("instance_id") {
+                    "DCS.4061"
+                } else {
+                    "DCS.4800"
+                },
+            );
+    }
+
+    // Health, metrics and the OpenAPI document need no signature.
+    let health = reqwest::get(format!("{}/healthz", server.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(health.headers().contains_key("x-request-id"));
+    let metrics = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"rdbvault_http_requests_total{method="GET",route="/v2/{project_id}/instances",status="400"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rdbvault_http_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    let doc: serde_json::Value = reqwest::get(format!("{}/openapi.json", server.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(doc["paths"]["/v2/{project_id}/instances/{instance_id}"]["get"].is_object());
+    assert!(doc["paths"]["/v2/{project_id}/rdbvault/instances"]["post"].is_object());
+
+    // The client's request id is kept; otherwise one is made.
+    let mut r = server.req("GET", &format!("/v2/{PROJECT}/instances"));
+    r.extra_headers
+        .push(("x-request-id".into(), "trace-me-42".into()));
+    assert_eq!(r.send().await.request_id.as_deref(), Some("trace-me-42"));
+    server.stop().await;
+}
+
+async fn list_filters_and_pages(db: Db) {
+    let redis = RedisServer::start(&[]);
+    let server = TestServer::start(db).await;
+    let mut ids = Vec::new();
+    for name in ["alpha", "beta", "alphabet"] {
+        ids.push(register(&server, name, &redis.addr()).await);
+    }
+    let get = |q: &str| {
+        server
+            .req("GET", &format!("/v2/{PROJECT}/instances?{q}"))
+            .send()
+    };
+    let names = |v: serde_json::Value| -> Vec<String> {
+        v["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(get("name=alpha").await.json()), ["alpha", "alphabet"]);
+    assert_eq!(names(get("name_equal=alpha").await.json()), ["alpha"]);
+    assert_eq!(
+        names(get(&format!("instance_id={}", ids[1])).await.json()),
+        ["beta"]
+    );
+    let page = get("limit=1&offset=1").await.json();
+    assert_eq!(page["instance_num"], 3);
+    assert_eq!(names(page), ["beta"]);
+    assert_eq!(names(get("offset=10").await.json()), Vec::<String>::new());
+    assert_eq!(get("status=RUNNING").await.json()["instance_num"], 3);
+    assert_eq!(get("status=ERROR").await.json()["instance_num"], 0);
+    assert_eq!(get("ip=10.0.0.1").await.json()["instance_num"], 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_survive_a_restart() {
+    let redis = RedisServer::start(&[]);
+    let server = TestServer::start(Db::Sqlite).await;
+    let id = register(&server, "durable", &redis.addr()).await;
+    let config = server.config.clone();
+    let dir = server.stop_keeping_data().await;
+    let again = TestServer::start_with(Db::Sqlite, |c| {
+        *c = rdbvault::config::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..config.clone()
+        };
+    })
+    .await;
+    let shown = again
+        .req("GET", &format!("/v2/{PROJECT}/instances/{id}"))
+        .send()
+        .await;
+    assert_eq!(shown.status, 200);
+    assert_eq!(shown.json()["name"], "durable");
+    again.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_none_accepts_unsigned_requests() {
+    let server =
+        TestServer::start_with(Db::Sqlite, |c| c.auth = rdbvault::config::AuthMode::None).await;
+    let mut r = server.req("GET", &format!("/v2/{PROJECT}/instances"));
+    r.sign = false;
+    assert_eq!(r.send().await.status, 200);
+    server.stop().await;
+}
