@@ -186,6 +186,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API, not ours
     fn file_then_env_override() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

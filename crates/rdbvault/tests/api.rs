@@ -78,7 +78,7 @@ async fn instance_lifecycle(db: Db) {
     // Another project sees nothing of it.
     let other = server
         .req("GET", &format!("/v2/{OTHER_PROJECT}/instances/{id}"))
-        .as_key(OTHER_AK, OTHER_SK);
+        .signed_by(OTHER_AK, OTHER_SK);
     let mut other = other;
     other.project_header = Some(OTHER_PROJECT.into());
     other.send().await.assert_error(404, "DCS.3022");
@@ -215,13 +215,13 @@ async fn authentication_and_project_scoping(db: Db) {
 
     server
         .req("GET", &path)
-        .as_key(common::AK, "wrong-secret")
+        .signed_by(common::AK, "wrong-secret")
         .send()
         .await
         .assert_error(401, "DCS.1001");
     server
         .req("GET", &path)
-        .as_key("UNKNOWNAK", common::SK)
+        .signed_by("UNKNOWNAK", common::SK)
         .send()
         .await
         .assert_error(401, "DCS.1001");
@@ -245,12 +245,12 @@ async fn authentication_and_project_scoping(db: Db) {
     // Header and path disagree.
     let mut r = server
         .req("GET", &format!("/v2/{OTHER_PROJECT}/instances"))
-        .as_key(OTHER_AK, OTHER_SK);
+        .signed_by(OTHER_AK, OTHER_SK);
     r.project_header = Some(PROJECT.into());
     r.send().await.assert_error(403, "DCS.1004");
     let mut r = server
         .req("GET", &format!("/v2/{OTHER_PROJECT}/instances"))
-        .as_key(OTHER_AK, OTHER_SK);
+        .signed_by(OTHER_AK, OTHER_SK);
     r.project_header = Some(OTHER_PROJECT.into());
     assert_eq!(r.send().await.status, 200);
 

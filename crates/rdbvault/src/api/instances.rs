@@ -394,13 +394,13 @@ fn validate_registration(
             ));
         }
     }
-    if let Some(p) = &password {
-        if p.is_empty() || p.len() > 512 || p.contains(['\r', '\n']) {
-            return Err(ApiError::invalid(
-                "password",
-                "1 to 512 characters, no line breaks",
-            ));
-        }
+    if let Some(p) = &password
+        && (p.is_empty() || p.len() > 512 || p.contains(['\r', '\n']))
+    {
+        return Err(ApiError::invalid(
+            "password",
+            "1 to 512 characters, no line breaks",
+        ));
     }
     Ok(NewInstance {
         project_id,

@@ -72,7 +72,7 @@ enum Command {
         #[command(subcommand)]
         command: instance::InstanceCommand,
         #[command(flatten)]
-        client: ClientArgs,
+        client: Box<ClientArgs>,
     },
 }
 

@@ -96,9 +96,8 @@ impl Connection {
                 args.push(user.as_bytes());
             }
             args.push(password.0.as_bytes());
-            match conn.request(&args).await? {
-                Reply::Error(e) => return Err(ConnError::Auth(e)),
-                _ => {}
+            if let Reply::Error(e) = conn.request(&args).await? {
+                return Err(ConnError::Auth(e));
             }
         }
         Ok(conn)

@@ -116,10 +116,10 @@ impl TestServer {
     async fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = reqwest::get(format!("{}/healthz", self.base)).await {
-                if r.status().is_success() {
-                    return;
-                }
+            if let Ok(r) = reqwest::get(format!("{}/healthz", self.base)).await
+                && r.status().is_success()
+            {
+                return;
             }
             assert!(Instant::now() < deadline, "server did not become healthy");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -205,7 +205,7 @@ impl Req {
         self
     }
 
-    pub fn as_key(mut self, ak: &str, sk: &str) -> Req {
+    pub fn signed_by(mut self, ak: &str, sk: &str) -> Req {
         self.ak = ak.into();
         self.sk = sk.into();
         self

@@ -1,0 +1,199 @@
+//! The real `rdbvault` binary: `serve` on first start, the client commands,
+//! graceful shutdown on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::RedisServer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rdbvault");
+
+struct Serve {
+    child: std::process::Child,
+    env: Vec<(String, String)>,
+}
+
+/// Starts `rdbvault serve` with nothing configured but a port and a data dir,
+/// and reads the credentials it prints on first start.
+fn serve(dir: &std::path::Path) -> Serve {
+    let port = common::free_port();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("RDBVAULT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RDBVAULT_DATA_DIR", dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut env = Vec::new();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if let Some(kv) = line.trim().strip_prefix("export ") {
+            let (k, v) = kv.split_once('=').unwrap();
+            env.push((k.to_string(), v.to_string()));
+        }
+        if env.len() == 4 {
+            break;
+        }
+    }
+    assert_eq!(env.len(), 4, "first start prints endpoint, AK, SK, project");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "serve did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Serve { child, env }
+}
+
+fn cli(env: &[(String, String)], args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn quickstart_with_generated_credentials() {
+    let redis = RedisServer::start(&["--requirepass", "pw-from-env"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path());
+    let creds = std::fs::metadata(dir.path().join("credentials.toml")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&creds.permissions()) & 0o777,
+        0o600
+    );
+
+    let mut env = server.env.clone();
+    env.push(("REDIS_PW".into(), "pw-from-env".into()));
+    let (ok, out, err) = cli(
+        &env,
+        &[
+            "instance",
+            "add",
+            "--name",
+            "c1",
+            "--mode",
+            "single",
+            "--addr",
+            &redis.addr(),
+            "--password-env",
+            "REDIS_PW",
+            "--json",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let added: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = added["instance_id"].as_str().unwrap().to_string();
+    assert!(!out.contains("pw-from-env"));
+
+    let (ok, out, _) = cli(&env, &["instance", "list"]);
+    assert!(ok);
+    assert!(out.contains(&id) && out.contains("RUNNING"), "{out}");
+    let (ok, out, _) = cli(&env, &["instance", "list", "--json"]);
+    assert!(ok);
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["instance_num"], 1);
+    let (ok, out, _) = cli(&env, &["instance", "show", &id, "--json"]);
+    assert!(ok);
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["cache_mode"], "single");
+
+    // Errors come back as the DCS code, with a non-zero exit.
+    let (ok, _, err) = cli(&env, &["instance", "show", "not-a-uuid"]);
+    assert!(!ok);
+    assert!(err.contains("DCS.4061"), "{err}");
+    let mut wrong = server.env.clone();
+    wrong.retain(|(k, _)| k != "RDBVAULT_SK");
+    wrong.push(("RDBVAULT_SK".into(), "wrong".into()));
+    let (ok, _, err) = cli(&wrong, &["instance", "list"]);
+    assert!(!ok);
+    assert!(err.contains("401") && err.contains("DCS.1001"), "{err}");
+
+    let (ok, out, err) = cli(&env, &["instance", "remove", &id]);
+    assert!(ok, "{out}{err}");
+    let (_, out, _) = cli(&env, &["instance", "list", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["instance_num"],
+        0
+    );
+
+    // SIGTERM: a clean exit.
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "serve ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+
+    // Second start: credentials are loaded, not printed again.
+    let port = common::free_port();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env("RDBVAULT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RDBVAULT_DATA_DIR", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = out.id().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let second = out.wait_with_output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&second.stdout).contains("RDBVAULT_SK"),
+        "secret printed twice"
+    );
+}
+
+#[test]
+fn serve_refuses_a_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "[[credentials]]\naccess_key = \"AK\"\nprojects = [\"p\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env("RDBVAULT_DATA_DIR", dir.path())
+        .env(
+            "RDBVAULT_LISTEN",
+            format!("127.0.0.1:{}", common::free_port()),
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("credential AK") && err.contains("secret_key_file"),
+        "{err}"
+    );
+}

@@ -1,0 +1,45 @@
+//! Interoperability with the official Huawei Cloud Python SDK
+//! (`pip install huaweicloudsdkdcs`): its signer and models are the judges.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{AK, Db, OTHER_PROJECT, PROJECT, RedisServer, SK, TestServer};
+
+/// Runs `tests/sdk/<script>` with the SDK against `server`; fails on any failed check.
+pub async fn run_sdk_script(script: &str, args: &[&str]) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/");
+    let out = tokio::process::Command::new("python3")
+        .arg(format!("{path}{script}"))
+        .args(args)
+        .output()
+        .await
+        .expect("python3 on PATH");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "SDK script {script} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("all SDK checks passed"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdk_lists_and_shows_instances() {
+    let redis = RedisServer::start(&[]);
+    let server = TestServer::start(Db::Sqlite).await;
+    let body = serde_json::json!({"name": "sdk-cache", "mode": "single", "addrs": [redis.addr()]});
+    let r = server
+        .req("POST", &format!("/v2/{PROJECT}/rdbvault/instances"))
+        .json(&body.to_string())
+        .send()
+        .await;
+    assert_eq!(r.status, 200);
+    let id = r.json()["instance_id"].as_str().unwrap().to_string();
+    run_sdk_script(
+        "interop.py",
+        &[&server.base, AK, SK, PROJECT, OTHER_PROJECT, &id],
+    )
+    .await;
+    server.stop().await;
+}
