@@ -3,3 +3,14 @@
 //! This crate knows the bytes of an RDB file and nothing else: it reads from
 //! any byte stream, performs no I/O of its own and has no network or storage
 //! dependency, so it can be fuzzed and reused outside rdbvault.
+
+pub mod crc64;
+mod error;
+mod head;
+mod lzf;
+mod string;
+mod verify;
+
+pub use error::RdbError;
+pub use head::{DEFAULT_AUX_LIMIT, MAX_VERSION};
+pub use verify::{Checksum, Header, Summary, Verifier};

@@ -23,6 +23,12 @@ const KNOWN_KEYS: &[&str] = &[
     "log_format",
     "max_body_bytes",
     "probe_timeout_ms",
+    "bucket",
+    "node_id",
+    "backup_workers",
+    "connect_timeout_ms",
+    "first_byte_timeout_secs",
+    "stall_timeout_secs",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +106,19 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long a status probe of a registered Redis may take.
     pub probe_timeout_ms: u64,
+    /// Bucket name reported for the local store (`bucket_name` of links).
+    pub bucket: String,
+    /// Stable id of this node; empty means generated once and kept in `data_dir/node_id`.
+    #[serde(default)]
+    pub node_id: Option<String>,
+    /// Backups (and later restores) that run at once on this node.
+    pub backup_workers: usize,
+    /// TCP connect and each request/reply exchange with Redis.
+    pub connect_timeout_ms: u64,
+    /// From the sync request to the first payload byte (a large instance's fork can take minutes).
+    pub first_byte_timeout_secs: u64,
+    /// Longest silence in the middle of a transfer.
+    pub stall_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -114,6 +133,12 @@ impl Default for Config {
             log_format: LogFormat::Text,
             max_body_bytes: 64 * 1024,
             probe_timeout_ms: 2000,
+            bucket: "rdbvault".into(),
+            node_id: None,
+            backup_workers: 2,
+            connect_timeout_ms: 5000,
+            first_byte_timeout_secs: 600,
+            stall_timeout_secs: 60,
         }
     }
 }
@@ -147,6 +172,34 @@ impl Config {
                 "sqlite://{}?mode=rwc",
                 self.data_dir.join("meta.db").display()
             ),
+        }
+    }
+
+    pub fn job_timeouts(&self) -> crate::jobs::Timeouts {
+        use std::time::Duration;
+        crate::jobs::Timeouts {
+            connect: Duration::from_millis(self.connect_timeout_ms),
+            snapshot: crate::replication::snapshot::Timeouts {
+                first_byte: Duration::from_secs(self.first_byte_timeout_secs),
+                stall: Duration::from_secs(self.stall_timeout_secs),
+            },
+        }
+    }
+
+    /// The configured node id, or the one this data dir was given at its first start.
+    pub fn node_id(&self) -> std::io::Result<String> {
+        if let Some(id) = self.node_id.as_ref().filter(|id| !id.is_empty()) {
+            return Ok(id.clone());
+        }
+        let path = self.data_dir.join("node_id");
+        match std::fs::read_to_string(&path) {
+            Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+            _ => {
+                let id = uuid::Uuid::new_v4().to_string();
+                std::fs::create_dir_all(&self.data_dir)?;
+                std::fs::write(&path, &id)?;
+                Ok(id)
+            }
         }
     }
 

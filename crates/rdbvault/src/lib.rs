@@ -6,7 +6,9 @@
 //! - [`api`]: routes, request validation, the DCS error catalogue, OpenAPI;
 //! - [`auth`]: AK/SK (`SDK-HMAC-SHA256`) verification and project scoping;
 //! - [`meta`]: instances, backups, restores, jobs in SQLite or PostgreSQL;
-//! - [`replication`]: RESP connections to Redis and (next) the replica handshake;
+//! - [`replication`]: RESP connections to Redis, node choice, the replica handshake that pulls a snapshot;
+//! - [`objects`]: streamed, verified-then-published uploads to the object store;
+//! - [`jobs`]: the worker pool that runs backups, and crash recovery;
 //! - [`cli`]: the client commands, which sign their requests like the SDK;
 //! - [`config`]: defaults, TOML file, `RDBVAULT_*` environment.
 
@@ -14,7 +16,9 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod jobs;
 pub mod meta;
+pub mod objects;
 pub mod redis_addr;
 pub mod replication;
 pub mod server;

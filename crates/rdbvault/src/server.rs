@@ -4,11 +4,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::auth::Authenticator;
 use crate::config::{AuthMode, Config};
+use crate::jobs::{self, JobContext, Workers};
 use crate::meta::Meta;
+use crate::objects::Objects;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -16,13 +19,15 @@ pub enum ServeError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Meta(#[from] crate::meta::MetaError),
+    #[error(transparent)]
+    Objects(#[from] crate::objects::ObjectError),
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
 }
 
 /// Runs the service on an already-bound listener until `shutdown` resolves,
-/// then drains in-flight requests. `config` must already hold its credentials
-/// (see [`crate::auth::bootstrap`]).
+/// then drains in-flight requests and stops the workers. `config` must
+/// already hold its credentials (see [`crate::auth::bootstrap`]).
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -38,19 +43,43 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)?;
     let meta = Meta::connect(&config.database_url()).await?;
     tracing::info!(backend = ?meta.backend(), "metadata store ready");
+    let objects = Objects::local(config.data_dir.join("objects"), config.bucket.clone())?;
+
+    let ctx = Arc::new(JobContext {
+        meta: meta.clone(),
+        objects: objects.clone(),
+        timeouts: config.job_timeouts(),
+        node_id: config.node_id()?,
+    });
+    let recovered = jobs::recover(&ctx).await?;
+    if recovered > 0 {
+        tracing::warn!(
+            count = recovered,
+            "backups interrupted by the last stop were marked failed"
+        );
+    }
+    let stop_workers = CancellationToken::new();
+    let (workers, mut worker_tasks): (Workers, _) =
+        Workers::spawn(ctx.clone(), config.backup_workers, stop_workers.clone());
+
     let state = Arc::new(AppState {
         public_url: config.public_url(bound),
         auth,
         meta: meta.clone(),
+        objects,
+        workers,
         metrics: Arc::default(),
         config,
     });
     let app = api::router(state);
-    tracing::info!(listen = %bound, "rdbvault serving");
-    axum::serve(listener, app)
+    tracing::info!(listen = %bound, node_id = %ctx.node_id, "rdbvault serving");
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    stop_workers.cancel();
+    while worker_tasks.join_next().await.is_some() {}
     meta.close().await;
+    served?;
     tracing::info!("rdbvault stopped");
     Ok(())
 }

@@ -53,6 +53,22 @@ pub enum ApiError {
     InstanceMismatch(String),
     #[error("operation not allowed in the instance's current state: {0}")]
     InstanceBusy(String),
+    #[error("invalid backup id {0:?}: expected a UUID")]
+    InvalidBackupId(String),
+    #[error("backup {0} does not exist")]
+    BackupNotFound(String),
+    #[error("backup {0} belongs to another instance")]
+    BackupOfOtherInstance(String),
+    #[error("backup {0} belongs to another project")]
+    BackupOfOtherProject(String),
+    #[error("backup_format {0} is not supported yet; use rdb")]
+    FormatNotSupported(String),
+    #[error("backup is not supported for this instance: {0}")]
+    BackupNotSupported(String),
+    #[error("instance {0} is already being backed up; wait for that backup to end")]
+    InstanceBackingUp(String),
+    #[error("deleting the backup files failed")]
+    DeleteFailed(String),
     #[error("the requested URL does not exist")]
     UnknownUrl,
     #[error("method {0} is not allowed on this URL")]
@@ -124,6 +140,34 @@ impl ApiError {
                 S::BAD_REQUEST,
                 "not allowed in the current state",
             ),
+            InvalidBackupId(_) => ("DCS.4934", S::BAD_REQUEST, "invalid backup id format"),
+            BackupNotFound(_) => ("DCS.4930", S::NOT_FOUND, "backup does not exist"),
+            BackupOfOtherInstance(_) => (
+                "DCS.4932",
+                S::NOT_FOUND,
+                "backup belongs to another instance",
+            ),
+            BackupOfOtherProject(_) => (
+                "DCS.4933",
+                S::NOT_FOUND,
+                "backup belongs to another project",
+            ),
+            FormatNotSupported(_) => (
+                "DCS.4931",
+                S::BAD_REQUEST,
+                "backup format not supported yet",
+            ),
+            BackupNotSupported(_) => (
+                "DCS.4095",
+                S::BAD_REQUEST,
+                "backup not supported for this instance",
+            ),
+            InstanceBackingUp(_) => ("DCS.4096", S::BAD_REQUEST, "instance is already backing up"),
+            DeleteFailed(_) => (
+                "DCS.4101",
+                S::INTERNAL_SERVER_ERROR,
+                "deleting the backup files failed",
+            ),
             UnknownUrl => ("DCS.4001", S::NOT_FOUND, "requested URL does not exist"),
             MethodNotAllowed(_) => ("DCS.5001", S::METHOD_NOT_ALLOWED, "method not allowed"),
             Unauthenticated(AuthError::Missing) => {
@@ -169,6 +213,14 @@ impl ApiError {
             InstanceUnreachable(s()),
             InstanceMismatch(s()),
             InstanceBusy(s()),
+            InvalidBackupId(s()),
+            BackupNotFound(s()),
+            BackupOfOtherInstance(s()),
+            BackupOfOtherProject(s()),
+            FormatNotSupported(s()),
+            BackupNotSupported(s()),
+            InstanceBackingUp(s()),
+            DeleteFailed(s()),
             UnknownUrl,
             MethodNotAllowed(s()),
             Unauthenticated(AuthError::Missing),
@@ -190,6 +242,7 @@ impl ApiError {
     pub fn body(&self) -> ErrorBody {
         let msg = match self {
             ApiError::Internal(_) => "Internal service error.".to_string(),
+            ApiError::DeleteFailed(_) => "Deleting the backup files failed; try again.".to_string(),
             other => other.to_string(),
         };
         ErrorBody {

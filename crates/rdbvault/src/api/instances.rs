@@ -153,7 +153,7 @@ pub struct ListInstancesQuery {
     pub ip: Option<String>,
 }
 
-fn dcs_time(t: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn dcs_time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 

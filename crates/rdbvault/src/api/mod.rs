@@ -3,6 +3,7 @@
 //! Handlers validate their input and call `meta` / `replication`; they
 //! never hold SQL or storage logic of their own.
 
+pub mod backups;
 pub mod error;
 pub mod extract;
 pub mod instances;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub config: Config,
     pub meta: Meta,
     pub auth: Authenticator,
+    pub objects: crate::objects::Objects,
+    pub workers: crate::jobs::Workers,
     pub metrics: Arc<metrics::Metrics>,
     /// Base URL of this service as clients reach it.
     pub public_url: String,
@@ -50,6 +53,7 @@ pub type SharedState = Arc<AppState>;
 pub fn router(state: SharedState) -> Router {
     let dcs = Router::new()
         .merge(instances::routes())
+        .merge(backups::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
 
     Router::new()

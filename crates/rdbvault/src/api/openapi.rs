@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
-use super::{error, instances};
+use super::{backups, error, instances};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,12 +20,16 @@ use super::{error, instances};
         instances::register_instance,
         instances::show_registration,
         instances::remove_instance,
+        backups::create_backup,
+        backups::list_backups,
+        backups::delete_backup,
     ),
     components(schemas(error::ErrorBody)),
     modifiers(&Security),
     security(("sdk_hmac_sha256" = [])),
     tags(
         (name = "instances", description = "DCS instance reads"),
+        (name = "backups", description = "DCS backup records"),
         (name = "rdbvault", description = "rdbvault's own extensions: registering existing Redis deployments"),
     )
 )]

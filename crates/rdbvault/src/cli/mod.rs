@@ -1,6 +1,7 @@
 //! The `rdbvault` command line: `serve`, and client commands that call the
 //! HTTP API (signed like the SDK) and print tables, or the API's JSON with `--json`.
 
+mod backup;
 pub mod client;
 mod instance;
 
@@ -67,6 +68,13 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Create, list and delete backups.
+    Backup {
+        #[command(subcommand)]
+        command: backup::BackupCommand,
+        #[command(flatten)]
+        client: Box<ClientArgs>,
+    },
     /// Register, list, show and remove instances.
     Instance {
         #[command(subcommand)]
@@ -101,6 +109,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Serve { config } => serve(config).await,
         Command::Instance { command, client } => instance::run(command, &client).await,
+        Command::Backup { command, client } => backup::run(command, &client).await,
     }
 }
 

@@ -5,8 +5,10 @@
 //! (`migrations/`), so every query is written once; SQLite accepts the `$N`
 //! placeholders PostgreSQL needs.
 
+mod backups;
 mod instances;
 
+pub use backups::{Backup, BackupFile, BackupStatus, Job, NewBackup};
 pub use instances::{Instance, InstanceFilter, Mode, NewInstance, Secret};
 
 use std::str::FromStr;

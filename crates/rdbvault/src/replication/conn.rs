@@ -54,7 +54,7 @@ impl ConnError {
     }
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 pub struct Connection {
@@ -125,6 +125,25 @@ impl Connection {
         tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| ConnError::Timeout(self.addr.clone()))?
+    }
+
+    /// Sends a command whose answer is not a reply (`SYNC` answers with the payload).
+    pub async fn send_only(&mut self, args: &[&[u8]]) -> Result<(), ConnError> {
+        let addr = self.addr.clone();
+        let io = |e: std::io::Error| ConnError::Resp {
+            addr: addr.clone(),
+            source: e.into(),
+        };
+        self.stream
+            .write_all(&resp::encode_command(args))
+            .await
+            .map_err(io)?;
+        self.stream.flush().await.map_err(io)
+    }
+
+    /// The buffered stream, for reading a replication payload directly.
+    pub(crate) fn stream_mut(&mut self) -> &mut BufStream<Box<dyn Io>> {
+        &mut self.stream
     }
 
     /// Like [`request`](Self::request), with a server error turned into `Err`.

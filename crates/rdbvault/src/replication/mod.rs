@@ -4,5 +4,7 @@
 pub mod conn;
 pub mod probe;
 pub mod resp;
+pub mod snapshot;
+pub mod source;
 
 pub use conn::{ConnError, Connection, Endpoint};

@@ -317,6 +317,7 @@ pub struct RedisServer {
     pub port: u16,
     pub dir: tempfile::TempDir,
     child: Child,
+    extra_dir: Option<tempfile::TempDir>,
 }
 
 impl RedisServer {
@@ -350,7 +351,12 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server on PATH");
-        let server = RedisServer { port, dir, child };
+        let server = RedisServer {
+            port,
+            dir,
+            child,
+            extra_dir: None,
+        };
         server.wait_ready();
         server
     }
@@ -384,11 +390,266 @@ impl RedisServer {
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
+
+    /// Kills the server at once (SIGKILL).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl TestServer {
+    /// Registers an instance (without the live check when `verify` is false).
+    pub async fn register(&self, body: serde_json::Value) -> String {
+        let r = self
+            .req("POST", &format!("/v2/{PROJECT}/rdbvault/instances"))
+            .json(&body.to_string())
+            .send()
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.json()["instance_id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn register_single(&self, addr: &str) -> String {
+        let name = format!("i{}", uuid::Uuid::new_v4().simple());
+        self.register(serde_json::json!({"name": name, "mode": "single", "addrs": [addr]}))
+            .await
+    }
+
+    /// Starts a backup and returns its id.
+    pub async fn start_backup(&self, instance: &str) -> String {
+        let r = self
+            .req(
+                "POST",
+                &format!("/v2/{PROJECT}/instances/{instance}/backups"),
+            )
+            .json(r#"{"remark": "test", "backup_format": "rdb"}"#)
+            .send()
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.json()["backup_id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn backup_record(&self, instance: &str, backup: &str) -> serde_json::Value {
+        let r = self
+            .req(
+                "GET",
+                &format!("/v2/{PROJECT}/instances/{instance}/backups?limit=1000"),
+            )
+            .send()
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.json()["backup_record_response"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["backup_id"] == backup)
+            .cloned()
+            .unwrap_or_else(|| panic!("backup {backup} not listed"))
+    }
+
+    /// Polls until the backup is in one of `statuses`.
+    pub async fn wait_backup_status(
+        &self,
+        instance: &str,
+        backup: &str,
+        statuses: &[&str],
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let record = self.backup_record(instance, backup).await;
+            if statuses.iter().any(|s| record["status"] == *s) {
+                return record;
+            }
+            assert!(Instant::now() < deadline, "backup stuck: {record}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits for the backup to end (succeed or failed).
+    pub async fn wait_backup(&self, instance: &str, backup: &str) -> serde_json::Value {
+        self.wait_backup_status(instance, backup, &["succeed", "failed", "deleted"])
+            .await
+    }
+
+    /// Files stored for a backup in the local object store (staging files included).
+    pub fn stored_files(&self, instance: &str, backup: &str) -> Vec<PathBuf> {
+        stored_files(self.dir.path(), instance, backup)
+    }
+}
+
+pub fn stored_files(data_dir: &std::path::Path, instance: &str, backup: &str) -> Vec<PathBuf> {
+    let dir = data_dir.join("objects").join(instance).join(backup);
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    files
+}
+
+/// Every file under a directory, recursively.
+pub fn all_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(all_files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+impl RedisServer {
+    /// A connection through rdbvault's own client, for binary-safe commands.
+    pub async fn conn(&self) -> rdbvault::replication::Connection {
+        let endpoint = rdbvault::replication::Endpoint {
+            addr: self.addr().parse().unwrap(),
+            username: None,
+            password: None,
+            tls: false,
+        };
+        rdbvault::replication::Connection::open(&endpoint, Duration::from_secs(5))
+            .await
+            .unwrap()
+    }
+
+    pub async fn digest(&self) -> String {
+        let mut c = self.conn().await;
+        let r = c.command(&[b"DEBUG", b"DIGEST"]).await.unwrap();
+        r.into_string().unwrap()
+    }
+
+    /// Makes every snapshot slow (microseconds per key), to catch a transfer mid-way.
+    pub fn slow_snapshots(&self, keys: u32, micros_per_key: u32) {
+        assert_eq!(
+            self.cli(&["DEBUG", "POPULATE", &keys.to_string(), "slow", "100"]),
+            "OK"
+        );
+        assert_eq!(
+            self.cli(&[
+                "CONFIG",
+                "SET",
+                "rdb-key-save-delay",
+                &micros_per_key.to_string()
+            ]),
+            "OK"
+        );
+    }
+
+    /// Starts a fresh redis-server that loads `rdb` at start.
+    pub fn load(rdb: &std::path::Path) -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(rdb, dir.path().join("dump.rdb")).unwrap();
+        let dir_str = dir.path().display().to_string();
+        let mut server = RedisServer::start(&["--dir", &dir_str, "--dbfilename", "dump.rdb"]);
+        // Keep the loaded dir alive with the server.
+        server.extra_dir = Some(dir);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while server.cli(&["INFO", "persistence"]).contains("loading:1") {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+}
+
+/// Writes every type in small and large encodings, TTLs, binary keys and
+/// values, in several databases.
+pub async fn fill_all_types(redis: &RedisServer) {
+    let mut c = redis.conn().await;
+    for db in [b"0".as_slice(), b"1", b"5"] {
+        c.command(&[b"SELECT", db]).await.unwrap();
+        c.command(&[b"SET", b"str:small", b"hello"]).await.unwrap();
+        c.command(&[b"SET", b"str:int", b"1234567"]).await.unwrap();
+        c.command(&[b"SET", b"str:big", &vec![b'x'; 100_000]])
+            .await
+            .unwrap();
+        c.command(&[b"SET", b"\x00bin\xffkey\r\n", b"\x00\x01\x02\xfe\xff"])
+            .await
+            .unwrap();
+        c.command(&[b"SET", b"str:ttl", b"v", b"EX", b"100000"])
+            .await
+            .unwrap();
+        c.command(&[b"SET", b"str:pttl", b"v", b"PX", b"99999999"])
+            .await
+            .unwrap();
+        c.command(&[b"RPUSH", b"list:small", b"a", b"b", b"c"])
+            .await
+            .unwrap();
+        c.command(&[b"SADD", b"set:int", b"1", b"2", b"3"])
+            .await
+            .unwrap();
+        c.command(&[b"SADD", b"set:small", b"a", b"b"])
+            .await
+            .unwrap();
+        c.command(&[b"ZADD", b"zset:small", b"1.5", b"a", b"-2", b"b"])
+            .await
+            .unwrap();
+        c.command(&[b"HSET", b"hash:small", b"f1", b"v1", b"f2", b"v2"])
+            .await
+            .unwrap();
+        for i in 0..300u32 {
+            let m = format!("member-{i}-{}", "y".repeat(70));
+            let s = i.to_string();
+            c.command(&[b"RPUSH", b"list:big", m.as_bytes()])
+                .await
+                .unwrap();
+            c.command(&[b"SADD", b"set:big", m.as_bytes()])
+                .await
+                .unwrap();
+            c.command(&[b"ZADD", b"zset:big", s.as_bytes(), m.as_bytes()])
+                .await
+                .unwrap();
+            c.command(&[b"HSET", b"hash:big", m.as_bytes(), s.as_bytes()])
+                .await
+                .unwrap();
+            c.command(&[b"XADD", b"stream", b"*", b"n", s.as_bytes()])
+                .await
+                .unwrap();
+        }
+        c.command(&[b"EXPIRE", b"hash:big", b"100000"])
+            .await
+            .unwrap();
+        c.command(&[b"XGROUP", b"CREATE", b"stream", b"g1", b"0"])
+            .await
+            .unwrap();
+        c.command(&[
+            b"XREADGROUP",
+            b"GROUP",
+            b"g1",
+            b"alice",
+            b"COUNT",
+            b"5",
+            b"STREAMS",
+            b"stream",
+            b">",
+        ])
+        .await
+        .unwrap();
+        c.command(&[
+            b"XREADGROUP",
+            b"GROUP",
+            b"g1",
+            b"bob",
+            b"COUNT",
+            b"3",
+            b"STREAMS",
+            b"stream",
+            b">",
+        ])
+        .await
+        .unwrap();
     }
 }

@@ -1,0 +1,508 @@
+//! Backups, their files, and the backup jobs that run them.
+//!
+//! Status moves only forward: `waiting → backuping → succeed | failed`, and
+//! `deleted` from anywhere. Every transition is a conditional UPDATE on the
+//! expected current status, so a worker finishing a backup that was deleted
+//! meanwhile cannot resurrect it.
+
+use chrono::{DateTime, Utc};
+
+use super::{Meta, MetaError, Result, from_ms, map_unique, now_ms};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupStatus {
+    Waiting,
+    Backuping,
+    Succeed,
+    Failed,
+    Expired,
+    Deleted,
+}
+
+impl BackupStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupStatus::Waiting => "waiting",
+            BackupStatus::Backuping => "backuping",
+            BackupStatus::Succeed => "succeed",
+            BackupStatus::Failed => "failed",
+            BackupStatus::Expired => "expired",
+            BackupStatus::Deleted => "deleted",
+        }
+    }
+
+    fn parse(s: &str) -> Option<BackupStatus> {
+        Some(match s {
+            "waiting" => BackupStatus::Waiting,
+            "backuping" => BackupStatus::Backuping,
+            "succeed" => BackupStatus::Succeed,
+            "failed" => BackupStatus::Failed,
+            "expired" => BackupStatus::Expired,
+            "deleted" => BackupStatus::Deleted,
+            _ => return None,
+        })
+    }
+
+    pub fn is_active(self) -> bool {
+        matches!(self, BackupStatus::Waiting | BackupStatus::Backuping)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Backup {
+    pub id: String,
+    pub instance_id: String,
+    pub project_id: String,
+    pub name: String,
+    pub backup_type: String,
+    pub backup_format: String,
+    pub status: BackupStatus,
+    pub remark: Option<String>,
+    pub bytes_done: i64,
+    pub bytes_total: Option<i64>,
+    pub size: i64,
+    pub error_code: Option<String>,
+    pub error_msg: Option<String>,
+    pub source_node: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Backup {
+    /// DCS `progress`: a percentage with two decimals, as text.
+    pub fn progress(&self) -> String {
+        let pct = match self.status {
+            BackupStatus::Succeed => 100.0,
+            BackupStatus::Waiting => 0.0,
+            _ => match self.bytes_total {
+                Some(total) if total > 0 => {
+                    (self.bytes_done as f64 / total as f64 * 100.0).min(99.99)
+                }
+                _ => 0.0,
+            },
+        };
+        format!("{pct:.2}")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BackupFile {
+    pub backup_id: String,
+    pub file_name: String,
+    pub object_key: String,
+    pub slots: Option<String>,
+    pub source_addr: String,
+    pub size: i64,
+    pub sha256: Option<String>,
+    pub rdb_version: Option<i64>,
+    pub redis_version: Option<String>,
+    pub status: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewBackup {
+    pub instance_id: String,
+    pub project_id: String,
+    pub backup_type: String,
+    pub backup_format: String,
+    pub remark: Option<String>,
+}
+
+/// A claimed job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub kind: String,
+    pub target_id: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: String,
+    instance_id: String,
+    project_id: String,
+    name: String,
+    backup_type: String,
+    backup_format: String,
+    status: String,
+    remark: Option<String>,
+    bytes_done: i64,
+    bytes_total: Option<i64>,
+    size: i64,
+    error_code: Option<String>,
+    error_msg: Option<String>,
+    source_node: Option<String>,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    updated_at: i64,
+}
+
+impl TryFrom<Row> for Backup {
+    type Error = MetaError;
+    fn try_from(r: Row) -> Result<Backup> {
+        let status = BackupStatus::parse(&r.status)
+            .ok_or_else(|| MetaError::Corrupt(format!("backup {}: status {:?}", r.id, r.status)))?;
+        Ok(Backup {
+            status,
+            created_at: from_ms(r.created_at),
+            started_at: r.started_at.map(from_ms),
+            finished_at: r.finished_at.map(from_ms),
+            updated_at: from_ms(r.updated_at),
+            id: r.id,
+            instance_id: r.instance_id,
+            project_id: r.project_id,
+            name: r.name,
+            backup_type: r.backup_type,
+            backup_format: r.backup_format,
+            remark: r.remark,
+            bytes_done: r.bytes_done,
+            bytes_total: r.bytes_total,
+            size: r.size,
+            error_code: r.error_code,
+            error_msg: r.error_msg,
+            source_node: r.source_node,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct FileRow {
+    backup_id: String,
+    file_name: String,
+    object_key: String,
+    slots: Option<String>,
+    source_addr: String,
+    size: i64,
+    sha256: Option<String>,
+    rdb_version: Option<i64>,
+    redis_version: Option<String>,
+    status: String,
+}
+
+const COLUMNS: &str = "id, instance_id, project_id, name, backup_type, backup_format, status, remark, \
+    bytes_done, bytes_total, size, error_code, error_msg, source_node, created_at, started_at, \
+    finished_at, updated_at";
+
+impl Meta {
+    /// Records a new backup as `waiting` and queues its job, atomically.
+    /// `Conflict` when the instance already has a waiting or running backup.
+    pub async fn create_backup(&self, new: NewBackup) -> Result<Backup> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
+        let name = format!("backup_{}", from_ms(now).format("%Y%m%d%H%M%S"));
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO backups (id, instance_id, project_id, name, backup_type, backup_format, status, \
+             remark, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'waiting', $7, $8, $8)",
+        )
+        .bind(&id)
+        .bind(&new.instance_id)
+        .bind(&new.project_id)
+        .bind(&name)
+        .bind(&new.backup_type)
+        .bind(&new.backup_format)
+        .bind(new.remark.as_deref())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_unique)?;
+        sqlx::query(
+            "INSERT INTO jobs (id, kind, target_id, state, created_at, updated_at) \
+             VALUES ($1, 'backup', $2, 'queued', $3, $3)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(&id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.get_backup_by_id(&id)
+            .await?
+            .ok_or_else(|| MetaError::Corrupt("backup vanished".into()))
+    }
+
+    pub async fn get_backup_by_id(&self, id: &str) -> Result<Option<Backup>> {
+        let sql = format!("SELECT {COLUMNS} FROM backups WHERE id = $1");
+        let row: Option<Row> = sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(Backup::try_from).transpose()
+    }
+
+    /// Backups of an instance created in `[begin, end]`, newest first, and their total.
+    pub async fn list_backups(
+        &self,
+        instance_id: &str,
+        begin: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<Backup>)> {
+        let begin = begin.map_or(i64::MIN, |t| t.timestamp_millis());
+        let end = end.map_or(i64::MAX, |t| t.timestamp_millis());
+        let where_ = "WHERE instance_id = $1 AND created_at >= $2 AND created_at <= $3";
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM backups {where_}"))
+            .bind(instance_id)
+            .bind(begin)
+            .bind(end)
+            .fetch_one(self.pool())
+            .await?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM backups {where_} ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
+        );
+        let rows: Vec<Row> = sqlx::query_as(&sql)
+            .bind(instance_id)
+            .bind(begin)
+            .bind(end)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .fetch_all(self.pool())
+            .await?;
+        let backups = rows
+            .into_iter()
+            .map(Backup::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        Ok((usize::try_from(total).unwrap_or(0), backups))
+    }
+
+    /// Takes the oldest queued job for `owner`, if any. Safe against other
+    /// nodes claiming the same job: only one UPDATE sees it still queued.
+    pub async fn claim_job(&self, owner: &str) -> Result<Option<Job>> {
+        loop {
+            let candidate: Option<(String, String, String)> = sqlx::query_as(
+                "SELECT id, kind, target_id FROM jobs WHERE state = 'queued' ORDER BY created_at, id LIMIT 1",
+            )
+            .fetch_optional(self.pool())
+            .await?;
+            let Some((id, kind, target_id)) = candidate else {
+                return Ok(None);
+            };
+            let now = now_ms();
+            let claimed = sqlx::query(
+                "UPDATE jobs SET state = 'running', owner = $1, heartbeat_at = $2, updated_at = $2, \
+                 attempts = attempts + 1 WHERE id = $3 AND state = 'queued'",
+            )
+            .bind(owner)
+            .bind(now)
+            .bind(&id)
+            .execute(self.pool())
+            .await?;
+            if claimed.rows_affected() == 1 {
+                return Ok(Some(Job {
+                    id,
+                    kind,
+                    target_id,
+                }));
+            }
+        }
+    }
+
+    pub async fn finish_job(&self, job_id: &str, state: &str) -> Result<()> {
+        sqlx::query("UPDATE jobs SET state = $1, updated_at = $2 WHERE id = $3")
+            .bind(state)
+            .bind(now_ms())
+            .bind(job_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Keeps the job visibly alive for other nodes' crash detection.
+    pub async fn heartbeat_job(&self, job_id: &str) -> Result<()> {
+        let now = now_ms();
+        sqlx::query("UPDATE jobs SET heartbeat_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(job_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// `waiting → backuping`; false when the backup is no longer waiting (deleted).
+    pub async fn start_backup(
+        &self,
+        id: &str,
+        source_node: &str,
+        bytes_total: Option<i64>,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE backups SET status = 'backuping', source_node = $1, bytes_total = $2, started_at = $3, \
+             updated_at = $3 WHERE id = $4 AND status = 'waiting'",
+        )
+        .bind(source_node)
+        .bind(bytes_total)
+        .bind(now)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn set_backup_progress(
+        &self,
+        id: &str,
+        bytes_done: i64,
+        bytes_total: Option<i64>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE backups SET bytes_done = $1, bytes_total = COALESCE($2, bytes_total), updated_at = $3 \
+             WHERE id = $4 AND status = 'backuping'",
+        )
+        .bind(bytes_done)
+        .bind(bytes_total)
+        .bind(now_ms())
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Records a stored, verified file of a backup.
+    pub async fn add_backup_file(&self, f: &BackupFile) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO backup_files (backup_id, file_name, object_key, slots, source_addr, size, sha256, \
+             rdb_version, redis_version, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&f.backup_id)
+        .bind(&f.file_name)
+        .bind(&f.object_key)
+        .bind(f.slots.as_deref())
+        .bind(&f.source_addr)
+        .bind(f.size)
+        .bind(f.sha256.as_deref())
+        .bind(f.rdb_version)
+        .bind(f.redis_version.as_deref())
+        .bind(&f.status)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await
+        .map_err(map_unique)?;
+        Ok(())
+    }
+
+    pub async fn backup_files(&self, backup_id: &str) -> Result<Vec<BackupFile>> {
+        let rows: Vec<FileRow> = sqlx::query_as(
+            "SELECT backup_id, file_name, object_key, slots, source_addr, size, sha256, rdb_version, \
+             redis_version, status FROM backup_files WHERE backup_id = $1 ORDER BY file_name",
+        )
+        .bind(backup_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| BackupFile {
+                backup_id: r.backup_id,
+                file_name: r.file_name,
+                object_key: r.object_key,
+                slots: r.slots,
+                source_addr: r.source_addr,
+                size: r.size,
+                sha256: r.sha256,
+                rdb_version: r.rdb_version,
+                redis_version: r.redis_version,
+                status: r.status,
+            })
+            .collect())
+    }
+
+    /// `backuping → succeed`; false when the backup was deleted meanwhile.
+    pub async fn succeed_backup(&self, id: &str, size: i64) -> Result<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE backups SET status = 'succeed', size = $1, bytes_done = $1, finished_at = $2, updated_at = $2 \
+             WHERE id = $3 AND status = 'backuping'",
+        )
+        .bind(size)
+        .bind(now)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// `waiting | backuping → failed`, with the reason.
+    pub async fn fail_backup(&self, id: &str, code: &str, msg: &str) -> Result<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE backups SET status = 'failed', error_code = $1, error_msg = $2, finished_at = $3, \
+             updated_at = $3 WHERE id = $4 AND status IN ('waiting', 'backuping')",
+        )
+        .bind(code)
+        .bind(msg)
+        .bind(now)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks a backup deleted (its files are removed by the caller) and
+    /// returns the status it had; `None` when it was already deleted.
+    pub async fn mark_backup_deleted(&self, id: &str) -> Result<Option<BackupStatus>> {
+        let Some(before) = self.get_backup_by_id(id).await? else {
+            return Ok(None);
+        };
+        if before.status == BackupStatus::Deleted {
+            return Ok(None);
+        }
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE backups SET status = 'deleted', updated_at = $1, finished_at = COALESCE(finished_at, $1) \
+             WHERE id = $2 AND status = $3",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(before.status.as_str())
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            // The status moved under us (a worker finished); decide again.
+            return Box::pin(self.mark_backup_deleted(id)).await;
+        }
+        sqlx::query("UPDATE backup_files SET status = 'deleted' WHERE backup_id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        sqlx::query("UPDATE jobs SET state = 'cancelled', updated_at = $1 WHERE target_id = $2 AND state = 'queued'")
+            .bind(now)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(Some(before.status))
+    }
+
+    /// Backups whose job was running on `owner` (this node, before a crash
+    /// or kill) or on a node whose heartbeat stopped before `stale_before`:
+    /// marked failed with `code`, their jobs failed. Returns them so the
+    /// caller removes their partial objects.
+    pub async fn fail_orphaned_backups(
+        &self,
+        owner: &str,
+        stale_before: DateTime<Utc>,
+        code: &str,
+        msg: &str,
+    ) -> Result<Vec<Backup>> {
+        let orphans: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, target_id FROM jobs WHERE kind = 'backup' AND state = 'running' \
+             AND (owner = $1 OR heartbeat_at < $2)",
+        )
+        .bind(owner)
+        .bind(stale_before.timestamp_millis())
+        .fetch_all(self.pool())
+        .await?;
+        let mut failed = Vec::new();
+        for (job_id, backup_id) in orphans {
+            self.fail_backup(&backup_id, code, msg).await?;
+            self.finish_job(&job_id, "failed").await?;
+            if let Some(b) = self.get_backup_by_id(&backup_id).await? {
+                failed.push(b);
+            }
+        }
+        Ok(failed)
+    }
+}

@@ -1,0 +1,340 @@
+//! Pulling an RDB snapshot the way a replica does.
+//!
+//! `REPLCONF capa eof capa psync2` (we can read diskless transfers),
+//! `REPLCONF rdb-only 1` where the server knows it (Redis 7+: the master then
+//! keeps no replication buffer for us, so a long transfer cannot push it
+//! towards its output-buffer limits), then `PSYNC ? -1` (or `SYNC` for servers
+//! that refuse it). The payload comes in one of two forms: `$<len>\r\n` and
+//! exactly that many bytes (disk-based), or `$EOF:<40-byte mark>\r\n` and bytes
+//! until the mark (diskless). Before it, the master sends bare `\n` keep-alives
+//! while it forks; they are skipped.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+
+use super::conn::{ConnError, Connection};
+use super::resp::{self, Reply, RespError};
+
+const EOF_MARK_LEN: usize = 40;
+/// Size of the reads from the socket; large enough to keep syscalls cheap,
+/// small enough that a few in flight stay far below the memory bound.
+const CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// From the sync command to the first payload byte: the master forks and,
+    /// for disk-based transfers, writes the whole file first.
+    pub first_byte: Duration,
+    /// Longest silence in the middle of a transfer.
+    pub stall: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    #[error("{addr} refused to replicate: {message}")]
+    Refused { addr: String, message: String },
+    #[error("{0}: no payload within the first-byte timeout (the fork may still be running)")]
+    FirstByteTimeout(String),
+    #[error("{0}: the transfer stalled")]
+    Stalled(String),
+    #[error("{addr}: the connection closed after {received} bytes of the payload")]
+    Closed { addr: String, received: u64 },
+    #[error("{addr}: protocol error: {reason}")]
+    Protocol { addr: String, reason: String },
+    #[error("{addr}: {source}")]
+    Io {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// Disk-based: the length is announced.
+    Sized(u64),
+    /// Diskless: bytes run until this mark.
+    EofMarked([u8; EOF_MARK_LEN]),
+}
+
+/// A snapshot under way: call [`next_chunk`](Transfer::next_chunk) until it returns `None`.
+pub struct Transfer {
+    conn: Connection,
+    pub payload: Payload,
+    /// `replid` and offset of `+FULLRESYNC`; empty for `SYNC`.
+    pub replid: String,
+    pub offset: i64,
+    received: u64,
+    eof: EofScanner,
+    done: bool,
+    stall: Duration,
+}
+
+/// Sends the handshake and waits for the payload header.
+pub async fn start(mut conn: Connection, timeouts: Timeouts) -> Result<Transfer, SnapshotError> {
+    let addr = conn.addr().to_string();
+    // Old servers answer these with an error; that only means no diskless/psync2.
+    check_permission(
+        conn.request(&[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"])
+            .await?,
+        &addr,
+    )?;
+    check_permission(
+        conn.request(&[b"REPLCONF", b"rdb-only", b"1"]).await?,
+        &addr,
+    )?;
+
+    let (replid, offset) = match conn.request(&[b"PSYNC", b"?", b"-1"]).await? {
+        Reply::Simple(line) if line.starts_with("FULLRESYNC") => parse_fullresync(&line, &addr)?,
+        Reply::Error(e) if e.starts_with("NOPERM") || e.starts_with("NOAUTH") => {
+            return Err(ConnError::Auth(e).into());
+        }
+        Reply::Error(e) if e.contains("unknown command") => {
+            // Pre-2.8 servers: SYNC answers with the payload directly.
+            conn.send_only(&[b"SYNC"]).await?;
+            (String::new(), -1)
+        }
+        Reply::Error(e) => return Err(SnapshotError::Refused { addr, message: e }),
+        other => {
+            return Err(SnapshotError::Protocol {
+                addr,
+                reason: format!("unexpected answer to PSYNC: {other:?}"),
+            });
+        }
+    };
+
+    let payload = tokio::time::timeout(timeouts.first_byte, read_payload_header(&mut conn))
+        .await
+        .map_err(|_| SnapshotError::FirstByteTimeout(addr.clone()))??;
+    Ok(Transfer {
+        conn,
+        payload,
+        replid,
+        offset,
+        received: 0,
+        eof: EofScanner::default(),
+        done: false,
+        stall: timeouts.stall,
+    })
+}
+
+fn check_permission(reply: Reply, _addr: &str) -> Result<(), SnapshotError> {
+    match reply {
+        Reply::Error(e) if e.starts_with("NOPERM") || e.starts_with("NOAUTH") => {
+            Err(ConnError::Auth(e).into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn parse_fullresync(line: &str, addr: &str) -> Result<(String, i64), SnapshotError> {
+    let mut parts = line.split(' ').skip(1);
+    let replid = parts.next().unwrap_or_default().to_string();
+    let offset = parts.next().and_then(|o| o.parse().ok());
+    match offset {
+        Some(offset) if replid.len() == 40 => Ok((replid, offset)),
+        _ => Err(SnapshotError::Protocol {
+            addr: addr.into(),
+            reason: format!("malformed {line:?}"),
+        }),
+    }
+}
+
+async fn read_payload_header(conn: &mut Connection) -> Result<Payload, SnapshotError> {
+    let addr = conn.addr().to_string();
+    let stream = conn.stream_mut();
+    loop {
+        // Keep-alive newlines come one by one while the master forks.
+        let buf = stream
+            .fill_buf()
+            .await
+            .map_err(|source| SnapshotError::Io {
+                addr: addr.clone(),
+                source,
+            })?;
+        match buf.first() {
+            None => return Err(SnapshotError::Closed { addr, received: 0 }),
+            Some(b'\n') => stream.consume(1),
+            Some(b'$') => break,
+            Some(b'-') => {
+                let line = resp::read_line(stream)
+                    .await
+                    .map_err(|e| resp_error(&addr, e))?;
+                return Err(SnapshotError::Refused {
+                    addr,
+                    message: String::from_utf8_lossy(&line[1..]).into_owned(),
+                });
+            }
+            Some(other) => {
+                return Err(SnapshotError::Protocol {
+                    addr,
+                    reason: format!("expected the payload header, got byte 0x{other:02x}"),
+                });
+            }
+        }
+    }
+    let line = resp::read_line(stream)
+        .await
+        .map_err(|e| resp_error(&addr, e))?;
+    let header = &line[1..];
+    if let Some(mark) = header.strip_prefix(b"EOF:") {
+        let mark: [u8; EOF_MARK_LEN] = mark.try_into().map_err(|_| SnapshotError::Protocol {
+            addr: addr.clone(),
+            reason: format!("EOF mark of {} bytes, expected {EOF_MARK_LEN}", mark.len()),
+        })?;
+        return Ok(Payload::EofMarked(mark));
+    }
+    std::str::from_utf8(header)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Payload::Sized)
+        .ok_or_else(|| SnapshotError::Protocol {
+            addr,
+            reason: format!("bad payload length {:?}", String::from_utf8_lossy(header)),
+        })
+}
+
+fn resp_error(addr: &str, e: RespError) -> SnapshotError {
+    match e {
+        RespError::Closed => SnapshotError::Closed {
+            addr: addr.into(),
+            received: 0,
+        },
+        RespError::Io(source) => SnapshotError::Io {
+            addr: addr.into(),
+            source,
+        },
+        RespError::Protocol(reason) => SnapshotError::Protocol {
+            addr: addr.into(),
+            reason,
+        },
+    }
+}
+
+impl Transfer {
+    pub fn addr(&self) -> &str {
+        self.conn.addr()
+    }
+
+    /// Payload bytes handed out so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// The next piece of the payload, or `None` once it is complete.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, SnapshotError> {
+        if self.done {
+            return Ok(None);
+        }
+        let want = match &self.payload {
+            Payload::Sized(len) => {
+                let left = len - self.received;
+                if left == 0 {
+                    self.done = true;
+                    return Ok(None);
+                }
+                usize::try_from(left).unwrap_or(usize::MAX).min(CHUNK)
+            }
+            Payload::EofMarked(_) => CHUNK,
+        };
+        let mut buf = BytesMut::with_capacity(want);
+        let addr = self.conn.addr().to_string();
+        // `take` so a disk-based payload never reads into the replication
+        // stream that follows it.
+        let mut limited = (&mut *self.conn.stream_mut()).take(want as u64);
+        let n = tokio::time::timeout(self.stall, limited.read_buf(&mut buf))
+            .await
+            .map_err(|_| SnapshotError::Stalled(addr.clone()))?
+            .map_err(|source| SnapshotError::Io {
+                addr: addr.clone(),
+                source,
+            })?;
+        if n == 0 {
+            return Err(SnapshotError::Closed {
+                addr,
+                received: self.received,
+            });
+        }
+        match self.payload {
+            Payload::Sized(_) => {
+                self.received += n as u64;
+                Ok(Some(buf.freeze()))
+            }
+            Payload::EofMarked(mark) => {
+                let (out, done) = self.eof.push(buf, &mark);
+                self.done = done;
+                self.received += out.len() as u64;
+                Ok(Some(out))
+            }
+        }
+    }
+
+    /// Closes the link; the master drops an `rdb-only` replica anyway.
+    pub async fn close(self) {
+        self.conn.shutdown().await;
+    }
+}
+
+/// Diskless transfers end with a 40-byte mark. Everything but the last 40
+/// bytes seen can go out at once; the transfer is complete when the bytes
+/// seen end with the mark (the master sends nothing after it until we answer).
+#[derive(Default)]
+struct EofScanner {
+    /// The last bytes seen, held back until we know they are not the mark.
+    tail: BytesMut,
+}
+
+impl EofScanner {
+    /// Returns the payload bytes that are certain, and whether the mark was seen.
+    fn push(&mut self, fresh: BytesMut, mark: &[u8; EOF_MARK_LEN]) -> (Bytes, bool) {
+        let mut all = std::mem::take(&mut self.tail);
+        all.extend_from_slice(&fresh);
+        if all.len() >= EOF_MARK_LEN && all.ends_with(mark) {
+            all.truncate(all.len() - EOF_MARK_LEN);
+            return (all.freeze(), true);
+        }
+        let keep = all.len().min(EOF_MARK_LEN);
+        self.tail = all.split_off(all.len() - keep);
+        (all.freeze(), false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eof_mark_is_found_across_any_split() {
+        let mark = *b"0123456789abcdef0123456789abcdef01234567";
+        let payload: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+        let mut wire = payload.clone();
+        wire.extend_from_slice(&mark);
+        for chunk in [1, 7, 39, 40, 41, 100, 340] {
+            let mut scanner = EofScanner::default();
+            let mut out = Vec::new();
+            let mut done = false;
+            for piece in wire.chunks(chunk) {
+                assert!(!done, "data after the mark");
+                let (bytes, d) = scanner.push(BytesMut::from(piece), &mark);
+                out.extend_from_slice(&bytes);
+                done = d;
+            }
+            assert!(done, "mark not found with chunks of {chunk}");
+            assert_eq!(out, payload, "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn fullresync_lines() {
+        let id = "a".repeat(40);
+        assert_eq!(
+            parse_fullresync(&format!("FULLRESYNC {id} 42"), "x").expect("ok"),
+            (id, 42)
+        );
+        assert!(parse_fullresync("FULLRESYNC short 1", "x").is_err());
+        assert!(parse_fullresync(&format!("FULLRESYNC {} x", "a".repeat(40)), "x").is_err());
+    }
+}

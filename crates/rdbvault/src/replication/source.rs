@@ -1,0 +1,163 @@
+//! Which node of an instance a backup pulls from.
+//!
+//! For `ha` instances a healthy replica is preferred, so the master does not
+//! pay for the fork; a replica whose link to the master is down, or which lags,
+//! is skipped. Roles are discovered at each backup, so a failover between two
+//! backups is followed without re-registration.
+
+use std::time::Duration;
+
+use super::conn::{ConnError, Connection, Endpoint};
+use crate::redis_addr::RedisAddr;
+
+/// A replica lagging more than this many seconds is not a backup source.
+pub const MAX_REPLICA_LAG_SECS: u64 = 10;
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub endpoint: Endpoint,
+    /// `master` or `replica`.
+    pub role: &'static str,
+    /// Used memory of the node, for a progress estimate of diskless transfers.
+    pub used_memory: u64,
+}
+
+/// `slave0:ip=10.0.0.2,port=6379,state=online,offset=1234,lag=0`
+#[derive(Debug, PartialEq, Eq)]
+pub struct ReplicaEntry {
+    pub addr: RedisAddr,
+    pub online: bool,
+    pub lag: u64,
+}
+
+pub fn parse_replica_entry(value: &str) -> Option<ReplicaEntry> {
+    let field = |name: &str| {
+        value.split(',').find_map(|kv| {
+            kv.split_once('=')
+                .filter(|(k, _)| *k == name)
+                .map(|(_, v)| v)
+        })
+    };
+    let host = field("ip")?.to_string();
+    let port = field("port")?.parse().ok()?;
+    Some(ReplicaEntry {
+        addr: RedisAddr { host, port },
+        online: field("state") == Some("online"),
+        lag: field("lag")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(u64::MAX),
+    })
+}
+
+async fn info_replication(
+    endpoint: &Endpoint,
+    timeout: Duration,
+) -> Result<std::collections::HashMap<String, String>, ConnError> {
+    let mut conn = Connection::open(endpoint, timeout).await?;
+    let mut info = conn.info("replication").await?;
+    let memory = conn.info("memory").await?;
+    conn.shutdown().await;
+    info.extend(memory.into_iter().filter(|(k, _)| k == "used_memory"));
+    Ok(info)
+}
+
+/// The node of a single-server instance, or the best node of an `ha` one.
+pub async fn choose(
+    template: &Endpoint,
+    addrs: &[RedisAddr],
+    prefer_replica: bool,
+    timeout: Duration,
+) -> Result<Source, ConnError> {
+    let with_addr = |addr: &RedisAddr| Endpoint {
+        addr: addr.clone(),
+        ..template.clone()
+    };
+    let mut last_err = None;
+    // Find the master through any registered address that answers.
+    let mut master = None;
+    for addr in addrs {
+        match info_replication(&with_addr(addr), timeout).await {
+            Ok(info) if info.get("role").map(String::as_str) == Some("master") => {
+                master = Some((addr.clone(), info));
+                break;
+            }
+            Ok(info) => {
+                let host = info.get("master_host").cloned().unwrap_or_default();
+                let port = info
+                    .get("master_port")
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                let master_addr = RedisAddr { host, port };
+                match info_replication(&with_addr(&master_addr), timeout).await {
+                    Ok(minfo) => {
+                        master = Some((master_addr, minfo));
+                        break;
+                    }
+                    Err(e) if e.is_auth() => return Err(e),
+                    Err(e) => last_err = Some(e),
+                }
+            }
+            Err(e) if e.is_auth() => return Err(e),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    let Some((master_addr, master_info)) = master else {
+        return Err(last_err.unwrap_or_else(|| ConnError::ConnectTimeout("no address".into())));
+    };
+    let used = |info: &std::collections::HashMap<String, String>| {
+        info.get("used_memory")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    if prefer_replica {
+        let mut replicas: Vec<ReplicaEntry> = master_info
+            .iter()
+            .filter(|(k, _)| {
+                k.strip_prefix("slave")
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .filter_map(|(_, v)| parse_replica_entry(v))
+            .filter(|r| r.online && r.lag <= MAX_REPLICA_LAG_SECS)
+            .collect();
+        replicas.sort_by_key(|r| r.lag);
+        for replica in replicas {
+            let endpoint = with_addr(&replica.addr);
+            match info_replication(&endpoint, timeout).await {
+                Ok(info) if info.get("master_link_status").map(String::as_str) == Some("up") => {
+                    return Ok(Source {
+                        used_memory: used(&info),
+                        endpoint,
+                        role: "replica",
+                    });
+                }
+                Ok(_) => tracing::info!(replica = %replica.addr, "replica link is down; skipped"),
+                Err(e) => {
+                    tracing::info!(replica = %replica.addr, error = %e, "replica unreachable; skipped")
+                }
+            }
+        }
+    }
+    Ok(Source {
+        used_memory: used(&master_info),
+        endpoint: with_addr(&master_addr),
+        role: "master",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_entries() {
+        let e = parse_replica_entry("ip=127.0.0.1,port=6380,state=online,offset=42,lag=1")
+            .expect("parses");
+        assert_eq!(e.addr.to_string(), "127.0.0.1:6380");
+        assert!(e.online);
+        assert_eq!(e.lag, 1);
+        let e = parse_replica_entry("ip=::1,port=6380,state=wait_bgsave,offset=0,lag=0")
+            .expect("parses");
+        assert!(!e.online);
+        assert!(parse_replica_entry("ip=x").is_none());
+    }
+}
