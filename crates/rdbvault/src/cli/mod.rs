@@ -138,6 +138,10 @@ async fn serve(file: Option<PathBuf>) -> anyhow::Result<std::process::ExitCode> 
         }
         crate::auth::bootstrap::Outcome::Configured => {}
     }
+    // A file-size limit (RLIMIT_FSIZE) or a full disk must fail the write and
+    // with it the backup, not kill the whole service with SIGXFSZ.
+    let _xfsz =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;

@@ -653,3 +653,74 @@ pub async fn fill_all_types(redis: &RedisServer) {
         .unwrap();
     }
 }
+
+/// The real `rdbvault serve` binary, configured through a TOML file with the
+/// test credentials, optionally run under a wrapper command (e.g. `prlimit`).
+pub struct ServeProcess {
+    pub child: Child,
+    pub base: String,
+}
+
+impl ServeProcess {
+    pub fn start(data_dir: &std::path::Path, wrapper: &[&str]) -> ServeProcess {
+        let port = free_port();
+        let config = data_dir.join("rdbvault.toml");
+        std::fs::create_dir_all(data_dir).unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n[[credentials]]\naccess_key = \"{AK}\"\nsecret_key = \"{SK}\"\nprojects = [\"{PROJECT}\"]\n",
+                data_dir.display()
+            ),
+        )
+        .unwrap();
+        let bin = env!("CARGO_BIN_EXE_rdbvault");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = cmd
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "serve did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ServeProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// A handle for signed requests; `dir` is unused by it.
+    pub fn client(&self) -> TestServer {
+        TestServer {
+            base: self.base.clone(),
+            dir: tempfile::tempdir().unwrap(),
+            config: Config::default(),
+            shutdown: None,
+            task: None,
+            pg_schema: None,
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -1,0 +1,377 @@
+//! Every way a backup can go wrong ends `failed` with a specific error code,
+//! leaves no object behind, and leaves the service serving.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Db, RedisServer, ServeProcess, TestServer, all_files};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Registers `addr` without the live check (the fault is the point) and
+/// runs one backup to its end.
+async fn backup_of(server: &TestServer, body: serde_json::Value) -> (String, serde_json::Value) {
+    let mut body = body;
+    body["verify"] = json!(false);
+    body["name"] = json!(format!("f{}", uuid::Uuid::new_v4().simple()));
+    let instance = server.register(body).await;
+    let backup = server.start_backup(&instance).await;
+    let record = server.wait_backup(&instance, &backup).await;
+    (instance, record)
+}
+
+#[track_caller]
+fn assert_failed(record: &serde_json::Value, code: &str) {
+    assert_eq!(record["status"], "failed", "{record}");
+    assert_eq!(record["error_code"], code, "{record}");
+    assert!(
+        record["error_msg"].as_str().is_some_and(|m| !m.is_empty()),
+        "{record}"
+    );
+    assert_eq!(record["is_support_restore"], "FALSE");
+    assert_eq!(record["size"], 0);
+}
+
+async fn assert_nothing_stored(server: &TestServer, instance: &str) {
+    let files = all_files(&server.dir.path().join("objects").join(instance));
+    assert!(files.is_empty(), "left behind: {files:?}");
+    let health = reqwest::get(format!("{}/healthz", server.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "the service keeps serving");
+}
+
+/// A TCP server that runs `script` for every connection.
+async fn fake_server<F, Fut>(script: F) -> String
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let script = std::sync::Arc::new(script);
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let script = script.clone();
+            tokio::spawn(async move { script(sock).await });
+        }
+    });
+    addr
+}
+
+/// Plays a master: `+OK` to REPLCONF, `+FULLRESYNC`, then `payload` raw.
+async fn fake_master(payload: Vec<u8>) -> String {
+    fake_server(move |mut sock| {
+        let payload = payload.clone();
+        async move {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Three commands: REPLCONF capa, REPLCONF rdb-only, PSYNC.
+            let mut answered = 0;
+            while answered < 3 {
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    return;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                while let Some(pos) = find_command_end(&seen) {
+                    let cmd = String::from_utf8_lossy(&seen[..pos]).to_string();
+                    seen.drain(..pos);
+                    answered += 1;
+                    let reply = if cmd.contains("PSYNC") {
+                        format!("+FULLRESYNC {} 0\r\n", "a".repeat(40))
+                    } else {
+                        "+OK\r\n".to_string()
+                    };
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                }
+            }
+            let _ = sock.write_all(&payload).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    })
+    .await
+}
+
+/// The end of the first complete RESP command (`*N` then N bulk strings).
+fn find_command_end(buf: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(buf).ok()?;
+    let mut lines = text.split_inclusive("\r\n");
+    let head = lines.next()?;
+    let n: usize = head.trim().strip_prefix('*')?.parse().ok()?;
+    let mut used = head.len();
+    for _ in 0..n {
+        let len_line = lines.next()?;
+        let data = lines.next()?;
+        if !data.ends_with("\r\n") {
+            return None;
+        }
+        used += len_line.len() + data.len();
+    }
+    Some(used)
+}
+
+/// A real dump of a small dataset, as a disk-based payload would carry it.
+async fn real_dump() -> Vec<u8> {
+    let redis = RedisServer::start(&[]);
+    redis.cli(&["DEBUG", "POPULATE", "1000"]);
+    assert_eq!(redis.cli(&["SAVE"]), "OK");
+    std::fs::read(redis.data_dir().join("dump.rdb")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_and_permissions() {
+    let redis = RedisServer::start(&["--requirepass", "right"]);
+    redis.cli(&[
+        "-a", "right", "ACL", "SETUSER", "reader", "on", ">pw", "~*", "+@read", "+ping", "+info",
+    ]);
+    let server = TestServer::start(Db::Sqlite).await;
+
+    let (instance, record) = backup_of(
+        &server,
+        json!({"mode": "single", "addrs": [redis.addr()], "password": "wrong"}),
+    )
+    .await;
+    assert_failed(&record, "dcs.08.0102");
+    assert_nothing_stored(&server, &instance).await;
+
+    let (instance, record) = backup_of(
+        &server,
+        json!({"mode": "single", "addrs": [redis.addr()], "user": "reader", "password": "pw"}),
+    )
+    .await;
+    assert_failed(&record, "dcs.08.0102");
+    assert!(
+        record["error_msg"].as_str().unwrap().contains("NOPERM"),
+        "{record}"
+    );
+    assert_nothing_stored(&server, &instance).await;
+
+    // A user with replication rights works.
+    redis.cli(&[
+        "-a",
+        "right",
+        "ACL",
+        "SETUSER",
+        "backup",
+        "on",
+        ">pw2",
+        "+psync",
+        "+replconf",
+        "+sync",
+        "+ping",
+        "+info",
+    ]);
+    let (_, record) = backup_of(
+        &server,
+        json!({"mode": "single", "addrs": [redis.addr()], "user": "backup", "password": "pw2"}),
+    )
+    .await;
+    assert_eq!(record["status"], "succeed", "{record}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_garbage_corrupt_and_silent_servers() {
+    let server = TestServer::start_with(Db::Sqlite, |c| {
+        c.first_byte_timeout_secs = 1;
+        c.connect_timeout_ms = 1000;
+    })
+    .await;
+
+    let nobody = format!("127.0.0.1:{}", common::free_port());
+    let (instance, record) = backup_of(&server, json!({"mode": "single", "addrs": [nobody]})).await;
+    assert_failed(&record, "dcs.08.0101");
+    assert_nothing_stored(&server, &instance).await;
+
+    let http = fake_server(|mut sock| async move {
+        let _ = sock.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+    })
+    .await;
+    let (instance, record) = backup_of(&server, json!({"mode": "single", "addrs": [http]})).await;
+    assert_failed(&record, "dcs.08.0105");
+    assert_nothing_stored(&server, &instance).await;
+
+    // A payload that is a real dump with one byte flipped fails its CRC.
+    let mut dump = real_dump().await;
+    let middle = dump.len() / 2;
+    dump[middle] ^= 0x01;
+    let mut payload = format!("${}\r\n", dump.len()).into_bytes();
+    payload.extend_from_slice(&dump);
+    let corrupt = fake_master(payload).await;
+    let (instance, record) =
+        backup_of(&server, json!({"mode": "single", "addrs": [corrupt]})).await;
+    assert_failed(&record, "dcs.08.0106");
+    assert!(
+        record["error_msg"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("checksum"),
+        "{record}"
+    );
+    assert_nothing_stored(&server, &instance).await;
+
+    // Not an RDB at all.
+    let payload = b"$12\r\nNOTANRDB1234".to_vec();
+    let bogus = fake_master(payload).await;
+    let (instance, record) = backup_of(&server, json!({"mode": "single", "addrs": [bogus]})).await;
+    assert_failed(&record, "dcs.08.0106");
+    assert_nothing_stored(&server, &instance).await;
+
+    // Announces a payload, then never sends it.
+    let silent = fake_master(Vec::new()).await;
+    let (instance, record) = backup_of(&server, json!({"mode": "single", "addrs": [silent]})).await;
+    assert_failed(&record, "dcs.08.0002");
+    assert_nothing_stored(&server, &instance).await;
+
+    // A payload cut short: the connection closes mid-transfer.
+    let dump = real_dump().await;
+    let mut payload = format!("${}\r\n", dump.len()).into_bytes();
+    payload.extend_from_slice(&dump[..dump.len() / 2]);
+    let short = fake_server(move |mut sock| {
+        let payload = payload.clone();
+        async move {
+            let mut buf = vec![0u8; 4096];
+            let mut seen = Vec::new();
+            let mut answered = 0;
+            while answered < 3 {
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    return;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                while let Some(pos) = find_command_end(&seen) {
+                    let psync = String::from_utf8_lossy(&seen[..pos]).contains("PSYNC");
+                    seen.drain(..pos);
+                    answered += 1;
+                    let reply = if psync {
+                        format!("+FULLRESYNC {} 0\r\n", "b".repeat(40))
+                    } else {
+                        "+OK\r\n".into()
+                    };
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                }
+            }
+            let _ = sock.write_all(&payload).await;
+            // Dropping the socket closes it half-way through the payload.
+        }
+    })
+    .await;
+    let (instance, record) = backup_of(&server, json!({"mode": "single", "addrs": [short]})).await;
+    assert_failed(&record, "dcs.08.0104");
+    assert_nothing_stored(&server, &instance).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_dies_or_drops_the_replica_mid_transfer() {
+    let server = TestServer::start(Db::Sqlite).await;
+    for fault in ["kill", "client-kill"] {
+        let mut redis = RedisServer::start(&[]);
+        redis.slow_snapshots(20_000, 500);
+        let instance = server.register_single(&redis.addr()).await;
+        let backup = server.start_backup(&instance).await;
+        server
+            .wait_backup_status(&instance, &backup, &["backuping"])
+            .await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        match fault {
+            "kill" => redis.kill(),
+            _ => assert_ne!(redis.cli(&["CLIENT", "KILL", "TYPE", "replica"]), "0"),
+        }
+        let record = server.wait_backup(&instance, &backup).await;
+        assert_failed(&record, "dcs.08.0104");
+        assert_nothing_stored(&server, &instance).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_service_leaves_no_stuck_record_and_no_partial_file() {
+    let redis = RedisServer::start(&[]);
+    redis.slow_snapshots(20_000, 500);
+    let data = tempfile::tempdir().unwrap();
+    let mut serve = ServeProcess::start(data.path(), &[]);
+    let client = serve.client();
+    let instance = client.register_single(&redis.addr()).await;
+    let backup = client.start_backup(&instance).await;
+    client
+        .wait_backup_status(&instance, &backup, &["backuping"])
+        .await;
+    // Let some bytes land in the staging file.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while all_files(&data.path().join("objects")).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing was being written"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    serve.kill9();
+    assert!(
+        !all_files(&data.path().join("objects")).is_empty(),
+        "the kill left a partial file to clean"
+    );
+
+    let serve = ServeProcess::start(data.path(), &[]);
+    let client = serve.client();
+    let record = client.backup_record(&instance, &backup).await;
+    assert_failed(&record, "dcs.08.0108");
+    assert!(
+        all_files(&data.path().join("objects")).is_empty(),
+        "partial file survived the restart"
+    );
+    // And the instance can be backed up again.
+    redis.cli(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
+    let again = client.start_backup(&instance).await;
+    assert_eq!(
+        client.wait_backup(&instance, &again).await["status"],
+        "succeed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_the_backup_cleanly() {
+    let redis = RedisServer::start(&[]);
+    // About 10 MB of incompressible data; the service may write files of at most 4 MB.
+    let mut c = redis.conn().await;
+    for i in 0..10_000u32 {
+        let value: Vec<u8> = (0..64)
+            .flat_map(|_| *uuid::Uuid::new_v4().as_bytes())
+            .collect();
+        c.command(&[b"SET", format!("k{i}").as_bytes(), &value])
+            .await
+            .unwrap();
+    }
+    let data = tempfile::tempdir().unwrap();
+    let serve = ServeProcess::start(data.path(), &["prlimit", "--fsize=4000000"]);
+    let client = serve.client();
+    let instance = client.register_single(&redis.addr()).await;
+    let backup = client.start_backup(&instance).await;
+    let record = client.wait_backup(&instance, &backup).await;
+    assert_failed(&record, "dcs.08.0107");
+    assert!(
+        all_files(&data.path().join("objects")).is_empty(),
+        "partial file left behind"
+    );
+    let health = reqwest::get(format!("{}/healthz", serve.base))
+        .await
+        .unwrap();
+    assert_eq!(
+        health.status(),
+        200,
+        "the service survived the failed write"
+    );
+
+    // The same data fits once it is small enough.
+    redis.cli(&["FLUSHALL"]);
+    redis.cli(&["DEBUG", "POPULATE", "100"]);
+    let again = client.start_backup(&instance).await;
+    assert_eq!(
+        client.wait_backup(&instance, &again).await["status"],
+        "succeed"
+    );
+}
