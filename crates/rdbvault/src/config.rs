@@ -29,6 +29,7 @@ const KNOWN_KEYS: &[&str] = &[
     "connect_timeout_ms",
     "first_byte_timeout_secs",
     "stall_timeout_secs",
+    "redis_tls_ca_file",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +120,9 @@ pub struct Config {
     pub first_byte_timeout_secs: u64,
     /// Longest silence in the middle of a transfer.
     pub stall_timeout_secs: u64,
+    /// PEM file of a CA trusted (besides the system's) for instances registered with `tls`.
+    #[serde(default)]
+    pub redis_tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -139,6 +143,7 @@ impl Default for Config {
             connect_timeout_ms: 5000,
             first_byte_timeout_secs: 600,
             stall_timeout_secs: 60,
+            redis_tls_ca_file: None,
         }
     }
 }

@@ -21,6 +21,8 @@ pub enum ServeError {
     Meta(#[from] crate::meta::MetaError),
     #[error(transparent)]
     Objects(#[from] crate::objects::ObjectError),
+    #[error(transparent)]
+    Tls(#[from] crate::replication::tls::TlsConfigError),
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -45,7 +47,9 @@ pub async fn run(
     tracing::info!(backend = ?meta.backend(), "metadata store ready");
     let objects = Objects::local(config.data_dir.join("objects"), config.bucket.clone())?;
 
+    let redis_tls = crate::replication::tls::client_config(config.redis_tls_ca_file.as_deref())?;
     let ctx = Arc::new(JobContext {
+        redis_tls: redis_tls.clone(),
         meta: meta.clone(),
         objects: objects.clone(),
         timeouts: config.job_timeouts(),
@@ -68,6 +72,7 @@ pub async fn run(
         meta: meta.clone(),
         objects,
         workers,
+        redis_tls,
         metrics: Arc::default(),
         config,
     });

@@ -351,3 +351,41 @@ async fn backup_requests_are_validated() {
         .assert_error(400, "DCS.4026");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_instances_are_backed_up_over_tls() {
+    let (redis, _pki, ca) = RedisServer::start_tls();
+    let server =
+        TestServer::start_with(Db::Sqlite, |c| c.redis_tls_ca_file = Some(ca.clone())).await;
+    // Plain TCP to a TLS-only port fails the live check.
+    server
+        .req("POST", &format!("/v2/{PROJECT}/rdbvault/instances"))
+        .json(&json!({"name": "plain", "mode": "single", "addrs": [redis.addr()]}).to_string())
+        .send()
+        .await
+        .assert_error(400, "DCS.4920");
+    let instance = server
+        .register(json!({"name": "tls1", "mode": "single", "addrs": [redis.addr()], "tls": true}))
+        .await;
+    let shown = server
+        .req("GET", &format!("/v2/{PROJECT}/instances/{instance}"))
+        .send()
+        .await
+        .json();
+    assert_eq!(shown["status"], "RUNNING");
+    let backup = server.start_backup(&instance).await;
+    let record = server.wait_backup(&instance, &backup).await;
+    assert_eq!(record["status"], "succeed", "{record}");
+    server.stop().await;
+
+    // Without the CA the certificate is not trusted: the backup fails, it is not taken in clear.
+    let untrusting = TestServer::start(Db::Sqlite).await;
+    let instance = untrusting
+        .register(json!({"name": "tls2", "mode": "single", "addrs": [redis.addr()], "tls": true, "verify": false}))
+        .await;
+    let backup = untrusting.start_backup(&instance).await;
+    let record = untrusting.wait_backup(&instance, &backup).await;
+    assert_eq!(record["status"], "failed");
+    assert_eq!(record["error_code"], "dcs.08.0101", "{record}");
+    untrusting.stop().await;
+}

@@ -63,14 +63,20 @@ where
 
 /// Plays a master: `+OK` to REPLCONF, `+FULLRESYNC`, then `payload` raw.
 async fn fake_master(payload: Vec<u8>) -> String {
+    fake_old_or_new_master(payload, true).await
+}
+
+/// With `psync` false, plays a pre-2.8 server: PSYNC is an unknown command,
+/// and SYNC is answered with the payload directly.
+async fn fake_old_or_new_master(payload: Vec<u8>, psync: bool) -> String {
     fake_server(move |mut sock| {
         let payload = payload.clone();
         async move {
             let mut seen = Vec::new();
             let mut buf = [0u8; 4096];
-            // Three commands: REPLCONF capa, REPLCONF rdb-only, PSYNC.
+            // REPLCONF capa, REPLCONF rdb-only, PSYNC (and SYNC for old servers).
             let mut answered = 0;
-            while answered < 3 {
+            while answered < if psync { 3 } else { 4 } {
                 let n = sock.read(&mut buf).await.unwrap_or(0);
                 if n == 0 {
                     return;
@@ -80,8 +86,17 @@ async fn fake_master(payload: Vec<u8>) -> String {
                     let cmd = String::from_utf8_lossy(&seen[..pos]).to_string();
                     seen.drain(..pos);
                     answered += 1;
-                    let reply = if cmd.contains("PSYNC") {
+                    let reply = if cmd.contains("PSYNC") && psync {
                         format!("+FULLRESYNC {} 0\r\n", "a".repeat(40))
+                    } else if cmd.contains("PSYNC") {
+                        "-ERR unknown command 'PSYNC'\r\n".to_string()
+                    } else if cmd.contains("SYNC") || cmd.contains("REPLCONF") && !psync {
+                        // Old servers know no REPLCONF either; SYNC gets no reply line.
+                        if cmd.contains("REPLCONF") {
+                            "-ERR unknown command 'REPLCONF'\r\n".to_string()
+                        } else {
+                            String::new()
+                        }
                     } else {
                         "+OK\r\n".to_string()
                     };
@@ -374,4 +389,23 @@ async fn a_full_disk_fails_the_backup_cleanly() {
         client.wait_backup(&instance, &again).await["status"],
         "succeed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_without_psync_are_backed_up_with_sync() {
+    let server = TestServer::start(Db::Sqlite).await;
+    let dump = real_dump().await;
+    let mut payload = format!("\n\n${}\r\n", dump.len()).into_bytes();
+    payload.extend_from_slice(&dump);
+    let old = fake_old_or_new_master(payload, false).await;
+    let (instance, record) = backup_of(&server, json!({"mode": "single", "addrs": [old]})).await;
+    assert_eq!(record["status"], "succeed", "{record}");
+    let backup = record["backup_id"].as_str().unwrap();
+    let stored = server.stored_files(&instance, backup);
+    assert_eq!(
+        std::fs::read(&stored[0]).unwrap(),
+        dump,
+        "stored bytes differ from the payload"
+    );
+    server.stop().await;
 }

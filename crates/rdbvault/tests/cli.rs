@@ -17,6 +17,13 @@ struct Serve {
     env: Vec<(String, String)>,
 }
 
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts `rdbvault serve` with nothing configured but a port and a data dir,
 /// and reads the credentials it prints on first start.
 fn serve(dir: &std::path::Path) -> Serve {
@@ -194,6 +201,87 @@ fn serve_refuses_a_bad_config() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("credential AK") && err.contains("secret_key_file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn backup_commands() {
+    let redis = RedisServer::start(&[]);
+    redis.cli(&["DEBUG", "POPULATE", "1000"]);
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let env = server.env.clone();
+    let (ok, out, err) = cli(
+        &env,
+        &[
+            "instance",
+            "add",
+            "--name",
+            "b1",
+            "--mode",
+            "single",
+            "--addr",
+            &redis.addr(),
+            "--json",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (ok, out, err) = cli(
+        &env,
+        &[
+            "backup", "create", &id, "--remark", "nightly", "--wait", "--json",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let record: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(record["status"], "succeed");
+    assert_eq!(record["remark"], "nightly");
+    let backup = record["backup_id"].as_str().unwrap().to_string();
+
+    let (ok, out, _) = cli(&env, &["backup", "list", &id]);
+    assert!(ok);
+    assert!(
+        out.contains(&backup) && out.contains("succeed") && out.contains("nightly"),
+        "{out}"
+    );
+
+    let (ok, out, err) = cli(&env, &["backup", "delete", &id, &backup]);
+    assert!(ok, "{out}{err}");
+    let (_, out, _) = cli(&env, &["backup", "list", &id, "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["backup_record_response"][0]["status"], "deleted");
+
+    // --wait exits non-zero when the backup fails.
+    let (ok, out, err) = cli(
+        &env,
+        &[
+            "instance",
+            "add",
+            "--name",
+            "gone",
+            "--mode",
+            "single",
+            "--addr",
+            &format!("127.0.0.1:{}", common::free_port()),
+            "--no-verify",
+            "--json",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let gone = serde_json::from_str::<serde_json::Value>(&out).unwrap()["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ok, _, err) = cli(&env, &["backup", "create", &gone, "--wait"]);
+    assert!(!ok);
+    assert!(
+        err.contains("failed") && err.contains("dcs.08.0101"),
         "{err}"
     );
 }

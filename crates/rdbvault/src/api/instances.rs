@@ -255,7 +255,7 @@ pub async fn show_instance(
     Path((project_id, instance_id)): Path<(String, String)>,
 ) -> Result<Json<InstanceInfo>, ApiError> {
     let instance = find(&state, &project_id, &instance_id).await?;
-    Ok(Json(describe(&instance, state.probe_timeout(), true).await))
+    Ok(Json(describe(&state, &instance, true).await))
 }
 
 #[utoipa::path(post, path = "/v2/{project_id}/rdbvault/instances", tag = "rdbvault",
@@ -277,7 +277,8 @@ pub async fn register_instance(
         body.tls,
     )?;
     if body.verify {
-        verify_live(&new, state.probe_timeout()).await?;
+        let tls = new.tls.then(|| state.redis_tls.clone());
+        verify_live(&new, &tls, state.probe_timeout()).await?;
     }
     let name = new.name.clone();
     let instance = state.meta.insert_instance(new).await.map_err(|e| match e {
@@ -413,17 +414,19 @@ fn validate_registration(
     })
 }
 
+type TlsConfig = Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>;
+
 fn endpoint(
-    instance_user: &Option<String>,
+    user: &Option<String>,
     password: &Option<Secret>,
-    tls: bool,
+    tls: &TlsConfig,
     addr: &RedisAddr,
 ) -> Endpoint {
     Endpoint {
         addr: addr.clone(),
-        username: instance_user.clone(),
+        username: user.clone(),
         password: password.clone(),
-        tls,
+        tls: tls.clone(),
     }
 }
 
@@ -432,7 +435,7 @@ async fn probe_any(
     addrs: &[RedisAddr],
     user: &Option<String>,
     password: &Option<Secret>,
-    tls: bool,
+    tls: &TlsConfig,
     timeout: Duration,
 ) -> Result<NodeInfo, crate::replication::ConnError> {
     let mut last = None;
@@ -450,8 +453,12 @@ async fn probe_any(
     )
 }
 
-async fn verify_live(new: &NewInstance, timeout: Duration) -> Result<(), ApiError> {
-    let info = probe_any(&new.addrs, &new.username, &new.password, new.tls, timeout)
+async fn verify_live(
+    new: &NewInstance,
+    tls: &TlsConfig,
+    timeout: Duration,
+) -> Result<(), ApiError> {
+    let info = probe_any(&new.addrs, &new.username, &new.password, tls, timeout)
         .await
         .map_err(|e| ApiError::InstanceUnreachable(e.to_string()))?;
     match (new.mode, info.cluster_enabled) {
@@ -471,17 +478,27 @@ async fn describe_all(
     instances: &[Instance],
     detail: bool,
 ) -> Vec<InstanceInfo> {
-    let timeout = state.probe_timeout();
     // Probes run concurrently (bounded) and keep their order.
     futures::stream::iter(instances.iter().cloned())
-        .map(|i| async move { describe(&i, timeout, detail).await })
+        .map(|i| {
+            let state = state.clone();
+            async move { describe(&state, &i, detail).await }
+        })
         .buffered(16)
         .collect()
         .await
 }
 
-async fn describe(i: &Instance, timeout: Duration, detail: bool) -> InstanceInfo {
-    let live = probe_any(&i.addrs, &i.username, &i.password, i.tls, timeout).await;
+async fn describe(state: &SharedState, i: &Instance, detail: bool) -> InstanceInfo {
+    let tls = i.tls.then(|| state.redis_tls.clone());
+    let live = probe_any(
+        &i.addrs,
+        &i.username,
+        &i.password,
+        &tls,
+        state.probe_timeout(),
+    )
+    .await;
     if let Err(e) = &live {
         tracing::debug!(instance_id = %i.id, error = %e, "instance probe failed");
     }

@@ -37,6 +37,8 @@ pub struct AppState {
     pub auth: Authenticator,
     pub objects: crate::objects::Objects,
     pub workers: crate::jobs::Workers,
+    /// TLS settings for instances registered with `tls`.
+    pub redis_tls: Arc<tokio_rustls::rustls::ClientConfig>,
     pub metrics: Arc<metrics::Metrics>,
     /// Base URL of this service as clients reach it.
     pub public_url: String,

@@ -44,7 +44,7 @@ pub async fn take(
         addr: instance.addrs[0].clone(),
         username: instance.username.clone(),
         password: instance.password.clone(),
-        tls: instance.tls,
+        tls: instance.tls.then(|| ctx.redis_tls.clone()),
     };
     let source: Source = match instance.mode {
         Mode::Single => Source {

@@ -36,6 +36,8 @@ pub struct JobContext {
     pub timeouts: Timeouts,
     /// This node's stable id (owner of the jobs it claims).
     pub node_id: String,
+    /// TLS settings for instances registered with `tls`.
+    pub redis_tls: Arc<tokio_rustls::rustls::ClientConfig>,
 }
 
 /// Handle of the worker pool, held by the API to wake workers and cancel backups.

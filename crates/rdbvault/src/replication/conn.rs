@@ -12,12 +12,23 @@ use crate::meta::Secret;
 use crate::redis_addr::RedisAddr;
 
 /// What it takes to reach and log in to a node.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Endpoint {
     pub addr: RedisAddr,
     pub username: Option<String>,
     pub password: Option<Secret>,
-    pub tls: bool,
+    /// TLS settings when the node speaks TLS.
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("addr", &self.addr)
+            .field("username", &self.username)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,10 +91,11 @@ impl Connection {
         })?;
         // Replication streams are throughput-bound; Nagle only delays our small commands.
         let _ = tcp.set_nodelay(true);
-        let io: Box<dyn Io> = if endpoint.tls {
-            Box::new(tls_connect(tcp, &endpoint.addr, timeout).await?)
-        } else {
-            Box::new(tcp)
+        let io: Box<dyn Io> = match &endpoint.tls {
+            Some(config) => {
+                Box::new(tls_connect(tcp, &endpoint.addr, config.clone(), timeout).await?)
+            }
+            None => Box::new(tcp),
         };
         let mut conn = Connection {
             stream: BufStream::with_capacity(256 * 1024, 64 * 1024, io),
@@ -182,24 +194,17 @@ pub fn parse_info(text: &str) -> HashMap<String, String> {
 async fn tls_connect(
     tcp: TcpStream,
     addr: &RedisAddr,
+    config: Arc<tokio_rustls::rustls::ClientConfig>,
     timeout: Duration,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnError> {
-    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::ServerName;
     let err = |reason: String| ConnError::Tls {
         addr: addr.to_string(),
         reason,
     };
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        let _ = roots.add(cert);
-    }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(addr.host.clone())
+    let name = ServerName::try_from(addr.host.clone())
         .map_err(|e| err(format!("invalid server name: {e}")))?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = tokio_rustls::TlsConnector::from(config);
     tokio::time::timeout(timeout, connector.connect(name, tcp))
         .await
         .map_err(|_| err("timed out".into()))?

@@ -6,5 +6,6 @@ pub mod probe;
 pub mod resp;
 pub mod snapshot;
 pub mod source;
+pub mod tls;
 
 pub use conn::{ConnError, Connection, Endpoint};

@@ -322,8 +322,98 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start(extra: &[&str]) -> RedisServer {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_on(free_port(), extra)
+    }
+
+    /// A server speaking only TLS, with a certificate for 127.0.0.1 signed by
+    /// a fresh CA; returns the CA's PEM file too.
+    pub fn start_tls() -> (RedisServer, tempfile::TempDir, PathBuf) {
+        let pki = tempfile::tempdir().unwrap();
+        let p = |f: &str| pki.path().join(f).display().to_string();
+        let openssl = |args: &[&str]| {
+            let ok = Command::new("openssl")
+                .args(args)
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl on PATH");
+            assert!(ok.success(), "openssl {args:?}");
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.crt"),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rdbvault-test-ca",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &p("srv.key"),
+            "-out",
+            &p("srv.csr"),
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(
+            pki.path().join("ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p("srv.csr"),
+            "-CA",
+            &p("ca.crt"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-out",
+            &p("srv.crt"),
+            "-days",
+            "2",
+            "-extfile",
+            &p("ext"),
+        ]);
         let port = free_port();
+        let port_s = port.to_string();
+        let server = Self::start_on(
+            port,
+            &[
+                "--port",
+                "0",
+                "--tls-port",
+                &port_s,
+                "--tls-cert-file",
+                &p("srv.crt"),
+                "--tls-key-file",
+                &p("srv.key"),
+                "--tls-ca-cert-file",
+                &p("ca.crt"),
+                "--tls-auth-clients",
+                "no",
+                "--tls-replication",
+                "yes",
+            ],
+        );
+        let ca = pki.path().join("ca.crt");
+        (server, pki, ca)
+    }
+
+    fn start_on(port: u16, extra: &[&str]) -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
         let mut args: Vec<String> = [
             "--port",
             &port.to_string(),
@@ -518,7 +608,7 @@ impl RedisServer {
             addr: self.addr().parse().unwrap(),
             username: None,
             password: None,
-            tls: false,
+            tls: None,
         };
         rdbvault::replication::Connection::open(&endpoint, Duration::from_secs(5))
             .await
