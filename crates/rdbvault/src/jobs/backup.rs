@@ -90,13 +90,16 @@ pub async fn take(
     let mut verifier = rdb::Verifier::new();
     let mut sha = Sha256::new();
     let mut last_report = Instant::now();
+    let transfer_started = Instant::now();
+    let mut received: u64 = 0;
     while let Some(chunk) = transfer.next_chunk().await? {
-        verifier.update(&chunk)?;
-        sha.update(&chunk);
-        upload.write(&chunk).await?;
+        verifier.update(chunk)?;
+        sha.update(chunk);
+        upload.write(chunk).await?;
+        received += chunk.len() as u64;
         if last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();
-            let done = i64::try_from(transfer.received()).unwrap_or(i64::MAX);
+            let done = i64::try_from(received).unwrap_or(i64::MAX);
             ctx.meta.set_backup_progress(&backup.id, done, None).await?;
             ctx.meta.heartbeat_job(job_id).await?;
         }
@@ -104,8 +107,11 @@ pub async fn take(
     let summary = verifier.finish()?;
     transfer.close().await;
     let size = upload.bytes();
+    let transfer_secs = transfer_started.elapsed().as_secs_f64();
     // Only now, with every byte checked, does the file become visible.
+    let commit_started = Instant::now();
     upload.commit().await?;
+    let commit_secs = commit_started.elapsed().as_secs_f64();
     let redis_version = summary
         .aux
         .iter()
@@ -125,7 +131,10 @@ pub async fn take(
             status: "stored".into(),
         })
         .await?;
-    tracing::info!(backup_id = %backup.id, file = %name, bytes = size, rdb_version = summary.version, "backup file stored");
+    tracing::info!(
+        backup_id = %backup.id, file = %name, bytes = size, rdb_version = summary.version,
+        transfer_secs, commit_secs, "backup file stored"
+    );
     Ok(Stored { size })
 }
 

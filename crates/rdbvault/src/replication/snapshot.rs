@@ -11,7 +11,6 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 use super::conn::{ConnError, Connection};
@@ -68,7 +67,9 @@ pub struct Transfer {
     pub replid: String,
     pub offset: i64,
     received: u64,
-    eof: EofScanner,
+    /// The one buffer every read lands in (plus room for the held-back mark window).
+    buf: Vec<u8>,
+    eof: EofWindow,
     done: bool,
     stall: Duration,
 }
@@ -115,7 +116,8 @@ pub async fn start(mut conn: Connection, timeouts: Timeouts) -> Result<Transfer,
         replid,
         offset,
         received: 0,
-        eof: EofScanner::default(),
+        buf: vec![0; CHUNK + EOF_MARK_LEN],
+        eof: EofWindow::default(),
         done: false,
         stall: timeouts.stall,
     })
@@ -224,52 +226,47 @@ impl Transfer {
         self.received
     }
 
-    /// The next piece of the payload, or `None` once it is complete.
-    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, SnapshotError> {
+    /// The next piece of the payload, or `None` once it is complete. The
+    /// slice lives in a buffer reused for every read: a multi-gigabyte
+    /// transfer allocates nothing per chunk.
+    pub async fn next_chunk(&mut self) -> Result<Option<&[u8]>, SnapshotError> {
         if self.done {
             return Ok(None);
         }
-        let want = match &self.payload {
+        let addr = self.conn.addr().to_string();
+        let (start, end) = match &self.payload {
             Payload::Sized(len) => {
                 let left = len - self.received;
                 if left == 0 {
                     self.done = true;
                     return Ok(None);
                 }
-                usize::try_from(left).unwrap_or(usize::MAX).min(CHUNK)
+                (0, usize::try_from(left).unwrap_or(usize::MAX).min(CHUNK))
             }
-            Payload::EofMarked(_) => CHUNK,
+            Payload::EofMarked(_) => {
+                let held = self.eof.prepare(&mut self.buf);
+                (held, held + CHUNK)
+            }
         };
-        let mut buf = BytesMut::with_capacity(want);
-        let addr = self.conn.addr().to_string();
-        // `take` so a disk-based payload never reads into the replication
-        // stream that follows it.
-        let mut limited = (&mut *self.conn.stream_mut()).take(want as u64);
-        let n = tokio::time::timeout(self.stall, limited.read_buf(&mut buf))
+        // Reading at most `end - start` bytes means a disk-based payload never
+        // reads into the replication stream that follows it.
+        let n = tokio::time::timeout(self.stall, self.conn.stream_mut().read(&mut self.buf[start..end]))
             .await
             .map_err(|_| SnapshotError::Stalled(addr.clone()))?
-            .map_err(|source| SnapshotError::Io {
-                addr: addr.clone(),
-                source,
-            })?;
+            .map_err(|source| SnapshotError::Io { addr: addr.clone(), source })?;
         if n == 0 {
-            return Err(SnapshotError::Closed {
-                addr,
-                received: self.received,
-            });
+            return Err(SnapshotError::Closed { addr, received: self.received });
         }
-        match self.payload {
-            Payload::Sized(_) => {
-                self.received += n as u64;
-                Ok(Some(buf.freeze()))
-            }
+        let out = match self.payload {
+            Payload::Sized(_) => n,
             Payload::EofMarked(mark) => {
-                let (out, done) = self.eof.push(buf, &mark);
+                let (out, done) = self.eof.after_read(&self.buf, start + n, &mark);
                 self.done = done;
-                self.received += out.len() as u64;
-                Ok(Some(out))
+                out
             }
-        }
+        };
+        self.received += out as u64;
+        Ok(Some(&self.buf[..out]))
     }
 
     /// Closes the link; the master drops an `rdb-only` replica anyway.
@@ -281,24 +278,34 @@ impl Transfer {
 /// Diskless transfers end with a 40-byte mark. Everything but the last 40
 /// bytes seen can go out at once; the transfer is complete when the bytes
 /// seen end with the mark (the master sends nothing after it until we answer).
+/// The held-back bytes move to the front of the buffer before the next read.
 #[derive(Default)]
-struct EofScanner {
-    /// The last bytes seen, held back until we know they are not the mark.
-    tail: BytesMut,
+struct EofWindow {
+    /// `buf[from..to]` must move to the front before the next read.
+    pending: Option<(usize, usize)>,
 }
 
-impl EofScanner {
-    /// Returns the payload bytes that are certain, and whether the mark was seen.
-    fn push(&mut self, fresh: BytesMut, mark: &[u8; EOF_MARK_LEN]) -> (Bytes, bool) {
-        let mut all = std::mem::take(&mut self.tail);
-        all.extend_from_slice(&fresh);
-        if all.len() >= EOF_MARK_LEN && all.ends_with(mark) {
-            all.truncate(all.len() - EOF_MARK_LEN);
-            return (all.freeze(), true);
+impl EofWindow {
+    /// Moves the held-back bytes to the front; returns where the next read goes.
+    fn prepare(&mut self, buf: &mut [u8]) -> usize {
+        match self.pending.take() {
+            Some((from, to)) => {
+                buf.copy_within(from..to, 0);
+                to - from
+            }
+            None => 0,
         }
-        let keep = all.len().min(EOF_MARK_LEN);
-        self.tail = all.split_off(all.len() - keep);
-        (all.freeze(), false)
+    }
+
+    /// `buf[..filled]` holds the held-back bytes and the fresh read. Returns
+    /// how many leading bytes are payload for sure, and whether the mark was seen.
+    fn after_read(&mut self, buf: &[u8], filled: usize, mark: &[u8; EOF_MARK_LEN]) -> (usize, bool) {
+        if filled >= EOF_MARK_LEN && buf[filled - EOF_MARK_LEN..filled] == mark[..] {
+            return (filled - EOF_MARK_LEN, true);
+        }
+        let out = filled.saturating_sub(EOF_MARK_LEN);
+        self.pending = Some((out, filled));
+        (out, false)
     }
 }
 
@@ -313,13 +320,16 @@ mod tests {
         let mut wire = payload.clone();
         wire.extend_from_slice(&mark);
         for chunk in [1, 7, 39, 40, 41, 100, 340] {
-            let mut scanner = EofScanner::default();
+            let mut window = EofWindow::default();
+            let mut buf = vec![0u8; chunk + EOF_MARK_LEN];
             let mut out = Vec::new();
             let mut done = false;
             for piece in wire.chunks(chunk) {
                 assert!(!done, "data after the mark");
-                let (bytes, d) = scanner.push(BytesMut::from(piece), &mark);
-                out.extend_from_slice(&bytes);
+                let start = window.prepare(&mut buf);
+                buf[start..start + piece.len()].copy_from_slice(piece);
+                let (n, d) = window.after_read(&buf, start + piece.len(), &mark);
+                out.extend_from_slice(&buf[..n]);
                 done = d;
             }
             assert!(done, "mark not found with chunks of {chunk}");
