@@ -16,20 +16,35 @@ use std::time::{Duration, Instant};
 const ROUNDS: usize = 3;
 
 fn main() {
-    let target_mb: u64 = std::env::var("RDBVAULT_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let target_mb: u64 = std::env::var("RDBVAULT_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
     let work = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let mut redis = spawn(
-        Command::new("redis-server").stderr(Stdio::null()).args([
-            "--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--repl-diskless-sync-delay", "0", "--dir", &work.path().display().to_string(),
-        ]),
-    );
+    let mut redis = spawn(Command::new("redis-server").stderr(Stdio::null()).args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--repl-diskless-sync-delay",
+        "0",
+        "--dir",
+        &work.path().display().to_string(),
+    ]));
     wait_port(port);
     let started = Instant::now();
     fill(port, target_mb * 1024 * 1024);
     let used = info_field(port, "used_memory");
-    eprintln!("dataset: {:.2} GiB used_memory, filled in {:.1} s", used as f64 / (1u64 << 30) as f64, started.elapsed().as_secs_f64());
+    eprintln!(
+        "dataset: {:.2} GiB used_memory, filled in {:.1} s",
+        used as f64 / (1u64 << 30) as f64,
+        started.elapsed().as_secs_f64()
+    );
 
     let http_port = free_port();
     let data = work.path().join("rdbvault-data");
@@ -39,16 +54,24 @@ fn main() {
             .env("RDBVAULT_LISTEN", format!("127.0.0.1:{http_port}"))
             .env("RDBVAULT_DATA_DIR", &data)
             .env("RDBVAULT_AUTH", "none")
-            .env("RDBVAULT_LOG", std::env::var("RDBVAULT_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RDBVAULT_LOG",
+                std::env::var("RDBVAULT_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stderr(std::fs::File::create(work.path().join("server.log")).expect("log file")),
     );
     let log_copy = std::env::var("RDBVAULT_BENCH_LOG").ok();
     wait_port(http_port);
     let base = format!("http://127.0.0.1:{http_port}");
     let project = "bench";
-    let instance = post(&base, &format!("/v2/{project}/rdbvault/instances"),
-        &format!(r#"{{"name":"bench","mode":"single","addrs":["127.0.0.1:{port}"]}}"#))["instance_id"]
-        .as_str().expect("instance id").to_string();
+    let instance = post(
+        &base,
+        &format!("/v2/{project}/rdbvault/instances"),
+        &format!(r#"{{"name":"bench","mode":"single","addrs":["127.0.0.1:{port}"]}}"#),
+    )["instance_id"]
+        .as_str()
+        .expect("instance id")
+        .to_string();
 
     let mut baseline = Vec::new();
     let mut ours = Vec::new();
@@ -69,15 +92,26 @@ fn main() {
         let _ = std::fs::remove_file(&out);
 
         let cpu_before = cpu_secs(server.id());
-        let backup = post(&base, &format!("/v2/{project}/instances/{instance}/backups"), "{}")["backup_id"]
-            .as_str().expect("backup id").to_string();
+        let backup = post(
+            &base,
+            &format!("/v2/{project}/instances/{instance}/backups"),
+            "{}",
+        )["backup_id"]
+            .as_str()
+            .expect("backup id")
+            .to_string();
         // Polled slowly so the polling costs the server nothing measurable; the
         // duration comes from the record itself (request accepted → succeed).
         let record = loop {
             std::thread::sleep(Duration::from_millis(250));
-            let list = get(&base, &format!("/v2/{project}/instances/{instance}/backups?limit=1"));
+            let list = get(
+                &base,
+                &format!("/v2/{project}/instances/{instance}/backups?limit=1"),
+            );
             let r = list["backup_record_response"][0].clone();
-            if r["backup_id"] == backup.as_str() && !matches!(r["status"].as_str(), Some("waiting" | "backuping")) {
+            if r["backup_id"] == backup.as_str()
+                && !matches!(r["status"].as_str(), Some("waiting" | "backuping"))
+            {
                 break r;
             }
         };
@@ -88,7 +122,10 @@ fn main() {
             "round {round}: redis-cli --rdb {:.2} s, rdbvault {:.2} s (server CPU {:.2} s)",
             baseline[round], ours[round], cpu[round]
         );
-        delete(&base, &format!("/v2/{project}/instances/{instance}/backups/{backup}"));
+        delete(
+            &base,
+            &format!("/v2/{project}/instances/{instance}/backups/{backup}"),
+        );
     }
     let peak_rss = vm_hwm(server.id());
     let best = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min);
@@ -101,8 +138,10 @@ fn main() {
         o / b,
         peak_rss as f64 / 1024.0,
     );
-    let _ = server.kill();
-    let _ = redis.kill();
+    for child in [&mut server, &mut redis] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     if let Some(dest) = log_copy {
         let _ = std::fs::copy(work.path().join("server.log"), dest);
     }
@@ -128,7 +167,10 @@ fn wait_port(port: u16) {
 /// From `created_at` (the request was accepted) to `updated_at` (it succeeded).
 fn record_secs(record: &serde_json::Value) -> f64 {
     let at = |f: &str| {
-        record[f].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).expect("record time")
+        record[f]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .expect("record time")
     };
     (at("updated_at") - at("created_at")).as_seconds_f64()
 }
@@ -139,7 +181,12 @@ fn cpu_secs(pid: u32) -> f64 {
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -200,7 +247,15 @@ fn fill(port: u16, bytes: u64) {
                 0 => {
                     for f in 0..10 {
                         rng.fill(&mut value[..64]);
-                        resp(&mut out, &[b"HSET", key.as_bytes(), format!("f{f}").as_bytes(), &value[..64]]);
+                        resp(
+                            &mut out,
+                            &[
+                                b"HSET",
+                                key.as_bytes(),
+                                format!("f{f}").as_bytes(),
+                                &value[..64],
+                            ],
+                        );
                     }
                 }
                 1 => {
@@ -218,10 +273,18 @@ fn fill(port: u16, bytes: u64) {
                 3 => {
                     for s in 0..10 {
                         rng.fill(&mut value[..32]);
-                        resp(&mut out, &[b"ZADD", key.as_bytes(), s.to_string().as_bytes(), &value[..32]]);
+                        resp(
+                            &mut out,
+                            &[
+                                b"ZADD",
+                                key.as_bytes(),
+                                s.to_string().as_bytes(),
+                                &value[..32],
+                            ],
+                        );
                     }
                 }
-                4 | 5 | 6 => {
+                4..=6 => {
                     let text = format!("{n:0>1000}");
                     resp(&mut out, &[b"SET", key.as_bytes(), text.as_bytes()]);
                 }
@@ -239,12 +302,17 @@ fn fill(port: u16, bytes: u64) {
     // Half-close: Redis answers everything pipelined, then closes; the drain
     // thread ends there, so the dataset is complete before the first timing.
     let stream = out.into_inner().expect("flush");
-    stream.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
     drain.join().expect("drain");
 }
 
 fn info_field(port: u16, field: &str) -> u64 {
-    let out = Command::new("redis-cli").args(["-p", &port.to_string(), "INFO", "memory"]).output().expect("redis-cli");
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "INFO", "memory"])
+        .output()
+        .expect("redis-cli");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")))
@@ -253,9 +321,19 @@ fn info_field(port: u16, field: &str) -> u64 {
 }
 
 fn call(method: &str, base: &str, path: &str, body: Option<&str>) -> serde_json::Value {
-    let mut args = vec!["-s".to_string(), "-X".into(), method.into(), format!("{base}{path}")];
+    let mut args = vec![
+        "-s".to_string(),
+        "-X".into(),
+        method.into(),
+        format!("{base}{path}"),
+    ];
     if let Some(b) = body {
-        args.extend(["-H".into(), "Content-Type: application/json".into(), "-d".into(), b.into()]);
+        args.extend([
+            "-H".into(),
+            "Content-Type: application/json".into(),
+            "-d".into(),
+            b.into(),
+        ]);
     }
     let out = Command::new("curl").args(&args).output().expect("curl");
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)

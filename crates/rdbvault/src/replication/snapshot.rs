@@ -250,12 +250,21 @@ impl Transfer {
         };
         // Reading at most `end - start` bytes means a disk-based payload never
         // reads into the replication stream that follows it.
-        let n = tokio::time::timeout(self.stall, self.conn.stream_mut().read(&mut self.buf[start..end]))
-            .await
-            .map_err(|_| SnapshotError::Stalled(addr.clone()))?
-            .map_err(|source| SnapshotError::Io { addr: addr.clone(), source })?;
+        let n = tokio::time::timeout(
+            self.stall,
+            self.conn.stream_mut().read(&mut self.buf[start..end]),
+        )
+        .await
+        .map_err(|_| SnapshotError::Stalled(addr.clone()))?
+        .map_err(|source| SnapshotError::Io {
+            addr: addr.clone(),
+            source,
+        })?;
         if n == 0 {
-            return Err(SnapshotError::Closed { addr, received: self.received });
+            return Err(SnapshotError::Closed {
+                addr,
+                received: self.received,
+            });
         }
         let out = match self.payload {
             Payload::Sized(_) => n,
@@ -299,7 +308,12 @@ impl EofWindow {
 
     /// `buf[..filled]` holds the held-back bytes and the fresh read. Returns
     /// how many leading bytes are payload for sure, and whether the mark was seen.
-    fn after_read(&mut self, buf: &[u8], filled: usize, mark: &[u8; EOF_MARK_LEN]) -> (usize, bool) {
+    fn after_read(
+        &mut self,
+        buf: &[u8],
+        filled: usize,
+        mark: &[u8; EOF_MARK_LEN],
+    ) -> (usize, bool) {
         if filled >= EOF_MARK_LEN && buf[filled - EOF_MARK_LEN..filled] == mark[..] {
             return (filled - EOF_MARK_LEN, true);
         }
