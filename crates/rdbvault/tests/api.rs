@@ -7,14 +7,6 @@ mod common;
 use common::{Db, OTHER_AK, OTHER_PROJECT, OTHER_SK, PROJECT, RedisServer, TestServer};
 use serde_json::json;
 
-/// Runs one scenario against both metadata backends.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Db::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Db::Postgres).await } )* }
-    };
-}
-
 both_backends!(
     instance_lifecycle,
     registration_is_validated,

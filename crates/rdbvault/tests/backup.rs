@@ -11,13 +11,6 @@ use std::time::Duration;
 use common::{Db, PROJECT, RedisServer, TestServer, all_files, fill_all_types};
 use serde_json::json;
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Db::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Db::Postgres).await } )* }
-    };
-}
-
 both_backends!(
     backup_is_a_real_snapshot,
     one_backup_at_a_time_and_delete_cancels

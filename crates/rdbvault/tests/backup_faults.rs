@@ -66,48 +66,53 @@ async fn fake_master(payload: Vec<u8>) -> String {
     fake_old_or_new_master(payload, true).await
 }
 
-/// With `psync` false, plays a pre-2.8 server: PSYNC is an unknown command,
-/// and SYNC is answered with the payload directly.
+/// With `psync` false, plays a pre-2.8 server: PSYNC and REPLCONF are
+/// unknown commands, and SYNC is answered with the payload directly.
 async fn fake_old_or_new_master(payload: Vec<u8>, psync: bool) -> String {
     fake_server(move |mut sock| {
         let payload = payload.clone();
         async move {
-            let mut seen = Vec::new();
-            let mut buf = [0u8; 4096];
-            // REPLCONF capa, REPLCONF rdb-only, PSYNC (and SYNC for old servers).
-            let mut answered = 0;
-            while answered < if psync { 3 } else { 4 } {
-                let n = sock.read(&mut buf).await.unwrap_or(0);
-                if n == 0 {
-                    return;
-                }
-                seen.extend_from_slice(&buf[..n]);
-                while let Some(pos) = find_command_end(&seen) {
-                    let cmd = String::from_utf8_lossy(&seen[..pos]).to_string();
-                    seen.drain(..pos);
-                    answered += 1;
-                    let reply = if cmd.contains("PSYNC") && psync {
-                        format!("+FULLRESYNC {} 0\r\n", "a".repeat(40))
-                    } else if cmd.contains("PSYNC") {
-                        "-ERR unknown command 'PSYNC'\r\n".to_string()
-                    } else if cmd.contains("SYNC") || cmd.contains("REPLCONF") && !psync {
-                        // Old servers know no REPLCONF either; SYNC gets no reply line.
-                        if cmd.contains("REPLCONF") {
-                            "-ERR unknown command 'REPLCONF'\r\n".to_string()
-                        } else {
-                            String::new()
-                        }
-                    } else {
-                        "+OK\r\n".to_string()
-                    };
-                    let _ = sock.write_all(reply.as_bytes()).await;
-                }
+            if handshake(&mut sock, psync).await {
+                let _ = sock.write_all(&payload).await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
             }
-            let _ = sock.write_all(&payload).await;
-            tokio::time::sleep(Duration::from_secs(30)).await;
         }
     })
     .await
+}
+
+/// Answers commands as a master would until the sync command; false if the
+/// client went away first.
+async fn handshake(sock: &mut tokio::net::TcpStream, psync: bool) -> bool {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = sock.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            return false;
+        }
+        seen.extend_from_slice(&buf[..n]);
+        while let Some(pos) = find_command_end(&seen) {
+            // The command name is the third line: `*N`, `$len`, name.
+            let text = String::from_utf8_lossy(&seen[..pos]).to_string();
+            let name = text.split("\r\n").nth(2).unwrap_or_default().to_uppercase();
+            seen.drain(..pos);
+            let (is_psync, is_sync) = (name == "PSYNC", name == "SYNC");
+            let reply = match name.as_str() {
+                "PSYNC" if psync => format!("+FULLRESYNC {} 0\r\n", "a".repeat(40)),
+                "PSYNC" => "-ERR unknown command 'PSYNC'\r\n".to_string(),
+                "REPLCONF" if !psync => "-ERR unknown command 'REPLCONF'\r\n".to_string(),
+                "SYNC" => String::new(),
+                "INFO" => "$0\r\n\r\n".to_string(),
+                _ => "+OK\r\n".to_string(),
+            };
+            let _ = sock.write_all(reply.as_bytes()).await;
+            // After FULLRESYNC (or SYNC) the payload follows.
+            if (is_psync && psync) || is_sync {
+                return true;
+            }
+        }
+    }
 }
 
 /// The end of the first complete RESP command (`*N` then N bulk strings).
@@ -249,29 +254,10 @@ async fn unreachable_garbage_corrupt_and_silent_servers() {
     let short = fake_server(move |mut sock| {
         let payload = payload.clone();
         async move {
-            let mut buf = vec![0u8; 4096];
-            let mut seen = Vec::new();
-            let mut answered = 0;
-            while answered < 3 {
-                let n = sock.read(&mut buf).await.unwrap_or(0);
-                if n == 0 {
-                    return;
-                }
-                seen.extend_from_slice(&buf[..n]);
-                while let Some(pos) = find_command_end(&seen) {
-                    let psync = String::from_utf8_lossy(&seen[..pos]).contains("PSYNC");
-                    seen.drain(..pos);
-                    answered += 1;
-                    let reply = if psync {
-                        format!("+FULLRESYNC {} 0\r\n", "b".repeat(40))
-                    } else {
-                        "+OK\r\n".into()
-                    };
-                    let _ = sock.write_all(reply.as_bytes()).await;
-                }
+            if handshake(&mut sock, true).await {
+                // Dropping the socket closes it half-way through the payload.
+                let _ = sock.write_all(&payload).await;
             }
-            let _ = sock.write_all(&payload).await;
-            // Dropping the socket closes it half-way through the payload.
         }
     })
     .await;

@@ -50,7 +50,6 @@ pub async fn take(
         Mode::Single => Source {
             endpoint: template,
             role: "master",
-            used_memory: 0,
         },
         Mode::Ha => source::choose(&template, &instance.addrs, true, timeouts.connect).await?,
         Mode::Cluster => {
@@ -63,13 +62,18 @@ pub async fn take(
     let addr = source.endpoint.addr.clone();
     tracing::info!(backup_id = %backup.id, node = %addr, role = source.role, "pulling snapshot");
 
-    let conn = Connection::open(&source.endpoint, timeouts.connect).await?;
+    let mut conn = Connection::open(&source.endpoint, timeouts.connect).await?;
+    // Diskless transfers announce no length: the RDB is usually smaller than
+    // used memory, so that bounds the estimate (progress stays below 100 until the end).
+    let used_memory = conn
+        .info("memory")
+        .await?
+        .get("used_memory")
+        .and_then(|v| v.parse::<u64>().ok());
     let mut transfer = snapshot::start(conn, timeouts.snapshot).await?;
     let total = match transfer.payload {
         Payload::Sized(len) => Some(len),
-        // Diskless: the RDB is usually smaller than used memory; a bound is
-        // better than nothing, and progress is capped below 100 until the end.
-        Payload::EofMarked(_) => (source.used_memory > 0).then_some(source.used_memory),
+        Payload::EofMarked(_) => used_memory.filter(|m| *m > 0),
     };
     let source_node = format!("{addr} ({})", source.role);
     let total_i64 = total.map(|t| i64::try_from(t).unwrap_or(i64::MAX));

@@ -18,8 +18,6 @@ pub struct Source {
     pub endpoint: Endpoint,
     /// `master` or `replica`.
     pub role: &'static str,
-    /// Used memory of the node, for a progress estimate of diskless transfers.
-    pub used_memory: u64,
 }
 
 /// `slave0:ip=10.0.0.2,port=6379,state=online,offset=1234,lag=0`
@@ -54,10 +52,8 @@ async fn info_replication(
     timeout: Duration,
 ) -> Result<std::collections::HashMap<String, String>, ConnError> {
     let mut conn = Connection::open(endpoint, timeout).await?;
-    let mut info = conn.info("replication").await?;
-    let memory = conn.info("memory").await?;
+    let info = conn.info("replication").await?;
     conn.shutdown().await;
-    info.extend(memory.into_iter().filter(|(k, _)| k == "used_memory"));
     Ok(info)
 }
 
@@ -104,11 +100,6 @@ pub async fn choose(
     let Some((master_addr, master_info)) = master else {
         return Err(last_err.unwrap_or_else(|| ConnError::ConnectTimeout("no address".into())));
     };
-    let used = |info: &std::collections::HashMap<String, String>| {
-        info.get("used_memory")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
     if prefer_replica {
         let mut replicas: Vec<ReplicaEntry> = master_info
             .iter()
@@ -125,7 +116,6 @@ pub async fn choose(
             match info_replication(&endpoint, timeout).await {
                 Ok(info) if info.get("master_link_status").map(String::as_str) == Some("up") => {
                     return Ok(Source {
-                        used_memory: used(&info),
                         endpoint,
                         role: "replica",
                     });
@@ -138,7 +128,6 @@ pub async fn choose(
         }
     }
     Ok(Source {
-        used_memory: used(&master_info),
         endpoint: with_addr(&master_addr),
         role: "master",
     })

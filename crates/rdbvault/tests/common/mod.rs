@@ -658,90 +658,80 @@ impl RedisServer {
 /// Writes every type in small and large encodings, TTLs, binary keys and
 /// values, in several databases.
 pub async fn fill_all_types(redis: &RedisServer) {
+    let big_string = vec![b'x'; 100_000];
+    let small: Vec<Vec<&[u8]>> = vec![
+        vec![b"SET", b"str:small", b"hello"],
+        vec![b"SET", b"str:int", b"1234567"],
+        vec![b"SET", b"str:big", &big_string],
+        vec![b"SET", b"\x00bin\xffkey\r\n", b"\x00\x01\x02\xfe\xff"],
+        vec![b"SET", b"str:ttl", b"v", b"EX", b"100000"],
+        vec![b"SET", b"str:pttl", b"v", b"PX", b"99999999"],
+        vec![b"RPUSH", b"list:small", b"a", b"b", b"c"],
+        vec![b"SADD", b"set:int", b"1", b"2", b"3"],
+        vec![b"SADD", b"set:small", b"a", b"b"],
+        vec![b"ZADD", b"zset:small", b"1.5", b"a", b"-2", b"b"],
+        vec![b"HSET", b"hash:small", b"f1", b"v1", b"f2", b"v2"],
+    ];
     let mut c = redis.conn().await;
     for db in [b"0".as_slice(), b"1", b"5"] {
         c.command(&[b"SELECT", db]).await.unwrap();
-        c.command(&[b"SET", b"str:small", b"hello"]).await.unwrap();
-        c.command(&[b"SET", b"str:int", b"1234567"]).await.unwrap();
-        c.command(&[b"SET", b"str:big", &vec![b'x'; 100_000]])
-            .await
-            .unwrap();
-        c.command(&[b"SET", b"\x00bin\xffkey\r\n", b"\x00\x01\x02\xfe\xff"])
-            .await
-            .unwrap();
-        c.command(&[b"SET", b"str:ttl", b"v", b"EX", b"100000"])
-            .await
-            .unwrap();
-        c.command(&[b"SET", b"str:pttl", b"v", b"PX", b"99999999"])
-            .await
-            .unwrap();
-        c.command(&[b"RPUSH", b"list:small", b"a", b"b", b"c"])
-            .await
-            .unwrap();
-        c.command(&[b"SADD", b"set:int", b"1", b"2", b"3"])
-            .await
-            .unwrap();
-        c.command(&[b"SADD", b"set:small", b"a", b"b"])
-            .await
-            .unwrap();
-        c.command(&[b"ZADD", b"zset:small", b"1.5", b"a", b"-2", b"b"])
-            .await
-            .unwrap();
-        c.command(&[b"HSET", b"hash:small", b"f1", b"v1", b"f2", b"v2"])
-            .await
-            .unwrap();
+        for cmd in &small {
+            c.command(cmd).await.unwrap();
+        }
+        // Past the listpack/intset limits: quicklist, hashtable, skiplist encodings.
         for i in 0..300u32 {
             let m = format!("member-{i}-{}", "y".repeat(70));
-            let s = i.to_string();
-            c.command(&[b"RPUSH", b"list:big", m.as_bytes()])
-                .await
-                .unwrap();
-            c.command(&[b"SADD", b"set:big", m.as_bytes()])
-                .await
-                .unwrap();
-            c.command(&[b"ZADD", b"zset:big", s.as_bytes(), m.as_bytes()])
-                .await
-                .unwrap();
-            c.command(&[b"HSET", b"hash:big", m.as_bytes(), s.as_bytes()])
-                .await
-                .unwrap();
-            c.command(&[b"XADD", b"stream", b"*", b"n", s.as_bytes()])
-                .await
-                .unwrap();
+            let (m, s) = (m.as_bytes(), i.to_string());
+            let s = s.as_bytes();
+            for cmd in [
+                vec![b"RPUSH".as_slice(), b"list:big", m],
+                vec![b"SADD", b"set:big", m],
+                vec![b"ZADD", b"zset:big", s, m],
+                vec![b"HSET", b"hash:big", m, s],
+                vec![b"XADD", b"stream", b"*", b"n", s],
+            ] {
+                c.command(&cmd).await.unwrap();
+            }
         }
-        c.command(&[b"EXPIRE", b"hash:big", b"100000"])
-            .await
-            .unwrap();
-        c.command(&[b"XGROUP", b"CREATE", b"stream", b"g1", b"0"])
-            .await
-            .unwrap();
-        c.command(&[
-            b"XREADGROUP",
-            b"GROUP",
-            b"g1",
-            b"alice",
-            b"COUNT",
-            b"5",
-            b"STREAMS",
-            b"stream",
-            b">",
-        ])
-        .await
-        .unwrap();
-        c.command(&[
-            b"XREADGROUP",
-            b"GROUP",
-            b"g1",
-            b"bob",
-            b"COUNT",
-            b"3",
-            b"STREAMS",
-            b"stream",
-            b">",
-        ])
-        .await
-        .unwrap();
+        for cmd in [
+            vec![b"EXPIRE".as_slice(), b"hash:big", b"100000"],
+            vec![b"XGROUP", b"CREATE", b"stream", b"g1", b"0"],
+            vec![
+                b"XREADGROUP",
+                b"GROUP",
+                b"g1",
+                b"alice",
+                b"COUNT",
+                b"5",
+                b"STREAMS",
+                b"stream",
+                b">",
+            ],
+            vec![
+                b"XREADGROUP",
+                b"GROUP",
+                b"g1",
+                b"bob",
+                b"COUNT",
+                b"3",
+                b"STREAMS",
+                b"stream",
+                b">",
+            ],
+        ] {
+            c.command(&cmd).await.unwrap();
+        }
     }
+}
+
+/// Runs each named scenario `async fn name(db: Db)` as two tests, one per
+/// metadata backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Db::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Db::Postgres).await } )* }
+    };
 }
 
 /// The real `rdbvault serve` binary, configured through a TOML file with the
