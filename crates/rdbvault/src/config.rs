@@ -30,6 +30,7 @@ const KNOWN_KEYS: &[&str] = &[
     "first_byte_timeout_secs",
     "stall_timeout_secs",
     "redis_tls_ca_file",
+    "link_key_rotation_days",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +124,9 @@ pub struct Config {
     /// PEM file of a CA trusted (besides the system's) for instances registered with `tls`.
     #[serde(default)]
     pub redis_tls_ca_file: Option<PathBuf>,
+    /// A new link key signs new links after this many days; old ones keep
+    /// verifying until the links they signed expire.
+    pub link_key_rotation_days: u32,
 }
 
 impl Default for Config {
@@ -144,6 +148,7 @@ impl Default for Config {
             first_byte_timeout_secs: 600,
             stall_timeout_secs: 60,
             redis_tls_ca_file: None,
+            link_key_rotation_days: 30,
         }
     }
 }
@@ -214,6 +219,34 @@ impl Config {
             _ => format!("http://{bound}"),
         }
     }
+}
+
+/// Bucket names follow S3's rules, and must not shadow the API's own paths
+/// (download links are served under `/{bucket}/`).
+pub fn check_bucket_name(bucket: &str) -> Result<(), ConfigError> {
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && bucket
+            .as_bytes()
+            .first()
+            .is_some_and(u8::is_ascii_alphanumeric)
+        && bucket
+            .as_bytes()
+            .last()
+            .is_some_and(u8::is_ascii_alphanumeric);
+    if !valid {
+        return Err(ConfigError::Invalid(format!(
+            "bucket {bucket:?}: 3 to 63 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
+        )));
+    }
+    if ["v2", "healthz", "metrics", "openapi.json"].contains(&bucket) {
+        return Err(ConfigError::Invalid(format!(
+            "bucket {bucket:?} would shadow an API path; choose another name"
+        )));
+    }
+    Ok(())
 }
 
 fn warn_unknown_keys(file: &Path) {

@@ -12,6 +12,7 @@ use crate::config::{AuthMode, Config};
 use crate::jobs::{self, JobContext, Workers};
 use crate::meta::Meta;
 use crate::objects::Objects;
+use crate::objects::links::{LinkSigner, MAX_LINK_SECS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -45,7 +46,9 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir)?;
     let meta = Meta::connect(&config.database_url()).await?;
     tracing::info!(backend = ?meta.backend(), "metadata store ready");
+    crate::config::check_bucket_name(&config.bucket)?;
     let objects = Objects::local(config.data_dir.join("objects"), config.bucket.clone())?;
+    let links = Arc::new(LinkSigner::new(meta.clone()).await?);
 
     let redis_tls = crate::replication::tls::client_config(config.redis_tls_ca_file.as_deref())?;
     let ctx = Arc::new(JobContext {
@@ -73,9 +76,15 @@ pub async fn run(
         objects,
         workers,
         redis_tls,
+        links: links.clone(),
         metrics: Arc::default(),
         config,
     });
+    let maintenance = tokio::spawn(link_key_maintenance(
+        meta.clone(),
+        links,
+        state.config.link_key_rotation_days,
+    ));
     let app = api::router(state);
     tracing::info!(listen = %bound, node_id = %ctx.node_id, "rdbvault serving");
     let served = axum::serve(listener, app)
@@ -83,10 +92,39 @@ pub async fn run(
         .await;
     stop_workers.cancel();
     while worker_tasks.join_next().await.is_some() {}
+    maintenance.abort();
     meta.close().await;
     served?;
     tracing::info!("rdbvault stopped");
     Ok(())
+}
+
+/// Rotates the link key when it is older than `rotation_days`, and forgets
+/// retired keys once no link they signed can still be valid.
+async fn link_key_maintenance(meta: Meta, links: Arc<LinkSigner>, rotation_days: u32) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let now = chrono::Utc::now();
+        let result = async {
+            let keys = meta.link_keys().await?;
+            let max_age = chrono::TimeDelta::days(i64::from(rotation_days.max(1)));
+            if keys
+                .iter()
+                .filter(|k| k.retired_at.is_none())
+                .all(|k| now - k.created_at > max_age)
+            {
+                meta.rotate_link_key().await?;
+            }
+            meta.purge_link_keys(now - chrono::TimeDelta::seconds(MAX_LINK_SECS + 3600))
+                .await?;
+            links.refresh().await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "link key maintenance failed");
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

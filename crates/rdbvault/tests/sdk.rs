@@ -43,3 +43,27 @@ async fn official_sdk_lists_and_shows_instances() {
     .await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdk_lists_backups_and_gets_working_links() {
+    let redis = RedisServer::start(&[]);
+    redis.cli(&["DEBUG", "POPULATE", "1000"]);
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = server.register_single(&redis.addr()).await;
+    let backup = server.start_backup(&instance).await;
+    assert_eq!(
+        server.wait_backup(&instance, &backup).await["status"],
+        "succeed"
+    );
+    let file = server.stored_files(&instance, &backup).remove(0);
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(file).unwrap()))
+    };
+    run_sdk_script(
+        "links.py",
+        &[&server.base, AK, SK, PROJECT, &instance, &backup, &sha],
+    )
+    .await;
+    server.stop().await;
+}

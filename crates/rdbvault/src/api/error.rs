@@ -69,6 +69,22 @@ pub enum ApiError {
     InstanceBackingUp(String),
     #[error("deleting the backup files failed")]
     DeleteFailed(String),
+    #[error("expiration is required: the number of seconds the links stay valid, 300 to 86400")]
+    ExpirationMissing,
+    #[error("expiration must be an integer number of seconds from 300 to 86400, not {0}")]
+    ExpirationNotInteger(String),
+    #[error(
+        "expiration {0} is out of range: links stay valid between 300 (5 minutes) and 86400 (24 hours) seconds"
+    )]
+    ExpirationOutOfRange(String),
+    #[error("backup {0} has not finished yet; links are available once it has succeeded")]
+    BackupInProgress(String),
+    #[error("backup {0} failed; it has no files to download")]
+    BackupFailed(String),
+    #[error("backup {0} was deleted; its files are gone")]
+    BackupDeleted(String),
+    #[error("backup {0} has expired; its files are gone")]
+    BackupExpired(String),
     #[error("the requested URL does not exist")]
     UnknownUrl,
     #[error("method {0} is not allowed on this URL")]
@@ -168,6 +184,15 @@ impl ApiError {
                 S::INTERNAL_SERVER_ERROR,
                 "deleting the backup files failed",
             ),
+            ExpirationMissing => ("DCS.4940", S::BAD_REQUEST, "expiration missing"),
+            ExpirationNotInteger(_) => ("DCS.4941", S::BAD_REQUEST, "expiration not an integer"),
+            ExpirationOutOfRange(_) => {
+                ("DCS.4942", S::BAD_REQUEST, "expiration outside 300..86400")
+            }
+            BackupInProgress(_) => ("DCS.4943", S::BAD_REQUEST, "backup not finished yet"),
+            BackupFailed(_) => ("DCS.4944", S::BAD_REQUEST, "backup failed"),
+            BackupDeleted(_) => ("DCS.4945", S::BAD_REQUEST, "backup deleted"),
+            BackupExpired(_) => ("DCS.4946", S::BAD_REQUEST, "backup expired"),
             UnknownUrl => ("DCS.4001", S::NOT_FOUND, "requested URL does not exist"),
             MethodNotAllowed(_) => ("DCS.5001", S::METHOD_NOT_ALLOWED, "method not allowed"),
             Unauthenticated(AuthError::Missing) => {
@@ -221,6 +246,13 @@ impl ApiError {
             BackupNotSupported(s()),
             InstanceBackingUp(s()),
             DeleteFailed(s()),
+            ExpirationMissing,
+            ExpirationNotInteger(s()),
+            ExpirationOutOfRange(s()),
+            BackupInProgress(s()),
+            BackupFailed(s()),
+            BackupDeleted(s()),
+            BackupExpired(s()),
             UnknownUrl,
             MethodNotAllowed(s()),
             Unauthenticated(AuthError::Missing),

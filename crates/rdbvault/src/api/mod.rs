@@ -4,9 +4,11 @@
 //! never hold SQL or storage logic of their own.
 
 pub mod backups;
+pub mod download;
 pub mod error;
 pub mod extract;
 pub mod instances;
+pub mod links;
 pub mod metrics;
 pub mod openapi;
 
@@ -39,6 +41,8 @@ pub struct AppState {
     pub workers: crate::jobs::Workers,
     /// TLS settings for instances registered with `tls`.
     pub redis_tls: Arc<tokio_rustls::rustls::ClientConfig>,
+    /// Signs and verifies download links of the local store.
+    pub links: Arc<crate::objects::links::LinkSigner>,
     pub metrics: Arc<metrics::Metrics>,
     /// Base URL of this service as clients reach it.
     pub public_url: String,
@@ -56,12 +60,15 @@ pub fn router(state: SharedState) -> Router {
     let dcs = Router::new()
         .merge(instances::routes())
         .merge(backups::routes())
+        .merge(links::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
 
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(render_metrics))
         .route("/openapi.json", get(openapi::serve))
+        // Download links of the local store; authenticated by the link itself.
+        .route(&format!("/{}/{{*key}}", state.objects.bucket()), get(download::download))
         .merge(dcs)
         .fallback(|| async { ApiError::UnknownUrl })
         .method_not_allowed_fallback(method_not_allowed)

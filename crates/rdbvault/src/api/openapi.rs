@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
-use super::{backups, error, instances};
+use super::{backups, download, error, instances, links};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,13 +23,16 @@ use super::{backups, error, instances};
         backups::create_backup,
         backups::list_backups,
         backups::delete_backup,
+        links::list_backup_file_links,
+        download::download,
     ),
     components(schemas(error::ErrorBody)),
     modifiers(&Security),
     security(("sdk_hmac_sha256" = [])),
     tags(
         (name = "instances", description = "DCS instance reads"),
-        (name = "backups", description = "DCS backup records"),
+        (name = "backups", description = "DCS backup records and ListBackupFileLinks"),
+        (name = "downloads", description = "Download links of the local store (authenticated by the link)"),
         (name = "rdbvault", description = "rdbvault's own extensions: registering existing Redis deployments"),
     )
 )]

@@ -11,6 +11,7 @@ use super::client::Client;
 use super::instance::encode;
 use super::{ClientArgs, output, table};
 use crate::api::backups::{BackupRecord, CopyInstanceResponse, ListBackupRecordsResponse};
+use crate::api::links::ListBackupFileLinksResponse;
 
 #[derive(Subcommand)]
 pub enum BackupCommand {
@@ -35,6 +36,43 @@ pub enum BackupCommand {
         instance_id: String,
         backup_id: String,
     },
+    /// Time-limited download links of a backup's files.
+    Links {
+        instance_id: String,
+        backup_id: String,
+        /// Seconds the links stay valid (300 to 86400).
+        #[arg(long, default_value_t = 3600)]
+        expiration: i64,
+    },
+    /// Download every file of a backup (in parallel, resumable) and verify it.
+    Download {
+        instance_id: String,
+        backup_id: String,
+        /// Directory to write into.
+        #[arg(long, default_value = ".")]
+        out: std::path::PathBuf,
+    },
+}
+
+async fn links(
+    client: &Client,
+    instance_id: &str,
+    backup_id: &str,
+    expiration: i64,
+) -> anyhow::Result<Vec<u8>> {
+    let path = format!(
+        "{}/{}/links",
+        backups_path(client, instance_id),
+        encode(backup_id)
+    );
+    Ok(client
+        .call(
+            Method::POST,
+            &path,
+            "",
+            Some(&json!({ "expiration": expiration })),
+        )
+        .await?)
 }
 
 fn backups_path(client: &Client, instance_id: &str) -> String {
@@ -129,6 +167,38 @@ pub async fn run(command: BackupCommand, args: &ClientArgs) -> anyhow::Result<Ex
                         .collect(),
                 )
             })?;
+        }
+        BackupCommand::Links {
+            instance_id,
+            backup_id,
+            expiration,
+        } => {
+            let raw = links(&client, &instance_id, &backup_id, expiration).await?;
+            output(args.json, &raw, |v: ListBackupFileLinksResponse| {
+                table(
+                    &["FILE_NAME", "SIZE", "LINK"],
+                    v.links
+                        .into_iter()
+                        .map(|l| vec![l.file_name, l.size.to_string(), l.link])
+                        .collect(),
+                )
+            })?;
+        }
+        BackupCommand::Download {
+            instance_id,
+            backup_id,
+            out,
+        } => {
+            let raw = links(&client, &instance_id, &backup_id, 3600).await?;
+            let answer: ListBackupFileLinksResponse = serde_json::from_slice(&raw)?;
+            let files = super::download::download_all(answer.links, &out, !args.json).await?;
+            if args.json {
+                println!("{}", json!({ "files": files }));
+            } else {
+                for f in files {
+                    println!("verified {}", f.display());
+                }
+            }
         }
         BackupCommand::Delete {
             instance_id,

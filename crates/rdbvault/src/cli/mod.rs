@@ -3,6 +3,7 @@
 
 mod backup;
 pub mod client;
+pub mod download;
 mod instance;
 
 use std::path::PathBuf;

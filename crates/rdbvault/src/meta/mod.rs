@@ -7,9 +7,11 @@
 
 mod backups;
 mod instances;
+mod link_keys;
 
 pub use backups::{Backup, BackupFile, BackupStatus, Job, NewBackup};
 pub use instances::{Instance, InstanceFilter, Mode, NewInstance, Secret};
+pub use link_keys::LinkKey;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -6,6 +6,8 @@
 //! On the local filesystem the upload is a staging file renamed into place
 //! (and fsynced); an aborted or dropped upload removes it.
 
+pub mod links;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -55,6 +57,14 @@ impl Objects {
 
     pub fn bucket(&self) -> &str {
         &self.bucket
+    }
+
+    /// The file behind `key` on the local backend (`None` elsewhere). The
+    /// key comes from the metadata store, never from a URL.
+    pub fn local_path(&self, key: &str) -> Option<PathBuf> {
+        let root = self.local_root.as_ref()?;
+        let path = Self::path(key).ok()?;
+        Some(root.join(path.as_ref()))
     }
 
     fn path(key: &str) -> Result<ObjectPath, ObjectError> {

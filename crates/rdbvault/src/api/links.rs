@@ -1,0 +1,191 @@
+//! DCS `ListBackupFileLinks`: time-limited download links of a backup's files.
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::SharedState;
+use super::backups::find_backup;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{self, Json, Path};
+use crate::meta::BackupStatus;
+
+/// The seed's bounds: between 5 minutes and 24 hours.
+pub const MIN_EXPIRATION: i64 = 300;
+pub const MAX_EXPIRATION: i64 = 86_400;
+/// The DCS response holds at most 64 links (a cluster backup has one file per shard).
+pub const MAX_LINKS: usize = 64;
+
+pub fn routes() -> Router<SharedState> {
+    Router::new().route(
+        "/v2/{project_id}/instances/{instance_id}/backups/{backup_id}/links",
+        post(list_backup_file_links),
+    )
+}
+
+/// DCS `DownloadBackupFilesReq`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DownloadBackupFilesReq {
+    /// Seconds the links stay valid, 300 to 86400.
+    pub expiration: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LinksItem {
+    pub file_name: String,
+    pub link: String,
+    /// Bytes (rdbvault extension, for verifying the download).
+    pub size: i64,
+    /// SHA-256 of the stored file, hex (rdbvault extension).
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ListBackupFileLinksResponse {
+    /// Object prefix of the backup, ending in `/`.
+    pub file_path: String,
+    pub bucket_name: String,
+    /// One per file, sorted by file name (by shard for clusters), at most 64.
+    pub links: Vec<LinksItem>,
+}
+
+/// Reads `expiration` strictly: each way a client can get it wrong has its own code.
+pub fn parse_expiration(body: &serde_json::Value) -> Result<i64, ApiError> {
+    let object = body.as_object().ok_or_else(|| {
+        ApiError::invalid("body", "expected a JSON object like {\"expiration\": 3600}")
+    })?;
+    if let Some(unknown) = object.keys().find(|k| *k != "expiration") {
+        return Err(ApiError::invalid(
+            "body",
+            format!(
+                "unknown field {:?}; the only field is expiration",
+                extract::truncated(unknown)
+            ),
+        ));
+    }
+    let value = match object.get("expiration") {
+        None | Some(serde_json::Value::Null) => return Err(ApiError::ExpirationMissing),
+        Some(v) => v,
+    };
+    let range_error =
+        || ApiError::ExpirationOutOfRange(value.to_string().chars().take(40).collect());
+    match value {
+        serde_json::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                if (MIN_EXPIRATION..=MAX_EXPIRATION).contains(&i) {
+                    Ok(i)
+                } else {
+                    Err(range_error())
+                }
+            } else if n.as_u64().is_some() {
+                Err(range_error())
+            } else {
+                // A float literal, or an integer too large for 64 bits (serde_json
+                // falls back to f64 for those): whole but huge is out of range.
+                match n.as_f64() {
+                    Some(f) if f.fract() == 0.0 && f.abs() >= 9.2e18 => Err(range_error()),
+                    _ => Err(ApiError::ExpirationNotInteger(
+                        value.to_string().chars().take(40).collect(),
+                    )),
+                }
+            }
+        }
+        other => Err(ApiError::ExpirationNotInteger(
+            other.to_string().chars().take(40).collect(),
+        )),
+    }
+}
+
+#[utoipa::path(post, path = "/v2/{project_id}/instances/{instance_id}/backups/{backup_id}/links", tag = "backups",
+    params(("project_id" = String, Path), ("instance_id" = String, Path), ("backup_id" = String, Path)),
+    request_body = DownloadBackupFilesReq,
+    responses((status = 200, body = ListBackupFileLinksResponse), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 500, body = ErrorBody)))]
+pub async fn list_backup_file_links(
+    State(state): State<SharedState>,
+    Path((project_id, instance_id, raw_backup_id)): Path<(String, String, String)>,
+    Json(body): Json<serde_json::Value>,
+) -> Result<Json<ListBackupFileLinksResponse>, ApiError> {
+    let expiration = parse_expiration(&body)?;
+    let backup = find_backup(&state, &project_id, &instance_id, &raw_backup_id).await?;
+    match backup.status {
+        BackupStatus::Succeed => {}
+        BackupStatus::Waiting | BackupStatus::Backuping => {
+            return Err(ApiError::BackupInProgress(backup.id));
+        }
+        BackupStatus::Failed => return Err(ApiError::BackupFailed(backup.id)),
+        BackupStatus::Deleted => return Err(ApiError::BackupDeleted(backup.id)),
+        BackupStatus::Expired => return Err(ApiError::BackupExpired(backup.id)),
+    }
+    let mut files = state.meta.backup_files(&backup.id).await?;
+    files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
+    files.truncate(MAX_LINKS);
+    let expires = Utc::now() + chrono::TimeDelta::seconds(expiration);
+    let bucket = state.objects.bucket().to_string();
+    let mut links = Vec::with_capacity(files.len());
+    for f in files {
+        let path = format!("/{bucket}/{}", encode_key(&f.object_key));
+        let query = state.links.sign(&path, expires).await?;
+        links.push(LinksItem {
+            link: format!("{}{path}?{query}", state.public_url),
+            file_name: f.file_name,
+            size: f.size,
+            sha256: f.sha256,
+        });
+    }
+    Ok(Json(ListBackupFileLinksResponse {
+        file_path: crate::jobs::backup::prefix(&backup),
+        bucket_name: bucket,
+        links,
+    }))
+}
+
+/// Each segment of an object key percent-encoded (the `/` between them kept).
+fn encode_key(key: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    key.split('/')
+        .map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn expiration_is_parsed_strictly() {
+        assert_eq!(
+            parse_expiration(&json!({"expiration": 300})).expect("ok"),
+            300
+        );
+        assert_eq!(
+            parse_expiration(&json!({"expiration": 86400})).expect("ok"),
+            86400
+        );
+        let code = |v: serde_json::Value| parse_expiration(&v).expect_err("refused").code();
+        assert_eq!(code(json!({})), "DCS.4940");
+        assert_eq!(code(json!({"expiration": null})), "DCS.4940");
+        assert_eq!(code(json!({"expiration": "300"})), "DCS.4941");
+        assert_eq!(code(json!({"expiration": 300.5})), "DCS.4941");
+        assert_eq!(code(json!({"expiration": true})), "DCS.4941");
+        assert_eq!(code(json!({"expiration": -1})), "DCS.4942");
+        assert_eq!(code(json!({"expiration": 299})), "DCS.4942");
+        assert_eq!(code(json!({"expiration": 86401})), "DCS.4942");
+        assert_eq!(code(json!({"expiration": u64::MAX})), "DCS.4942");
+        let huge: serde_json::Value =
+            serde_json::from_str(r#"{"expiration": 123456789012345678901234567890}"#)
+                .expect("json");
+        assert_eq!(code(huge), "DCS.4942");
+        assert_eq!(code(json!({"expiration": 300, "x": 1})), "DCS.4800");
+        assert_eq!(code(json!([300])), "DCS.4800");
+    }
+}
