@@ -258,24 +258,43 @@ pub async fn delete_backup(
 }
 
 /// A backup of the instance in the path, with a distinct error for each way it is not.
+/// The common case costs one query: a backup of the instance and project in
+/// the path proves the instance exists; the instance is looked up only to
+/// tell the error cases apart.
 pub(crate) async fn find_backup(
     state: &SharedState,
     project_id: &str,
     instance_id: &str,
     raw_backup_id: &str,
 ) -> Result<Backup, ApiError> {
-    let instance = find(state, project_id, instance_id).await?;
+    find_backup_with_files(state, project_id, instance_id, raw_backup_id)
+        .await
+        .map(|(b, _)| b)
+}
+
+/// [`find_backup`], with the backup's files, in one query on the common path.
+pub(crate) async fn find_backup_with_files(
+    state: &SharedState,
+    project_id: &str,
+    instance_id: &str,
+    raw_backup_id: &str,
+) -> Result<(Backup, Vec<crate::meta::BackupFile>), ApiError> {
+    let instance_id = extract::instance_id(instance_id)?;
     let id = backup_id(raw_backup_id)?;
-    let backup = state
-        .meta
-        .get_backup_by_id(&id)
-        .await?
-        .ok_or_else(|| ApiError::BackupNotFound(id.clone()))?;
-    if backup.project_id != project_id {
-        return Err(ApiError::BackupOfOtherProject(id));
+    match state.meta.backup_with_files(&id).await? {
+        Some((b, files)) if b.project_id == project_id && b.instance_id == instance_id => {
+            Ok((b, files))
+        }
+        other => {
+            // Unknown instance first, as for every instance-scoped request.
+            find(state, project_id, &instance_id).await?;
+            match other {
+                None => Err(ApiError::BackupNotFound(id)),
+                Some((b, _)) if b.project_id != project_id => {
+                    Err(ApiError::BackupOfOtherProject(id))
+                }
+                Some(_) => Err(ApiError::BackupOfOtherInstance(id)),
+            }
+        }
     }
-    if backup.instance_id != instance.id {
-        return Err(ApiError::BackupOfOtherInstance(id));
-    }
-    Ok(backup)
 }

@@ -6,19 +6,25 @@
 //! be `succeed`), never by mapping the URL onto the filesystem, so no path can
 //! escape the store and a deleted backup's links stop working at once.
 
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tower::ServiceExt;
-use tower_http::services::ServeFile;
 
 use super::SharedState;
 use crate::meta::BackupStatus;
 use crate::objects::links::{LinkError, Presented, VerifyError};
 
 /// Read size of file streaming: large reads keep a multi-gigabyte download
-/// near disk speed without holding more than this per connection.
-const CHUNK: usize = 256 * 1024;
+/// near disk speed.
+const CHUNK: usize = 1024 * 1024;
+/// Chunks read ahead of the socket: the disk and the network work at the
+/// same time, and a connection holds at most this many chunks.
+const READ_AHEAD: usize = 4;
 
 #[derive(Debug)]
 enum DownloadError {
@@ -155,18 +161,14 @@ async fn serve(state: &SharedState, req: Request) -> Result<Response, DownloadEr
         .await?;
     let (instance_id, backup_id, file_name) = parse_key(rest)?;
 
-    let backup = state
+    let (_, files) = state
         .meta
-        .get_backup_by_id(&backup_id)
+        .backup_with_files(&backup_id)
         .await
         .map_err(|e| DownloadError::Internal(e.to_string()))?
-        .filter(|b| b.instance_id == instance_id && b.status == BackupStatus::Succeed)
+        .filter(|(b, _)| b.instance_id == instance_id && b.status == BackupStatus::Succeed)
         .ok_or(DownloadError::NoSuchKey)?;
-    let file = state
-        .meta
-        .backup_files(&backup.id)
-        .await
-        .map_err(|e| DownloadError::Internal(e.to_string()))?
+    let file = files
         .into_iter()
         .find(|f| f.file_name == file_name)
         .ok_or(DownloadError::NoSuchKey)?;
@@ -174,33 +176,122 @@ async fn serve(state: &SharedState, req: Request) -> Result<Response, DownloadEr
         .objects
         .local_path(&file.object_key)
         .ok_or(DownloadError::NoSuchKey)?;
-
-    // Range, HEAD, Content-Length, Last-Modified and conditional requests
-    // are tower-http's; the file never changes once published.
-    let mut response = ServeFile::new(&local)
-        .with_buf_chunk_size(CHUNK)
-        .oneshot(req)
+    let meta = tokio::fs::metadata(&local)
         .await
-        .map_err(|e| DownloadError::Internal(e.to_string()))?
-        .map(axum::body::Body::new);
-    if response.status() == StatusCode::NOT_FOUND {
-        return Err(DownloadError::NoSuchKey);
+        .map_err(|_| DownloadError::NoSuchKey)?;
+    let len = meta.len();
+    let etag = file.sha256.as_ref().map(|sha| format!("\"{sha}\""));
+    let range = requested_range(req.headers(), etag.as_deref(), len);
+
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::ACCEPT_RANGES, "bytes");
+    if let Some(etag) = &etag {
+        builder = builder.header(header::ETAG, etag.as_str());
     }
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Some(sha) = &file.sha256
-        && let Ok(etag) = HeaderValue::from_str(&format!("\"{sha}\""))
-    {
-        headers.insert(header::ETAG, etag);
+    if let Ok(modified) = meta.modified() {
+        let at: chrono::DateTime<chrono::Utc> = modified.into();
+        builder = builder.header(
+            header::LAST_MODIFIED,
+            at.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+        );
     }
     if let Ok(cd) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", file.file_name)) {
-        headers.insert(header::CONTENT_DISPOSITION, cd);
+        builder = builder.header(header::CONTENT_DISPOSITION, cd);
     }
-    Ok(response)
+    let (status, span) = match range {
+        Range::Full => (StatusCode::OK, 0..=len.saturating_sub(1)),
+        Range::Part(r) => {
+            builder = builder.header(
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{len}", r.start(), r.end()),
+            );
+            (StatusCode::PARTIAL_CONTENT, r)
+        }
+        Range::Unsatisfiable => {
+            return builder
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{len}"))
+                .body(Body::empty())
+                .map_err(|e| DownloadError::Internal(e.to_string()));
+        }
+    };
+    let count = if len == 0 {
+        0
+    } else {
+        span.end() - span.start() + 1
+    };
+    let body = if req.method() == Method::HEAD || count == 0 {
+        Body::empty()
+    } else {
+        stream_file(local, *span.start(), count)
+    };
+    builder
+        .status(status)
+        .header(header::CONTENT_LENGTH, count)
+        .body(body)
+        .map_err(|e| DownloadError::Internal(e.to_string()))
+}
+
+enum Range {
+    Full,
+    Part(RangeInclusive<u64>),
+    Unsatisfiable,
+}
+
+/// The single range asked for. A malformed header, several ranges, or an
+/// `If-Range` naming another version of the file mean the whole file (as
+/// HTTP allows); a well-formed range outside the file is unsatisfiable.
+fn requested_range(headers: &HeaderMap, etag: Option<&str>, len: u64) -> Range {
+    let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Range::Full;
+    };
+    if let Some(if_range) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok())
+        && Some(if_range) != etag
+    {
+        return Range::Full;
+    }
+    let Ok(parsed) = http_range_header::parse_range_header(value) else {
+        return Range::Full;
+    };
+    match parsed.validate(len) {
+        Ok(ranges) if ranges.len() == 1 && len > 0 => {
+            ranges.into_iter().next().map_or(Range::Full, Range::Part)
+        }
+        Ok(_) if len == 0 => Range::Unsatisfiable,
+        Ok(_) => Range::Full,
+        Err(_) => Range::Unsatisfiable,
+    }
+}
+
+/// Streams `count` bytes of `path` from `start`, read ahead on a blocking
+/// thread so the disk never waits for the socket, nor the socket for the disk.
+fn stream_file(path: PathBuf, start: u64, count: u64) -> Body {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let opened =
+            std::fs::File::open(&path).and_then(|mut f| f.seek(SeekFrom::Start(start)).map(|_| f));
+        let mut file = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        let mut left = count;
+        while left > 0 {
+            let want = usize::try_from(left).unwrap_or(usize::MAX).min(CHUNK);
+            let mut buf = vec![0u8; want];
+            let result = file.read_exact(&mut buf).map(|()| Bytes::from(buf));
+            let failed = result.is_err();
+            // A closed channel means the client went away: stop reading.
+            if tx.blocking_send(result).is_err() || failed {
+                return;
+            }
+            left -= want as u64;
+        }
+    });
+    Body::from_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
 }
 
 #[cfg(test)]
@@ -224,6 +315,37 @@ mod tests {
         ] {
             assert!(parse_key(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ranges() {
+        let mut h = HeaderMap::new();
+        assert!(matches!(requested_range(&h, None, 100), Range::Full));
+        h.insert(header::RANGE, HeaderValue::from_static("bytes=10-19"));
+        assert!(matches!(requested_range(&h, None, 100), Range::Part(r) if r == (10..=19)));
+        h.insert(header::RANGE, HeaderValue::from_static("bytes=-5"));
+        assert!(matches!(requested_range(&h, None, 100), Range::Part(r) if r == (95..=99)));
+        h.insert(header::RANGE, HeaderValue::from_static("bytes=90-200"));
+        assert!(matches!(requested_range(&h, None, 100), Range::Part(r) if r == (90..=99)));
+        h.insert(header::RANGE, HeaderValue::from_static("bytes=100-"));
+        assert!(matches!(
+            requested_range(&h, None, 100),
+            Range::Unsatisfiable
+        ));
+        h.insert(header::RANGE, HeaderValue::from_static("bytes=0-1,5-6"));
+        assert!(matches!(requested_range(&h, None, 100), Range::Full));
+        h.insert(header::RANGE, HeaderValue::from_static("pages=1"));
+        assert!(matches!(requested_range(&h, None, 100), Range::Full));
+        h.insert(header::RANGE, HeaderValue::from_static("bytes=10-19"));
+        h.insert(header::IF_RANGE, HeaderValue::from_static("\"old\""));
+        assert!(matches!(
+            requested_range(&h, Some("\"new\""), 100),
+            Range::Full
+        ));
+        assert!(matches!(
+            requested_range(&h, Some("\"old\""), 100),
+            Range::Part(_)
+        ));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::SharedState;
-use super::backups::find_backup;
+use super::backups::find_backup_with_files;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{self, Json, Path};
 use crate::meta::BackupStatus;
@@ -110,7 +110,8 @@ pub async fn list_backup_file_links(
     Json(body): Json<serde_json::Value>,
 ) -> Result<Json<ListBackupFileLinksResponse>, ApiError> {
     let expiration = parse_expiration(&body)?;
-    let backup = find_backup(&state, &project_id, &instance_id, &raw_backup_id).await?;
+    let (backup, mut files) =
+        find_backup_with_files(&state, &project_id, &instance_id, &raw_backup_id).await?;
     match backup.status {
         BackupStatus::Succeed => {}
         BackupStatus::Waiting | BackupStatus::Backuping => {
@@ -120,7 +121,6 @@ pub async fn list_backup_file_links(
         BackupStatus::Deleted => return Err(ApiError::BackupDeleted(backup.id)),
         BackupStatus::Expired => return Err(ApiError::BackupExpired(backup.id)),
     }
-    let mut files = state.meta.backup_files(&backup.id).await?;
     files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
     files.truncate(MAX_LINKS);
     let expires = Utc::now() + chrono::TimeDelta::seconds(expiration);

@@ -169,6 +169,21 @@ impl TryFrom<Row> for Backup {
 }
 
 #[derive(sqlx::FromRow)]
+struct JoinRow {
+    #[sqlx(flatten)]
+    backup: Row,
+    f_file_name: Option<String>,
+    f_object_key: Option<String>,
+    f_slots: Option<String>,
+    f_source_addr: Option<String>,
+    f_size: Option<i64>,
+    f_sha256: Option<String>,
+    f_rdb_version: Option<i64>,
+    f_redis_version: Option<String>,
+    f_status: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
 struct FileRow {
     backup_id: String,
     file_name: String,
@@ -383,6 +398,57 @@ impl Meta {
         .await
         .map_err(map_unique)?;
         Ok(())
+    }
+
+    /// A backup and its files in one query: the hot path of ListBackupFileLinks
+    /// and of every download.
+    pub async fn backup_with_files(&self, id: &str) -> Result<Option<(Backup, Vec<BackupFile>)>> {
+        let columns: String = COLUMNS
+            .split(", ")
+            .map(|c| format!("b.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns}, f.file_name AS f_file_name, f.object_key AS f_object_key, f.slots AS f_slots, \
+             f.source_addr AS f_source_addr, f.size AS f_size, f.sha256 AS f_sha256, f.rdb_version AS f_rdb_version, \
+             f.redis_version AS f_redis_version, f.status AS f_status \
+             FROM backups b LEFT JOIN backup_files f ON f.backup_id = b.id WHERE b.id = $1 ORDER BY f.file_name"
+        );
+        let rows: Vec<JoinRow> = sqlx::query_as(&sql).bind(id).fetch_all(self.pool()).await?;
+        let mut files = Vec::with_capacity(rows.len());
+        let mut backup = None;
+        for r in rows {
+            if let (
+                Some(file_name),
+                Some(object_key),
+                Some(source_addr),
+                Some(size),
+                Some(status),
+            ) = (
+                r.f_file_name,
+                r.f_object_key,
+                r.f_source_addr,
+                r.f_size,
+                r.f_status,
+            ) {
+                files.push(BackupFile {
+                    backup_id: r.backup.id.clone(),
+                    file_name,
+                    object_key,
+                    slots: r.f_slots,
+                    source_addr,
+                    size,
+                    sha256: r.f_sha256,
+                    rdb_version: r.f_rdb_version,
+                    redis_version: r.f_redis_version,
+                    status,
+                });
+            }
+            if backup.is_none() {
+                backup = Some(Backup::try_from(r.backup)?);
+            }
+        }
+        Ok(backup.map(|b| (b, files)))
     }
 
     pub async fn backup_files(&self, backup_id: &str) -> Result<Vec<BackupFile>> {

@@ -72,6 +72,10 @@ impl Meta {
             // SQLite serialises writers anyway; a few connections serve concurrent readers.
             .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
             .acquire_timeout(Duration::from_secs(10))
+            // A ping before every acquire doubles the round trips of every
+            // query (for SQLite, two thread hand-offs); a dead connection
+            // shows up as a query error anyway, and the pool replaces it.
+            .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
