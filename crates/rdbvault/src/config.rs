@@ -31,6 +31,9 @@ const KNOWN_KEYS: &[&str] = &[
     "stall_timeout_secs",
     "redis_tls_ca_file",
     "link_key_rotation_days",
+    "storage",
+    "s3",
+    "sweep_interval_secs",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +130,129 @@ pub struct Config {
     /// A new link key signs new links after this many days; old ones keep
     /// verifying until the links they signed expire.
     pub link_key_rotation_days: u32,
+    /// Where backups are kept: `local` (under `data_dir/objects`) or `s3`.
+    pub storage: StorageKind,
+    /// The S3-compatible store, when `storage = "s3"`.
+    #[serde(default)]
+    pub s3: S3Config,
+    /// How often abandoned multipart uploads are looked for and aborted.
+    pub sweep_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkSigning {
+    /// AWS Signature Version 4 query auth (`X-Amz-*`), object_store's signer.
+    #[default]
+    V4,
+    /// The seed's style: `AWSAccessKeyId`, `Expires`, `Signature` (HMAC-SHA1).
+    V2,
+}
+
+/// An S3-compatible store: OBS, MinIO, Ceph, AWS. The bucket is `bucket`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct S3Config {
+    /// `https://obs.cn-north-4.myhuaweicloud.com`, `http://127.0.0.1:9000`, ...
+    pub endpoint: String,
+    pub region: String,
+    pub access_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_key_file: Option<PathBuf>,
+    /// `https://endpoint/bucket/key` (true) or `https://bucket.endpoint/key`.
+    pub path_style: bool,
+    /// Send `UNSIGNED-PAYLOAD` instead of hashing bodies (OBS needs it).
+    pub unsigned_payload: bool,
+    /// Key prefix inside the bucket, e.g. `rdbvault/`.
+    pub prefix: String,
+    /// PEM CA for a store with a private certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    pub link_signing: LinkSigning,
+    /// Name of the access-key parameter of V2 links: `AWSAccessKeyId`, or
+    /// `AccessKeyId` for OBS's own form.
+    pub v2_access_key_param: String,
+    /// Multipart part size in MiB (S3's minimum is 5).
+    pub part_size_mib: usize,
+    /// How long a request is retried before the store counts as down.
+    pub retry_timeout_secs: u64,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            access_key: String::new(),
+            secret_key: None,
+            secret_key_file: None,
+            path_style: true,
+            unsigned_payload: false,
+            prefix: String::new(),
+            ca_file: None,
+            link_signing: LinkSigning::V4,
+            v2_access_key_param: "AWSAccessKeyId".into(),
+            part_size_mib: 8,
+            retry_timeout_secs: 60,
+        }
+    }
+}
+
+impl std::fmt::Debug for S3Config {
+    // The secret never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key", &self.access_key)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("secret_key_file", &self.secret_key_file)
+            .field("path_style", &self.path_style)
+            .field("prefix", &self.prefix)
+            .field("link_signing", &self.link_signing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Config {
+    /// The secret, from `secret_key` or the file `secret_key_file` names.
+    pub fn secret(&self) -> Result<String, ConfigError> {
+        let secret = match (&self.secret_key, &self.secret_key_file) {
+            (Some(s), None) => s.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    ConfigError::Invalid(format!("s3.secret_key_file {}: {e}", path.display()))
+                })?
+                .trim()
+                .to_string(),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "set s3.secret_key or s3.secret_key_file, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(ConfigError::Invalid(
+                    "storage = \"s3\" needs s3.secret_key (or RDBVAULT_S3__SECRET_KEY) or s3.secret_key_file".into(),
+                ));
+            }
+        };
+        if secret.is_empty() {
+            return Err(ConfigError::Invalid("the S3 secret key is empty".into()));
+        }
+        Ok(secret)
+    }
 }
 
 impl Default for Config {
@@ -149,6 +275,9 @@ impl Default for Config {
             stall_timeout_secs: 60,
             redis_tls_ca_file: None,
             link_key_rotation_days: 30,
+            storage: StorageKind::Local,
+            s3: S3Config::default(),
+            sweep_interval_secs: 600,
         }
     }
 }
@@ -168,7 +297,15 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         // Only the server's own keys: the CLI's RDBVAULT_ENDPOINT/AK/SK share the prefix.
-        let env = Env::prefixed("RDBVAULT_").filter(|k| KNOWN_KEYS.iter().any(|known| k == *known));
+        // Nested keys use `__`: RDBVAULT_S3__SECRET_KEY sets s3.secret_key.
+        let env = Env::prefixed("RDBVAULT_")
+            .filter(|k| {
+                let top = k.as_str().split("__").next().unwrap_or_default();
+                KNOWN_KEYS
+                    .iter()
+                    .any(|known| top.eq_ignore_ascii_case(known))
+            })
+            .split("__");
         figment
             .merge(env)
             .extract()

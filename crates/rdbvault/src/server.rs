@@ -47,7 +47,8 @@ pub async fn run(
     let meta = Meta::connect(&config.database_url()).await?;
     tracing::info!(backend = ?meta.backend(), "metadata store ready");
     crate::config::check_bucket_name(&config.bucket)?;
-    let objects = Objects::local(config.data_dir.join("objects"), config.bucket.clone())?;
+    let objects = Objects::from_config(&config).await?;
+    tracing::info!(storage = ?config.storage, bucket = %config.bucket, "object store ready");
     let links = Arc::new(LinkSigner::new(meta.clone()).await?);
 
     let redis_tls = crate::replication::tls::client_config(config.redis_tls_ca_file.as_deref())?;
@@ -65,6 +66,10 @@ pub async fn run(
             "backups interrupted by the last stop were marked failed"
         );
     }
+    let sweeper = tokio::spawn(jobs::sweep_forever(
+        ctx.clone(),
+        std::time::Duration::from_secs(config.sweep_interval_secs.max(1)),
+    ));
     let stop_workers = CancellationToken::new();
     let (workers, mut worker_tasks): (Workers, _) =
         Workers::spawn(ctx.clone(), config.backup_workers, stop_workers.clone());
@@ -93,6 +98,7 @@ pub async fn run(
     stop_workers.cancel();
     while worker_tasks.join_next().await.is_some() {}
     maintenance.abort();
+    sweeper.abort();
     meta.close().await;
     served?;
     tracing::info!("rdbvault stopped");

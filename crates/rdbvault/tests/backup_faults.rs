@@ -10,6 +10,13 @@ use common::{Db, RedisServer, ServeProcess, TestServer, all_files};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+local_and_s3!(
+    refused_credentials_and_permissions,
+    unreachable_garbage_corrupt_and_silent_servers,
+    redis_dies_or_drops_the_replica_mid_transfer,
+    servers_without_psync_are_backed_up_with_sync,
+);
+
 /// Registers `addr` without the live check (the fault is the point) and
 /// runs one backup to its end.
 async fn backup_of(server: &TestServer, body: serde_json::Value) -> (String, serde_json::Value) {
@@ -35,8 +42,15 @@ fn assert_failed(record: &serde_json::Value, code: &str) {
 }
 
 async fn assert_nothing_stored(server: &TestServer, instance: &str) {
-    let files = all_files(&server.dir.path().join("objects").join(instance));
+    let files = all_files(&server.objects_root().join(instance));
     assert!(files.is_empty(), "left behind: {files:?}");
+    if let Some(s3) = &server.s3 {
+        assert!(
+            s3.leftovers().is_empty(),
+            "multipart state left in the store: {:?}",
+            s3.leftovers()
+        );
+    }
     let health = reqwest::get(format!("{}/healthz", server.base))
         .await
         .unwrap();
@@ -141,13 +155,12 @@ async fn real_dump() -> Vec<u8> {
     std::fs::read(redis.data_dir().join("dump.rdb")).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_credentials_and_permissions() {
+async fn refused_credentials_and_permissions(db: Db) {
     let redis = RedisServer::start(&["--requirepass", "right"]);
     redis.cli(&[
         "-a", "right", "ACL", "SETUSER", "reader", "on", ">pw", "~*", "+@read", "+ping", "+info",
     ]);
-    let server = TestServer::start(Db::Sqlite).await;
+    let server = TestServer::start(db).await;
 
     let (instance, record) = backup_of(
         &server,
@@ -193,9 +206,8 @@ async fn refused_credentials_and_permissions() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreachable_garbage_corrupt_and_silent_servers() {
-    let server = TestServer::start_with(Db::Sqlite, |c| {
+async fn unreachable_garbage_corrupt_and_silent_servers(db: Db) {
+    let server = TestServer::start_with(db, |c| {
         c.first_byte_timeout_secs = 1;
         c.connect_timeout_ms = 1000;
     })
@@ -267,9 +279,8 @@ async fn unreachable_garbage_corrupt_and_silent_servers() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_dies_or_drops_the_replica_mid_transfer() {
-    let server = TestServer::start(Db::Sqlite).await;
+async fn redis_dies_or_drops_the_replica_mid_transfer(db: Db) {
+    let server = TestServer::start(db).await;
     for fault in ["kill", "client-kill"] {
         let mut redis = RedisServer::start(&[]);
         redis.slow_snapshots(20_000, 500);
@@ -377,9 +388,8 @@ async fn a_full_disk_fails_the_backup_cleanly() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn servers_without_psync_are_backed_up_with_sync() {
-    let server = TestServer::start(Db::Sqlite).await;
+async fn servers_without_psync_are_backed_up_with_sync(db: Db) {
+    let server = TestServer::start(db).await;
     let dump = real_dump().await;
     let mut payload = format!("\n\n${}\r\n", dump.len()).into_bytes();
     payload.extend_from_slice(&dump);
@@ -393,5 +403,49 @@ async fn servers_without_psync_are_backed_up_with_sync() {
         dump,
         "stored bytes differ from the payload"
     );
+    server.stop().await;
+}
+
+/// The S3 store stops in the middle of an upload: the backup fails, and once
+/// the store is back the sweep aborts the multipart upload it could not abort
+/// then, so nothing of it remains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_down_mid_upload() {
+    let db = Db::S3;
+    let redis = RedisServer::start(&[]);
+    redis.slow_snapshots(20_000, 300);
+    let mut server = TestServer::start_with(db, |c| c.sweep_interval_secs = 1).await;
+    let instance = server.register_single(&redis.addr()).await;
+    let backup = server.start_backup(&instance).await;
+    server
+        .wait_backup_status(&instance, &backup, &["backuping"])
+        .await;
+    // Let the first parts reach the store.
+    let s3 = server.s3.as_mut().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while s3.leftovers().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no multipart upload under way"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s3.stop();
+    let record = server.wait_backup(&instance, &backup).await;
+    assert_failed(&record, "dcs.08.0107");
+    server.s3.as_mut().unwrap().resume();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = server.s3.as_ref().unwrap().leftovers();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dangling multipart upload: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_nothing_stored(&server, &instance).await;
     server.stop().await;
 }

@@ -126,18 +126,34 @@ pub async fn list_backup_file_links(
     let expires = Utc::now() + chrono::TimeDelta::seconds(expiration);
     let bucket = state.objects.bucket().to_string();
     let mut links = Vec::with_capacity(files.len());
+    let lifetime = std::time::Duration::from_secs(expiration.unsigned_abs());
     for f in files {
-        let path = format!("/{bucket}/{}", encode_key(&f.object_key));
-        let query = state.links.sign(&path, expires).await?;
+        // An S3 store verifies its own presigned links; the local store's
+        // links come back to rdbvault.
+        let presigned = state
+            .objects
+            .presigned_get(&f.object_key, &f.file_name, lifetime)
+            .await
+            .map_err(ApiError::internal)?;
+        let link = match presigned {
+            Some(url) => url,
+            None => {
+                let path = format!("/{bucket}/{}", encode_key(&f.object_key));
+                let query = state.links.sign(&path, expires).await?;
+                format!("{}{path}?{query}", state.public_url)
+            }
+        };
         links.push(LinksItem {
-            link: format!("{}{path}?{query}", state.public_url),
+            link,
             file_name: f.file_name,
             size: f.size,
             sha256: f.sha256,
         });
     }
     Ok(Json(ListBackupFileLinksResponse {
-        file_path: crate::jobs::backup::prefix(&backup),
+        file_path: state
+            .objects
+            .bucket_key(&crate::jobs::backup::prefix(&backup)),
         bucket_name: bucket,
         links,
     }))

@@ -91,30 +91,33 @@ pub async fn take(
     let name = file_name(&addr.host, addr.port, chrono::Utc::now());
     let key = format!("{}{name}", prefix(backup));
     let mut upload = ctx.objects.upload(&key).await?;
-    let mut verifier = rdb::Verifier::new();
-    let mut sha = Sha256::new();
-    let mut last_report = Instant::now();
-    let transfer_started = Instant::now();
-    let mut received: u64 = 0;
-    while let Some(chunk) = transfer.next_chunk().await? {
-        verifier.update(chunk)?;
-        sha.update(chunk);
-        upload.write(chunk).await?;
-        received += chunk.len() as u64;
-        if last_report.elapsed() >= PROGRESS_EVERY {
-            last_report = Instant::now();
-            let done = i64::try_from(received).unwrap_or(i64::MAX);
-            ctx.meta.set_backup_progress(&backup.id, done, None).await?;
-            ctx.meta.heartbeat_job(job_id).await?;
-        }
+    // An S3 upload's id is recorded until it is completed or aborted, so
+    // one abandoned by a crash or an unreachable store is aborted later.
+    let upload_id = upload.id().map(str::to_string);
+    if let Some(id) = &upload_id {
+        ctx.meta.add_pending_upload(id, &backup.id, &key).await?;
     }
-    let summary = verifier.finish()?;
+    let transfer_started = Instant::now();
+    let streamed = stream(ctx, job_id, backup, &mut transfer, &mut upload).await;
+    let (summary, sha) = match streamed {
+        Ok(done) => done,
+        Err(f) => {
+            match upload.abort().await {
+                Ok(()) => forget_upload(ctx, upload_id.as_deref()).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "aborting the upload failed; the sweep will retry")
+                }
+            }
+            return Err(f);
+        }
+    };
     transfer.close().await;
     let size = upload.bytes();
     let transfer_secs = transfer_started.elapsed().as_secs_f64();
     // Only now, with every byte checked, does the file become visible.
     let commit_started = Instant::now();
     upload.commit().await?;
+    forget_upload(ctx, upload_id.as_deref()).await;
     let commit_secs = commit_started.elapsed().as_secs_f64();
     let redis_version = summary
         .aux
@@ -129,7 +132,7 @@ pub async fn take(
             slots: None,
             source_addr: addr.to_string(),
             size: i64::try_from(size).unwrap_or(i64::MAX),
-            sha256: Some(hex::encode(sha.finalize())),
+            sha256: Some(sha),
             rdb_version: Some(i64::from(summary.version)),
             redis_version,
             status: "stored".into(),
@@ -140,6 +143,43 @@ pub async fn take(
         transfer_secs, commit_secs, "backup file stored"
     );
     Ok(Stored { size })
+}
+
+/// Socket → verifier → SHA-256 → upload, with progress; the RDB summary
+/// and the hex SHA-256 once the payload has passed every check.
+async fn stream(
+    ctx: &JobContext,
+    job_id: &str,
+    backup: &Backup,
+    transfer: &mut snapshot::Transfer,
+    upload: &mut crate::objects::Upload,
+) -> Result<(rdb::Summary, String), Failure> {
+    let mut verifier = rdb::Verifier::new();
+    let mut sha = Sha256::new();
+    let mut last_report = Instant::now();
+    let mut received: u64 = 0;
+    while let Some(chunk) = transfer.next_chunk().await? {
+        verifier.update(chunk)?;
+        sha.update(chunk);
+        upload.write(chunk).await?;
+        received += chunk.len() as u64;
+        if last_report.elapsed() >= PROGRESS_EVERY {
+            last_report = Instant::now();
+            let done = i64::try_from(received).unwrap_or(i64::MAX);
+            ctx.meta.set_backup_progress(&backup.id, done, None).await?;
+            ctx.meta.heartbeat_job(job_id).await?;
+        }
+    }
+    Ok((verifier.finish()?, hex::encode(sha.finalize())))
+}
+
+/// The upload is finished with (completed or aborted): no sweep needed.
+async fn forget_upload(ctx: &JobContext, upload_id: Option<&str>) {
+    if let Some(id) = upload_id
+        && let Err(e) = ctx.meta.remove_pending_upload(id).await
+    {
+        tracing::warn!(upload_id = id, error = %e, "could not clear a finished upload; the sweep will find it aborted");
+    }
 }
 
 #[cfg(test)]

@@ -173,23 +173,20 @@ async fn run_backup(ctx: &JobContext, job: &Job, cancel: CancellationToken) {
         // Not waiting any more (deleted before a worker got to it).
         None if !cancel.is_cancelled() => "cancelled",
         None => {
-            // Deleted while running, or the service is stopping: the dropped
-            // upload removed its staging file; the prefix sweep makes sure.
+            // Deleted while running, or the service is stopping: a dropped
+            // local upload removed its staging file, an S3 one is aborted by
+            // the sweep (now, as its backup is no longer active).
             remove_objects(ctx, &backup).await;
-            if ctx
+            let interrupted = FailureKind::Interrupted;
+            let failed = ctx
                 .meta
-                .fail_backup(
-                    &backup.id,
-                    FailureKind::Interrupted.code(),
-                    FailureKind::Interrupted.meaning(),
-                )
+                .fail_backup(&backup.id, interrupted.code(), interrupted.meaning())
                 .await
-                .unwrap_or(false)
-            {
-                "failed"
-            } else {
-                "cancelled"
+                .unwrap_or(false);
+            if let Err(e) = sweep(ctx).await {
+                tracing::warn!(error = %e, "sweep after a cancelled backup failed");
             }
+            if failed { "failed" } else { "cancelled" }
         }
         Some(Ok(stored)) => {
             let size = i64::try_from(stored.size).unwrap_or(i64::MAX);
@@ -234,6 +231,41 @@ async fn remove_objects(ctx: &JobContext, backup: &Backup) {
     }
 }
 
+/// Aborts multipart uploads nobody will complete (their backup failed, was
+/// deleted, or the node running it died); one the store refuses now stays
+/// recorded for the next sweep.
+pub async fn sweep(ctx: &JobContext) -> Result<usize, crate::meta::MetaError> {
+    let mut aborted = 0;
+    for upload in ctx.meta.abandoned_uploads().await? {
+        match ctx
+            .objects
+            .abort_upload(&upload.object_key, &upload.upload_id)
+            .await
+        {
+            Ok(()) => {
+                ctx.meta.remove_pending_upload(&upload.upload_id).await?;
+                tracing::info!(backup_id = %upload.backup_id, key = %upload.object_key, "abandoned upload aborted");
+                aborted += 1;
+            }
+            Err(e) => {
+                tracing::warn!(key = %upload.object_key, error = %e, "abandoned upload not aborted yet")
+            }
+        }
+    }
+    Ok(aborted)
+}
+
+/// Runs [`sweep`] every `every` until the task is dropped.
+pub async fn sweep_forever(ctx: Arc<JobContext>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if let Err(e) = sweep(&ctx).await {
+            tracing::error!(error = %e, "sweep failed");
+        }
+    }
+}
+
 /// At start: backups this node was running when it stopped (crash, kill,
 /// power loss), and those of nodes that stopped heart-beating, end `failed`
 /// and lose their partial objects. Queued backups stay queued and run.
@@ -248,5 +280,6 @@ pub async fn recover(ctx: &JobContext) -> Result<usize, crate::meta::MetaError> 
         tracing::warn!(backup_id = %backup.id, "backup interrupted by a stop of the service: marked failed");
         remove_objects(ctx, backup).await;
     }
+    sweep(ctx).await?;
     Ok(orphans.len())
 }

@@ -8,10 +8,12 @@
 mod backups;
 mod instances;
 mod link_keys;
+mod uploads;
 
 pub use backups::{Backup, BackupFile, BackupStatus, Job, NewBackup};
 pub use instances::{Instance, InstanceFilter, Mode, NewInstance, Secret};
 pub use link_keys::LinkKey;
+pub use uploads::PendingUpload;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -1,15 +1,22 @@
-//! Object storage for backup files, on the `object_store` crate so the rest
-//! of the code does not know which backend is configured.
+//! Object storage for backup files: the local filesystem or any
+//! S3-compatible store (OBS, MinIO, Ceph, AWS), both on the `object_store`
+//! crate, so the rest of the code does not know which one is configured.
 //!
 //! Writes are streaming uploads: nothing is visible under the final key until
 //! [`Upload::commit`], which the caller reaches only after the RDB checks pass.
-//! On the local filesystem the upload is a staging file renamed into place
-//! (and fsynced); an aborted or dropped upload removes it.
+//! Locally the upload is a staging file renamed into place (and fsynced); on
+//! S3 it is a multipart upload with a bounded number of parts in flight,
+//! completed on commit and aborted otherwise. An S3 upload has an id the
+//! caller records, so an upload abandoned by a crash or by an unreachable
+//! store can be aborted later (see `jobs::sweep`).
 
 pub mod links;
+mod s3;
+pub mod sigv2;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -17,10 +24,14 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 
+use crate::config::{Config, StorageKind};
+pub use s3::S3Upload;
+
 /// Parts of a streamed upload kept in flight: bounds memory to about
-/// `PARTS_IN_FLIGHT × PART_SIZE` whatever the size of the file.
+/// `(PARTS_IN_FLIGHT + 1) × part size` whatever the size of the file.
 const PARTS_IN_FLIGHT: usize = 2;
-const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Local parts are only write batches, no minimum applies.
+const LOCAL_PART_SIZE: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
@@ -30,18 +41,49 @@ pub enum ObjectError {
     Io(#[from] std::io::Error),
     #[error("invalid object key {0:?}")]
     BadKey(String),
+    #[error("object store configuration: {0}")]
+    Config(String),
 }
 
 #[derive(Clone)]
 pub struct Objects {
     store: Arc<dyn ObjectStore>,
-    /// Root directory of the local backend: staging files of interrupted
-    /// uploads live beside their final names and are swept from here.
-    local_root: Option<PathBuf>,
+    backend: Backend,
     bucket: String,
 }
 
+#[derive(Clone)]
+enum Backend {
+    /// Staging files of interrupted uploads live beside their final names
+    /// under `root` and are swept from there.
+    Local {
+        root: PathBuf,
+    },
+    S3(Arc<s3::S3Backend>),
+}
+
 impl Objects {
+    /// The store the configuration names, checked: an S3 bucket must accept
+    /// a write, a read and a delete of a probe object, or `serve` refuses to start.
+    pub async fn from_config(config: &Config) -> Result<Objects, ObjectError> {
+        let objects = match config.storage {
+            StorageKind::Local => {
+                Objects::local(config.data_dir.join("objects"), config.bucket.clone())?
+            }
+            StorageKind::S3 => {
+                let backend = Arc::new(s3::S3Backend::new(&config.s3, &config.bucket)?);
+                let store: Arc<dyn ObjectStore> = backend.store();
+                Objects {
+                    store,
+                    backend: Backend::S3(backend),
+                    bucket: config.bucket.clone(),
+                }
+            }
+        };
+        objects.probe().await?;
+        Ok(objects)
+    }
+
     /// The local filesystem store under `root` (created if missing).
     pub fn local(root: PathBuf, bucket: String) -> Result<Objects, ObjectError> {
         std::fs::create_dir_all(&root)?;
@@ -50,38 +92,120 @@ impl Objects {
             .with_automatic_cleanup(true);
         Ok(Objects {
             store: Arc::new(store),
-            local_root: Some(root),
+            backend: Backend::Local { root },
             bucket,
         })
+    }
+
+    async fn probe(&self) -> Result<(), ObjectError> {
+        let key = format!(".rdbvault-probe-{}", uuid::Uuid::new_v4().simple());
+        let path = self.path(&key)?;
+        let what = |step: &str, e: object_store::Error| {
+            ObjectError::Config(format!(
+                "bucket {:?}: could not {step} a probe object: {e}",
+                self.bucket
+            ))
+        };
+        self.store
+            .put(&path, Bytes::from_static(b"probe").into())
+            .await
+            .map_err(|e| what("write", e))?;
+        let back = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| what("read", e))?
+            .bytes()
+            .await
+            .map_err(|e| what("read", e))?;
+        if back.as_ref() != b"probe" {
+            return Err(ObjectError::Config(format!(
+                "bucket {:?}: the probe object read back wrong",
+                self.bucket
+            )));
+        }
+        self.store
+            .delete(&path)
+            .await
+            .map_err(|e| what("delete", e))?;
+        Ok(())
     }
 
     pub fn bucket(&self) -> &str {
         &self.bucket
     }
 
+    pub fn is_local(&self) -> bool {
+        matches!(self.backend, Backend::Local { .. })
+    }
+
+    /// Where `key` lives in the bucket (S3 adds the configured prefix).
+    pub fn bucket_key(&self, key: &str) -> String {
+        match &self.backend {
+            Backend::Local { .. } => key.to_string(),
+            Backend::S3(s3) => format!("{}{key}", s3.prefix()),
+        }
+    }
+
+    fn path(&self, key: &str) -> Result<ObjectPath, ObjectError> {
+        let full = self.bucket_key(key);
+        ObjectPath::parse(&full).map_err(|_| ObjectError::BadKey(full))
+    }
+
     /// The file behind `key` on the local backend (`None` elsewhere). The
     /// key comes from the metadata store, never from a URL.
     pub fn local_path(&self, key: &str) -> Option<PathBuf> {
-        let root = self.local_root.as_ref()?;
-        let path = Self::path(key).ok()?;
+        let Backend::Local { root } = &self.backend else {
+            return None;
+        };
+        let path = self.path(key).ok()?;
         Some(root.join(path.as_ref()))
-    }
-
-    fn path(key: &str) -> Result<ObjectPath, ObjectError> {
-        ObjectPath::parse(key).map_err(|_| ObjectError::BadKey(key.to_string()))
     }
 
     /// Starts a streamed upload to `key`; nothing is visible until `commit`.
     pub async fn upload(&self, key: &str) -> Result<Upload, ObjectError> {
-        let upload = self.store.put_multipart(&Self::path(key)?).await?;
+        let path = self.path(key)?;
+        let inner = match &self.backend {
+            Backend::Local { .. } => {
+                let upload = self.store.put_multipart(&path).await?;
+                Inner::Local(WriteMultipart::new_with_chunk_size(upload, LOCAL_PART_SIZE))
+            }
+            Backend::S3(s3) => Inner::S3(s3.start_upload(path, PARTS_IN_FLIGHT).await?),
+        };
         Ok(Upload {
-            writer: Some(WriteMultipart::new_with_chunk_size(upload, PART_SIZE)),
+            inner: Some(inner),
             bytes: 0,
         })
     }
 
+    /// Aborts an S3 multipart upload left behind (no-op locally, where an
+    /// interrupted upload is a staging file that `delete_prefix` removes).
+    pub async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), ObjectError> {
+        match &self.backend {
+            Backend::Local { .. } => Ok(()),
+            Backend::S3(s3) => s3.abort(&self.path(key)?, upload_id).await,
+        }
+    }
+
+    /// A link the store itself verifies (S3), or `None` for the local store
+    /// (whose links rdbvault signs and serves: see [`links`]).
+    pub async fn presigned_get(
+        &self,
+        key: &str,
+        file_name: &str,
+        expires_in: Duration,
+    ) -> Result<Option<String>, ObjectError> {
+        match &self.backend {
+            Backend::Local { .. } => Ok(None),
+            Backend::S3(s3) => Ok(Some(
+                s3.presign_get(&self.path(key)?, file_name, expires_in)
+                    .await?,
+            )),
+        }
+    }
+
     pub async fn size(&self, key: &str) -> Result<Option<u64>, ObjectError> {
-        match self.store.head(&Self::path(key)?).await {
+        match self.store.head(&self.path(key)?).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
@@ -93,14 +217,14 @@ impl Objects {
         &self,
         key: &str,
     ) -> Result<impl futures::Stream<Item = Result<Bytes, ObjectError>> + use<>, ObjectError> {
-        let result = self.store.get(&Self::path(key)?).await?;
+        let result = self.store.get(&self.path(key)?).await?;
         Ok(result.into_stream().map_err(ObjectError::from))
     }
 
     /// Removes every object under `prefix` (`a/b/` removes `a/b/*`), and on
     /// the local backend any staging file an interrupted upload left there.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, ObjectError> {
-        let path = Self::path(prefix.trim_end_matches('/'))?;
+        let path = self.path(prefix.trim_end_matches('/'))?;
         let keys: Vec<ObjectPath> = self
             .store
             .list(Some(&path))
@@ -114,7 +238,7 @@ impl Objects {
                 Err(e) => return Err(e.into()),
             }
         }
-        if let Some(root) = &self.local_root {
+        if let Backend::Local { root } = &self.backend {
             let dir = root.join(path.as_ref());
             match tokio::fs::remove_dir_all(&dir).await {
                 Ok(()) => {}
@@ -125,13 +249,19 @@ impl Objects {
         Ok(count)
     }
 
-    /// Keys under `prefix`, sorted.
+    /// Keys under `prefix` (without the store's own prefix), sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
-        let path = Self::path(prefix.trim_end_matches('/'))?;
+        let path = self.path(prefix.trim_end_matches('/'))?;
+        let strip = self.bucket_key("");
         let mut keys: Vec<String> = self
             .store
             .list(Some(&path))
-            .map_ok(|m| m.location.to_string())
+            .map_ok(|m| {
+                m.location
+                    .to_string()
+                    .trim_start_matches(strip.as_str())
+                    .to_string()
+            })
             .try_collect()
             .await?;
         keys.sort();
@@ -139,23 +269,43 @@ impl Objects {
     }
 }
 
-/// A streamed upload in progress. Dropping it without `commit` aborts it.
+/// A streamed upload in progress. Dropping it without `commit` aborts it
+/// (locally at once; on S3 the recorded id lets the sweep finish the job).
 pub struct Upload {
-    writer: Option<WriteMultipart>,
+    inner: Option<Inner>,
     bytes: u64,
 }
 
+enum Inner {
+    Local(WriteMultipart),
+    S3(S3Upload),
+}
+
 impl Upload {
+    /// The store's id of this upload, to record until it is committed or
+    /// aborted (S3 only).
+    pub fn id(&self) -> Option<&str> {
+        match &self.inner {
+            Some(Inner::S3(u)) => Some(u.id()),
+            _ => None,
+        }
+    }
+
     /// Queues `data`, waiting while too many parts are in flight (backpressure
     /// towards the Redis socket instead of buffering).
     pub async fn write(&mut self, data: &[u8]) -> Result<(), ObjectError> {
-        let Some(writer) = self.writer.as_mut() else {
-            return Err(ObjectError::Io(std::io::Error::other(
-                "upload already finished",
-            )));
-        };
-        writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
-        writer.write(data);
+        match self.inner.as_mut() {
+            Some(Inner::Local(writer)) => {
+                writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+                writer.write(data);
+            }
+            Some(Inner::S3(upload)) => upload.write(data).await?,
+            None => {
+                return Err(ObjectError::Io(std::io::Error::other(
+                    "upload already finished",
+                )));
+            }
+        }
         self.bytes += data.len() as u64;
         Ok(())
     }
@@ -166,23 +316,25 @@ impl Upload {
 
     /// Makes the object visible under its key.
     pub async fn commit(mut self) -> Result<(), ObjectError> {
-        match self.writer.take() {
-            Some(w) => {
+        match self.inner.take() {
+            Some(Inner::Local(w)) => {
                 w.finish().await?;
                 Ok(())
             }
+            Some(Inner::S3(u)) => u.complete().await,
             None => Err(ObjectError::Io(std::io::Error::other(
                 "upload already finished",
             ))),
         }
     }
 
-    /// Discards everything written.
-    pub async fn abort(mut self) {
-        if let Some(w) = self.writer.take()
-            && let Err(e) = w.abort().await
-        {
-            tracing::warn!(error = %e, "aborting an upload failed; the sweep at start removes leftovers");
+    /// Discards everything written. An error means the store still holds
+    /// the upload (S3 unreachable, say): keep its id for the sweep.
+    pub async fn abort(mut self) -> Result<(), ObjectError> {
+        match self.inner.take() {
+            Some(Inner::Local(w)) => w.abort().await.map_err(ObjectError::from),
+            Some(Inner::S3(u)) => u.abort().await,
+            None => Ok(()),
         }
     }
 }

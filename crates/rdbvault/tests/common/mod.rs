@@ -19,16 +19,127 @@ pub const OTHER_SK: &str = "other-secret-key-0123456789abcdefghijklm";
 pub const OTHER_PROJECT: &str = "fedcba9876543210fedcba9876543210";
 pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
+/// Where a test server keeps its metadata and its backups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Db {
+    /// SQLite, local object store.
     Sqlite,
+    /// PostgreSQL, local object store.
     Postgres,
+    /// SQLite, backups in a real S3 server (s3s-fs, which checks signatures).
+    S3,
+}
+
+pub const S3_AK: &str = "S3TESTACCESSKEY00000";
+pub const S3_SK: &str = "s3-test-secret-key-0123456789abcdefghij";
+pub const S3_BUCKET: &str = "backups";
+pub const S3_PREFIX: &str = "rdbvault/";
+
+/// A real S3-compatible server (s3s-fs) on a free loopback port; it can be
+/// stopped and started again on the same port and data.
+pub struct S3Server {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(S3_BUCKET)).unwrap();
+        let mut server = S3Server {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        server.resume();
+        server
+    }
+
+    /// Starts (again) on the same port and data.
+    pub fn resume(&mut self) {
+        let child = Command::new("s3s-fs")
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--access-key",
+                S3_AK,
+                "--secret-key",
+                S3_SK,
+            ])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs on PATH (cargo install s3s-fs@0.14.1 --locked --features binary)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Points `config` at this server.
+    pub fn configure(&self, config: &mut Config) {
+        config.storage = rdbvault::config::StorageKind::S3;
+        config.bucket = S3_BUCKET.into();
+        config.s3.endpoint = self.endpoint();
+        config.s3.access_key = S3_AK.into();
+        config.s3.secret_key = Some(S3_SK.into());
+        config.s3.prefix = S3_PREFIX.into();
+        config.s3.path_style = true;
+        config.s3.part_size_mib = 5;
+        config.s3.retry_timeout_secs = 3;
+    }
+
+    /// Where the store keeps the objects of our prefix, on disk.
+    pub fn objects_root(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join(S3_BUCKET)
+            .join(S3_PREFIX.trim_end_matches('/'))
+    }
+
+    /// Multipart uploads s3s-fs still holds (it keeps them as `.upload-*`
+    /// files beside the bucket directories).
+    pub fn leftovers(&self) -> Vec<PathBuf> {
+        all_files(self.dir.path())
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.contains(".upload-"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 pub struct TestServer {
     pub base: String,
     pub dir: tempfile::TempDir,
     pub config: Config,
+    /// The S3 server of a `Db::S3` test.
+    pub s3: Option<S3Server>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     pg_schema: Option<String>,
@@ -76,7 +187,7 @@ impl TestServer {
     pub async fn start_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let (database_url, pg_schema) = match db {
-            Db::Sqlite => (None, None),
+            Db::Sqlite | Db::S3 => (None, None),
             Db::Postgres => {
                 let (url, schema) = pg_schema().await;
                 (Some(url), Some(schema))
@@ -89,6 +200,10 @@ impl TestServer {
             credentials: credentials(),
             ..Config::default()
         };
+        let s3 = (db == Db::S3).then(S3Server::start);
+        if let Some(s3) = &s3 {
+            s3.configure(&mut config);
+        }
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -102,6 +217,7 @@ impl TestServer {
             .expect("server runs");
         });
         let server = TestServer {
+            s3,
             base,
             dir,
             config,
@@ -569,20 +685,25 @@ impl TestServer {
             .await
     }
 
-    /// Files stored for a backup in the local object store (staging files included).
+    /// Files stored for a backup (local staging files included), read from
+    /// the disk of whichever store holds them.
     pub fn stored_files(&self, instance: &str, backup: &str) -> Vec<PathBuf> {
-        stored_files(self.dir.path(), instance, backup)
+        let dir = self.objects_root().join(instance).join(backup);
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+            Err(_) => Vec::new(),
+        };
+        files.sort();
+        files
     }
-}
 
-pub fn stored_files(data_dir: &std::path::Path, instance: &str, backup: &str) -> Vec<PathBuf> {
-    let dir = data_dir.join("objects").join(instance).join(backup);
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
-        Err(_) => Vec::new(),
-    };
-    files.sort();
-    files
+    /// The directory the objects of this server's backups live under.
+    pub fn objects_root(&self) -> PathBuf {
+        match &self.s3 {
+            Some(s3) => s3.objects_root(),
+            None => self.dir.path().join("objects"),
+        }
+    }
 }
 
 /// Every file under a directory, recursively.
@@ -726,6 +847,24 @@ pub async fn fill_all_types(redis: &RedisServer) {
 
 /// Runs each named scenario `async fn name(db: Db)` as two tests, one per
 /// metadata backend.
+/// Like `both_backends!`, and once more with the backups in S3.
+#[macro_export]
+macro_rules! all_backends {
+    ($($name:ident),* $(,)?) => {
+        both_backends!($($name),*);
+        mod s3 { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Db::S3).await } )* }
+    };
+}
+
+/// Each scenario with the local store and with S3 (metadata in SQLite).
+#[macro_export]
+macro_rules! local_and_s3 {
+    ($($name:ident),* $(,)?) => {
+        mod local { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Db::Sqlite).await } )* }
+        mod s3 { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Db::S3).await } )* }
+    };
+}
+
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
@@ -787,6 +926,7 @@ impl ServeProcess {
             base: self.base.clone(),
             dir: tempfile::tempdir().unwrap(),
             config: Config::default(),
+            s3: None,
             shutdown: None,
             task: None,
             pg_schema: None,
