@@ -96,29 +96,7 @@ fn main() {
         let _ = std::fs::remove_file(&out);
 
         let cpu_before = cpu_secs(server.id());
-        let backup = post(
-            &base,
-            &format!("/v2/{project}/instances/{instance}/backups"),
-            "{}",
-        )["backup_id"]
-            .as_str()
-            .expect("backup id")
-            .to_string();
-        // Polled slowly so the polling costs the server nothing measurable; the
-        // duration comes from the record itself (request accepted → succeed).
-        let record = loop {
-            std::thread::sleep(Duration::from_millis(250));
-            let list = get(
-                &base,
-                &format!("/v2/{project}/instances/{instance}/backups?limit=1"),
-            );
-            let r = list["backup_record_response"][0].clone();
-            if r["backup_id"] == backup.as_str()
-                && !matches!(r["status"].as_str(), Some("waiting" | "backuping"))
-            {
-                break r;
-            }
-        };
+        let record = backup_once(&base, project, &instance);
         ours.push(record_secs(&record));
         cpu.push(cpu_secs(server.id()) - cpu_before);
         assert_eq!(record["status"], "succeed", "{record}");
@@ -126,6 +104,7 @@ fn main() {
             "round {round}: redis-cli --rdb {:.2} s, rdbvault {:.2} s (server CPU {:.2} s)",
             baseline[round], ours[round], cpu[round]
         );
+        let backup = record["backup_id"].as_str().expect("backup id");
         delete(
             &base,
             &format!("/v2/{project}/instances/{instance}/backups/{backup}"),
@@ -142,11 +121,108 @@ fn main() {
         o / b,
         peak_rss as f64 / 1024.0,
     );
-    for child in [&mut server, &mut redis] {
+
+    // The same backups into a real S3 server (s3s-fs), from a second rdbvault.
+    let s3_port = free_port();
+    let s3_dir = work.path().join("s3");
+    std::fs::create_dir_all(s3_dir.join("backups")).expect("bucket dir");
+    let mut s3 = spawn(
+        Command::new("s3s-fs")
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &s3_port.to_string(),
+                "--access-key",
+                "BENCHAK",
+                "--secret-key",
+                "BENCHSK",
+            ])
+            .arg(&s3_dir)
+            .stderr(Stdio::null()),
+    );
+    wait_port(s3_port);
+    let s3_http = free_port();
+    let part_mib = 8;
+    let mut s3_server = spawn(
+        Command::new(env!("CARGO_BIN_EXE_rdbvault"))
+            .arg("serve")
+            .env("RDBVAULT_LISTEN", format!("127.0.0.1:{s3_http}"))
+            .env("RDBVAULT_DATA_DIR", work.path().join("rdbvault-s3"))
+            .env("RDBVAULT_AUTH", "none")
+            .env("RDBVAULT_LOG", "warn")
+            .env("RDBVAULT_STORAGE", "s3")
+            .env("RDBVAULT_BUCKET", "backups")
+            .env(
+                "RDBVAULT_S3__ENDPOINT",
+                format!("http://127.0.0.1:{s3_port}"),
+            )
+            .env("RDBVAULT_S3__ACCESS_KEY", "BENCHAK")
+            .env("RDBVAULT_S3__SECRET_KEY", "BENCHSK")
+            .env("RDBVAULT_S3__PART_SIZE_MIB", part_mib.to_string())
+            .stderr(Stdio::null()),
+    );
+    wait_port(s3_http);
+    let s3_base = format!("http://127.0.0.1:{s3_http}");
+    let s3_instance = post(
+        &s3_base,
+        &format!("/v2/{project}/rdbvault/instances"),
+        &format!(r#"{{"name":"bench","mode":"single","addrs":["127.0.0.1:{port}"]}}"#),
+    )["instance_id"]
+        .as_str()
+        .expect("instance id")
+        .to_string();
+    let mut to_s3 = Vec::new();
+    for round in 0..ROUNDS {
+        let record = backup_once(&s3_base, project, &s3_instance);
+        assert_eq!(record["status"], "succeed", "{record}");
+        to_s3.push(record_secs(&record));
+        eprintln!("round {round}: rdbvault to s3s-fs {:.2} s", to_s3[round]);
+        let backup = record["backup_id"].as_str().expect("backup id");
+        delete(
+            &s3_base,
+            &format!("/v2/{project}/instances/{s3_instance}/backups/{backup}"),
+        );
+    }
+    let s3_rss = vm_hwm(s3_server.id());
+    let s = best(&to_s3);
+    println!(
+        "backup to S3 (s3s-fs on loopback) {s:.2} s vs local store {o:.2} s: ratio {:.2}x; \
+         server peak RSS during S3 uploads {:.1} MiB (target <= 64 MiB + 3 x {part_mib} MiB parts)",
+        s / o,
+        s3_rss as f64 / 1024.0,
+    );
+    for child in [&mut server, &mut redis, &mut s3_server, &mut s3] {
         let _ = child.kill();
         let _ = child.wait();
     }
     if let Some(dest) = log_copy {
         let _ = std::fs::copy(work.path().join("server.log"), dest);
+    }
+}
+
+/// One backup through the API, polled slowly (so polling costs the server
+/// nothing measurable) until it ends; its record.
+fn backup_once(base: &str, project: &str, instance: &str) -> serde_json::Value {
+    let backup = post(
+        base,
+        &format!("/v2/{project}/instances/{instance}/backups"),
+        "{}",
+    )["backup_id"]
+        .as_str()
+        .expect("backup id")
+        .to_string();
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let list = get(
+            base,
+            &format!("/v2/{project}/instances/{instance}/backups?limit=1"),
+        );
+        let r = list["backup_record_response"][0].clone();
+        if r["backup_id"] == backup.as_str()
+            && !matches!(r["status"].as_str(), Some("waiting" | "backuping"))
+        {
+            return r;
+        }
     }
 }

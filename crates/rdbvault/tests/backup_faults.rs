@@ -449,3 +449,51 @@ async fn s3_down_mid_upload() {
     assert_nothing_stored(&server, &instance).await;
     server.stop().await;
 }
+
+/// Wrong S3 credentials: `serve` refuses to start, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_an_s3_store_it_cannot_use() {
+    let s3 = common::S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    for (what, tweak) in [
+        (
+            "wrong secret",
+            Box::new(|c: &mut rdbvault::config::Config| c.s3.secret_key = Some("wrong".into()))
+                as Box<dyn Fn(&mut _)>,
+        ),
+        // (A missing bucket cannot be tried here: s3s-fs creates buckets on first write.)
+        (
+            "unknown access key",
+            Box::new(|c: &mut rdbvault::config::Config| c.s3.access_key = "NOSUCHKEY".into()),
+        ),
+        (
+            "no secret",
+            Box::new(|c: &mut rdbvault::config::Config| c.s3.secret_key = None),
+        ),
+    ] {
+        let mut config = rdbvault::config::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        s3.configure(&mut config);
+        config.credentials = vec![rdbvault::config::CredentialConfig {
+            access_key: common::AK.into(),
+            secret_key: Some(common::SK.into()),
+            secret_key_file: None,
+            projects: vec![common::PROJECT.into()],
+        }];
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let result = tokio::time::timeout(
+            Duration::from_secs(30),
+            rdbvault::server::run(listener, config, std::future::pending()),
+        )
+        .await
+        .expect("serve gave up in time");
+        let err = result.expect_err(what).to_string();
+        assert!(
+            err.contains("bucket") || err.contains("secret"),
+            "{what}: {err}"
+        );
+    }
+}

@@ -574,3 +574,219 @@ async fn cli_downloads_resume_and_verify() {
     assert!(!out.path().join(&name).exists() && !out.path().join(format!("{name}.part")).exists());
     f.server.stop().await;
 }
+
+/// On S3 the links are presigned for the store itself: s3s-fs checks them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_links_are_verified_by_the_store() {
+    for signing in [
+        rdbvault::config::LinkSigning::V4,
+        rdbvault::config::LinkSigning::V2,
+    ] {
+        let redis = RedisServer::start(&[]);
+        fill_all_types(&redis).await;
+        let server = TestServer::start_with(Db::S3, |c| c.s3.link_signing = signing).await;
+        let instance = server.register_single(&redis.addr()).await;
+        let backup = server.start_backup(&instance).await;
+        assert_eq!(
+            server.wait_backup(&instance, &backup).await["status"],
+            "succeed"
+        );
+        let stored = std::fs::read(server.stored_files(&instance, &backup).remove(0)).unwrap();
+
+        let path = format!("/v2/{PROJECT}/instances/{instance}/backups/{backup}/links");
+        let answer = server
+            .req("POST", &path)
+            .json(r#"{"expiration": 300}"#)
+            .send()
+            .await
+            .json();
+        assert_eq!(answer["bucket_name"], common::S3_BUCKET);
+        assert_eq!(
+            answer["file_path"],
+            format!("{}{instance}/{backup}/", common::S3_PREFIX)
+        );
+        let link = answer["links"][0]["link"].as_str().unwrap().to_string();
+        let s3 = server.s3.as_ref().unwrap();
+        assert!(
+            link.starts_with(&format!(
+                "{}/{}/{}",
+                s3.endpoint(),
+                common::S3_BUCKET,
+                common::S3_PREFIX
+            )),
+            "{link}"
+        );
+        match signing {
+            rdbvault::config::LinkSigning::V4 => {
+                assert!(link.contains("X-Amz-Signature="), "{link}")
+            }
+            rdbvault::config::LinkSigning::V2 => {
+                assert!(
+                    link.contains("AWSAccessKeyId=") && link.contains("&Signature="),
+                    "{link}"
+                )
+            }
+        }
+
+        // Straight from the store, byte for byte, with the file's own name.
+        let (status, headers, body) = curl(&[&link]);
+        assert_eq!(
+            status,
+            200,
+            "{signing:?}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(body, stored);
+        assert!(
+            headers.contains("content-disposition: attachment"),
+            "{headers}"
+        );
+        let (status, _, body) = curl(&["-H", "Range: bytes=5-14", &link]);
+        assert_eq!(status, 206);
+        assert_eq!(body, &stored[5..15]);
+
+        // The store refuses a changed signature or expiry.
+        let sig_param = if signing == rdbvault::config::LinkSigning::V4 {
+            "X-Amz-Signature="
+        } else {
+            "&Signature="
+        };
+        let sig = link
+            .split(sig_param)
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap();
+        let flipped = format!(
+            "{}{}",
+            if sig.starts_with('0') { "1" } else { "0" },
+            &sig[1..]
+        );
+        assert_eq!(
+            curl(&[&link.replace(sig, &flipped)]).0,
+            403,
+            "{signing:?} tampered signature"
+        );
+        let expiry_param = if signing == rdbvault::config::LinkSigning::V4 {
+            "X-Amz-Expires="
+        } else {
+            "Expires="
+        };
+        let expiry = link
+            .split(expiry_param)
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap();
+        let longer = (expiry.parse::<i64>().unwrap() + 1).to_string();
+        let extended = link.replace(
+            &format!("{expiry_param}{expiry}"),
+            &format!("{expiry_param}{longer}"),
+        );
+        assert_eq!(curl(&[&extended]).0, 403, "{signing:?} changed expiry");
+
+        // The CLI downloads from the store unchanged.
+        let out = tempfile::tempdir().unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_rdbvault"))
+            .args([
+                "backup",
+                "download",
+                &instance,
+                &backup,
+                "--out",
+                out.path().to_str().unwrap(),
+            ])
+            .envs([
+                ("RDBVAULT_ENDPOINT", server.base.as_str()),
+                ("RDBVAULT_AK", common::AK),
+                ("RDBVAULT_SK", common::SK),
+                ("RDBVAULT_PROJECT_ID", PROJECT),
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        server.stop().await;
+    }
+}
+
+/// A V2 link whose time is up is refused by the store itself (signed here
+/// with the store's key, as rdbvault signs them, but in the past).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_refuses_expired_v2_links() {
+    let s3 = common::S3Server::start();
+    let key = "rdbvault/x/y/f.rdb";
+    let file = s3.dir.path().join(common::S3_BUCKET).join(key);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    // Upload through the API so s3s-fs knows the object.
+    let mut config = rdbvault::config::Config::default();
+    s3.configure(&mut config);
+    let objects = rdbvault::objects::Objects::from_config(&config)
+        .await
+        .unwrap();
+    let mut up = objects.upload("x/y/f.rdb").await.unwrap();
+    up.write(b"hello").await.unwrap();
+    up.commit().await.unwrap();
+    let endpoint = s3.endpoint();
+    let link = |expires: i64| {
+        rdbvault::objects::sigv2::V2Link {
+            endpoint: &endpoint,
+            path_style: true,
+            bucket: common::S3_BUCKET,
+            key,
+            access_key: common::S3_AK,
+            secret_key: common::S3_SK,
+            access_key_param: "AWSAccessKeyId",
+            expires,
+            overrides: &[],
+        }
+        .url()
+    };
+    let now = chrono::Utc::now().timestamp();
+    let (status, _, body) = curl(&[&link(now + 60)]);
+    assert_eq!((status, body.as_slice()), (200, b"hello".as_slice()));
+    assert_eq!(
+        curl(&[&link(now - 5)]).0,
+        403,
+        "an expired V2 link was accepted"
+    );
+}
+
+/// SigV4 links carry their own lifetime (`X-Amz-Expires`); past it the store refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_refuses_expired_v4_links() {
+    use object_store::ObjectStoreExt;
+    use object_store::signer::Signer;
+    let s3 = common::S3Server::start();
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(s3.endpoint())
+        .with_region("us-east-1")
+        .with_bucket_name(common::S3_BUCKET)
+        .with_access_key_id(common::S3_AK)
+        .with_secret_access_key(common::S3_SK)
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let path = object_store::path::Path::from("rdbvault/v4/f.rdb");
+    store
+        .put(&path, bytes::Bytes::from_static(b"hello").into())
+        .await
+        .unwrap();
+    let url = store
+        .signed_url(
+            reqwest::Method::GET,
+            &path,
+            std::time::Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    let (status, _, body) = curl(&[url.as_str()]);
+    assert_eq!((status, body.as_slice()), (200, b"hello".as_slice()));
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(
+        curl(&[url.as_str()]).0,
+        403,
+        "an expired V4 link was accepted"
+    );
+}
