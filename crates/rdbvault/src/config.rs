@@ -34,6 +34,7 @@ const KNOWN_KEYS: &[&str] = &[
     "storage",
     "s3",
     "sweep_interval_secs",
+    "cluster_parallel",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +138,8 @@ pub struct Config {
     pub s3: S3Config,
     /// How often abandoned multipart uploads are looked for and aborted.
     pub sweep_interval_secs: u64,
+    /// Shards of a cluster pulled at once (0: all of them, at most 16).
+    pub cluster_parallel: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,6 +281,7 @@ impl Default for Config {
             storage: StorageKind::Local,
             s3: S3Config::default(),
             sweep_interval_secs: 600,
+            cluster_parallel: 0,
         }
     }
 }

@@ -54,6 +54,7 @@ pub async fn run(
     let redis_tls = crate::replication::tls::client_config(config.redis_tls_ca_file.as_deref())?;
     let ctx = Arc::new(JobContext {
         redis_tls: redis_tls.clone(),
+        cluster_parallel: config.cluster_parallel,
         meta: meta.clone(),
         objects: objects.clone(),
         timeouts: config.job_timeouts(),

@@ -140,6 +140,27 @@ fn parse_dcs_time(
         })
 }
 
+/// A cluster is backed up only if its slots are all served and it has at
+/// most 64 shards; said now rather than as a failed backup later.
+async fn check_cluster(
+    state: &SharedState,
+    instance: &crate::meta::Instance,
+) -> Result<(), ApiError> {
+    use crate::replication::cluster::{self, TopologyError};
+    let template = crate::replication::Endpoint {
+        addr: instance.addrs[0].clone(),
+        username: instance.username.clone(),
+        password: instance.password.clone(),
+        tls: instance.tls.then(|| state.redis_tls.clone()),
+    };
+    match cluster::discover(&template, &instance.addrs, state.probe_timeout()).await {
+        Ok(_) => Ok(()),
+        Err(TopologyError::Uncovered(n)) => Err(ApiError::ClusterIncomplete(n)),
+        Err(TopologyError::TooManyShards(n)) => Err(ApiError::ClusterTooLarge(n)),
+        Err(e) => Err(ApiError::InstanceUnreachable(e.to_string())),
+    }
+}
+
 /// Backup ids are UUIDs.
 pub(crate) fn backup_id(raw: &str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(raw)
@@ -175,9 +196,7 @@ pub async fn create_backup(
         }
     }
     if instance.mode == Mode::Cluster {
-        return Err(ApiError::BackupNotSupported(
-            "cluster instances cannot be backed up yet".into(),
-        ));
+        check_cluster(&state, &instance).await?;
     }
     let backup = state
         .meta

@@ -63,8 +63,6 @@ pub enum ApiError {
     BackupOfOtherProject(String),
     #[error("backup_format {0} is not supported yet; use rdb")]
     FormatNotSupported(String),
-    #[error("backup is not supported for this instance: {0}")]
-    BackupNotSupported(String),
     #[error("instance {0} is already being backed up; wait for that backup to end")]
     InstanceBackingUp(String),
     #[error("deleting the backup files failed")]
@@ -85,6 +83,12 @@ pub enum ApiError {
     BackupDeleted(String),
     #[error("backup {0} has expired; its files are gone")]
     BackupExpired(String),
+    #[error(
+        "the cluster does not serve all 16384 slots ({0} are not covered); a backup would be incomplete"
+    )]
+    ClusterIncomplete(u32),
+    #[error("the cluster has {0} shards; at most 64 can be backed up")]
+    ClusterTooLarge(usize),
     #[error("the requested URL does not exist")]
     UnknownUrl,
     #[error("method {0} is not allowed on this URL")]
@@ -173,11 +177,6 @@ impl ApiError {
                 S::BAD_REQUEST,
                 "backup format not supported yet",
             ),
-            BackupNotSupported(_) => (
-                "DCS.4095",
-                S::BAD_REQUEST,
-                "backup not supported for this instance",
-            ),
             InstanceBackingUp(_) => ("DCS.4096", S::BAD_REQUEST, "instance is already backing up"),
             DeleteFailed(_) => (
                 "DCS.4101",
@@ -193,6 +192,12 @@ impl ApiError {
             BackupFailed(_) => ("DCS.4944", S::BAD_REQUEST, "backup failed"),
             BackupDeleted(_) => ("DCS.4945", S::BAD_REQUEST, "backup deleted"),
             BackupExpired(_) => ("DCS.4946", S::BAD_REQUEST, "backup expired"),
+            ClusterIncomplete(_) => ("DCS.4950", S::BAD_REQUEST, "cluster slots not all covered"),
+            ClusterTooLarge(_) => (
+                "DCS.4951",
+                S::BAD_REQUEST,
+                "cluster has more than 64 shards",
+            ),
             UnknownUrl => ("DCS.4001", S::NOT_FOUND, "requested URL does not exist"),
             MethodNotAllowed(_) => ("DCS.5001", S::METHOD_NOT_ALLOWED, "method not allowed"),
             Unauthenticated(AuthError::Missing) => {
@@ -243,7 +248,6 @@ impl ApiError {
             BackupOfOtherInstance(s()),
             BackupOfOtherProject(s()),
             FormatNotSupported(s()),
-            BackupNotSupported(s()),
             InstanceBackingUp(s()),
             DeleteFailed(s()),
             ExpirationMissing,
@@ -253,6 +257,8 @@ impl ApiError {
             BackupFailed(s()),
             BackupDeleted(s()),
             BackupExpired(s()),
+            ClusterIncomplete(0),
+            ClusterTooLarge(0),
             UnknownUrl,
             MethodNotAllowed(s()),
             Unauthenticated(AuthError::Missing),

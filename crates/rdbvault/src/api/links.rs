@@ -121,7 +121,18 @@ pub async fn list_backup_file_links(
         BackupStatus::Deleted => return Err(ApiError::BackupDeleted(backup.id)),
         BackupStatus::Expired => return Err(ApiError::BackupExpired(backup.id)),
     }
-    files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
+    // By shard (first slot) for clusters, by name otherwise.
+    let first_slot = |f: &crate::meta::BackupFile| {
+        f.slots
+            .as_deref()
+            .and_then(|s| s.split(['-', '.']).next()?.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    files.sort_by(|a, b| {
+        first_slot(a)
+            .cmp(&first_slot(b))
+            .then_with(|| a.file_name.cmp(&b.file_name))
+    });
     files.truncate(MAX_LINKS);
     let expires = Utc::now() + chrono::TimeDelta::seconds(expiration);
     let bucket = state.objects.bucket().to_string();

@@ -20,6 +20,7 @@ pub enum FailureKind {
     Storage,
     Interrupted,
     Internal,
+    TopologyChanged,
 }
 
 impl FailureKind {
@@ -35,6 +36,7 @@ impl FailureKind {
             FailureKind::Storage => "dcs.08.0107",
             FailureKind::Interrupted => "dcs.08.0108",
             FailureKind::Internal => "dcs.08.0109",
+            FailureKind::TopologyChanged => "dcs.08.0110",
         }
     }
 
@@ -56,10 +58,13 @@ impl FailureKind {
             FailureKind::Storage => "writing to the object store failed",
             FailureKind::Interrupted => "the service stopped during the backup",
             FailureKind::Internal => "internal error (metadata store)",
+            FailureKind::TopologyChanged => {
+                "the cluster failed over or resharded during the backup"
+            }
         }
     }
 
-    pub const ALL: [FailureKind; 10] = [
+    pub const ALL: [FailureKind; 11] = [
         FailureKind::TimedOut,
         FailureKind::Unreachable,
         FailureKind::AuthRefused,
@@ -70,6 +75,7 @@ impl FailureKind {
         FailureKind::Storage,
         FailureKind::Interrupted,
         FailureKind::Internal,
+        FailureKind::TopologyChanged,
     ];
 }
 

@@ -38,6 +38,8 @@ pub struct JobContext {
     pub node_id: String,
     /// TLS settings for instances registered with `tls`.
     pub redis_tls: Arc<tokio_rustls::rustls::ClientConfig>,
+    /// Shard transfers at once in a cluster backup (0: all shards, capped).
+    pub cluster_parallel: usize,
 }
 
 /// Handle of the worker pool, held by the API to wake workers and cancel backups.
@@ -217,6 +219,11 @@ async fn run_backup(ctx: &JobContext, job: &Job, cancel: CancellationToken) {
                 .meta
                 .fail_backup(&backup.id, f.kind.code(), &f.message)
                 .await;
+            // Shard transfers stopped by another shard's failure left their
+            // S3 uploads behind: abort them now.
+            if let Err(e) = sweep(ctx).await {
+                tracing::warn!(error = %e, "sweep after a failed backup failed");
+            }
             "failed"
         }
     };

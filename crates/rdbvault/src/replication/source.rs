@@ -133,6 +133,63 @@ pub async fn choose(
     })
 }
 
+/// A replica further behind its master than this is not a backup source:
+/// its snapshot would miss writes the master has long acknowledged.
+pub const MAX_REPLICA_LAG_BYTES: u64 = 1024 * 1024;
+
+/// A shard's healthy replica whose link to the master is up and which has
+/// caught up with it, else its master.
+pub async fn choose_in_shard(
+    template: &Endpoint,
+    shard: &super::cluster::Shard,
+    timeout: Duration,
+) -> Result<Source, ConnError> {
+    let master = Endpoint {
+        addr: shard.master.addr.clone(),
+        ..template.clone()
+    };
+    let master_offset = match info_replication(&master, timeout).await {
+        Ok(info) => info
+            .get("master_repl_offset")
+            .and_then(|v| v.parse::<u64>().ok()),
+        Err(e) if e.is_auth() => return Err(e),
+        Err(_) => None,
+    };
+    for replica in shard.replicas.iter().filter(|r| r.healthy) {
+        let endpoint = Endpoint {
+            addr: replica.addr.clone(),
+            ..template.clone()
+        };
+        match info_replication(&endpoint, timeout).await {
+            Ok(info) => {
+                let up = info.get("master_link_status").map(String::as_str) == Some("up");
+                let offset = info
+                    .get("slave_repl_offset")
+                    .and_then(|v| v.parse::<u64>().ok());
+                let caught_up = match (master_offset, offset) {
+                    (Some(m), Some(r)) => m.saturating_sub(r) <= MAX_REPLICA_LAG_BYTES,
+                    _ => false,
+                };
+                if up && caught_up {
+                    return Ok(Source {
+                        endpoint,
+                        role: "replica",
+                    });
+                }
+                tracing::info!(replica = %replica.addr, up, ?offset, ?master_offset, "replica not in sync; skipped");
+            }
+            Err(e) if e.is_auth() => return Err(e),
+            Err(e) => {
+                tracing::info!(replica = %replica.addr, error = %e, "replica unreachable; skipped")
+            }
+        }
+    }
+    Ok(Source {
+        endpoint: master,
+        role: "master",
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

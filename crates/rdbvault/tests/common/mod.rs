@@ -944,3 +944,157 @@ impl Drop for ServeProcess {
         self.kill9();
     }
 }
+
+/// A real Redis Cluster on loopback: `masters` masters with `replicas`
+/// replicas each, made with `redis-cli --cluster create`.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
+            .map(|_| {
+                RedisServer::start(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                    "--appendonly",
+                    "no",
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes.iter().map(RedisServer::addr).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            out.status.success(),
+            "cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = RedisCluster { nodes };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// Every node says `cluster_state:ok` and every replica is in sync.
+    pub fn wait_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ok = self.nodes.iter().all(|n| {
+                let info = n.cli(&["CLUSTER", "INFO"]);
+                let repl = n.cli(&["INFO", "replication"]);
+                info.contains("cluster_state:ok")
+                    && (repl.contains("role:master") || repl.contains("master_link_status:up"))
+            });
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "cluster never became ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn seed(&self) -> String {
+        self.nodes[0].addr()
+    }
+
+    /// The masters, with their slot ranges as `CLUSTER NODES` lists them.
+    pub fn masters(&self) -> Vec<(&RedisServer, Vec<(u16, u16)>)> {
+        let text = self.nodes[0].cli(&["CLUSTER", "NODES"]);
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 8 || !f[2].contains("master") || f[2].contains("fail") {
+                continue;
+            }
+            let port: u16 = f[1]
+                .split(['@', ','])
+                .next()
+                .unwrap()
+                .rsplit_once(':')
+                .unwrap()
+                .1
+                .parse()
+                .unwrap();
+            let mut slots: Vec<(u16, u16)> = f[8..]
+                .iter()
+                .filter(|s| !s.starts_with('['))
+                .map(|s| {
+                    let (a, b) = s.split_once('-').unwrap_or((s, s));
+                    (a.parse().unwrap(), b.parse().unwrap())
+                })
+                .collect();
+            slots.sort_unstable();
+            if let Some(node) = self.nodes.iter().find(|n| n.port == port) {
+                out.push((node, slots));
+            }
+        }
+        out.sort_by_key(|(_, s)| s.first().copied());
+        out
+    }
+
+    /// Writes `count` keys, each to the master that owns its slot.
+    pub async fn fill(&self, count: usize) {
+        let masters = self.masters();
+        let mut conns = Vec::new();
+        for (node, slots) in &masters {
+            conns.push((node.conn().await, slots.clone()));
+        }
+        for i in 0..count {
+            let value = format!("value-{i}-{}", "v".repeat(i % 200));
+            let mut commands = vec![vec![
+                b"SET".to_vec(),
+                format!("key:{i}").into_bytes(),
+                value.into_bytes(),
+            ]];
+            if i % 10 == 0 {
+                commands.push(vec![
+                    b"HSET".to_vec(),
+                    format!("h:{i}").into_bytes(),
+                    b"f".to_vec(),
+                    b"v".to_vec(),
+                ]);
+            }
+            for cmd in commands {
+                let slot = key_slot(&cmd[1]);
+                let (conn, _) = conns
+                    .iter_mut()
+                    .find(|(_, slots)| slots.iter().any(|&(a, b)| a <= slot && slot <= b))
+                    .expect("a master owns every slot");
+                let args: Vec<&[u8]> = cmd.iter().map(Vec::as_slice).collect();
+                conn.command(&args).await.unwrap();
+            }
+        }
+    }
+}
+
+/// The cluster slot of a key: CRC16 (XMODEM) of the key, or of its `{hash tag}`, mod 16384.
+pub fn key_slot(key: &[u8]) -> u16 {
+    let hashed = match key.iter().position(|&b| b == b'{') {
+        Some(open) => match key[open + 1..].iter().position(|&b| b == b'}') {
+            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
+            _ => key,
+        },
+        None => key,
+    };
+    let mut crc: u16 = 0;
+    for &byte in hashed {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}

@@ -1,0 +1,297 @@
+//! Redis Cluster backups against real clusters on loopback: one verified
+//! file per shard, named by slot range, all or nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{Db, PROJECT, RedisCluster, RedisServer, TestServer, all_files};
+use serde_json::json;
+
+async fn register_cluster(server: &TestServer, cluster: &RedisCluster) -> String {
+    server
+        .register(json!({"name": format!("c{}", uuid::Uuid::new_v4().simple()), "mode": "cluster", "addrs": [cluster.seed()]}))
+        .await
+}
+
+/// Every key of a server, as `KEYS *` lists them.
+fn keys(server: &RedisServer) -> BTreeSet<String> {
+    server
+        .cli(&["KEYS", "*"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_shards_three_files_each_a_shard() {
+    let cluster = RedisCluster::start(3, 1);
+    cluster.fill(3000).await;
+    cluster.wait_ok();
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = register_cluster(&server, &cluster).await;
+    let backup = server.start_backup(&instance).await;
+    let record = server.wait_backup(&instance, &backup).await;
+    assert_eq!(record["status"], "succeed", "{record}");
+    // Pulled from the replicas.
+    assert_eq!(
+        record["source_node"]
+            .as_str()
+            .unwrap()
+            .matches("(replica)")
+            .count(),
+        3,
+        "{record}"
+    );
+
+    let files = server.stored_files(&instance, &backup);
+    assert_eq!(files.len(), 3, "{files:?}");
+    let masters = cluster.masters();
+    let mut all_keys = BTreeSet::new();
+    for (master, slots) in &masters {
+        let label = slots
+            .iter()
+            .map(|(a, b)| format!("{a}-{b}"))
+            .collect::<Vec<_>>()
+            .join(".");
+        let file = files
+            .iter()
+            .find(|f| {
+                f.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .contains(&format!("_{label}_"))
+            })
+            .unwrap_or_else(|| panic!("no file for slots {label}: {files:?}"));
+        // The file is the shard: same keys, same digest as its master (read
+        // once each, right after loading).
+        let loaded = RedisServer::load(file);
+        let (size, digest, keys_loaded) = (
+            loaded.cli(&["DBSIZE"]),
+            loaded.digest().await,
+            keys(&loaded),
+        );
+        assert_eq!(size, master.cli(&["DBSIZE"]), "shard {label}");
+        assert_eq!(digest, master.digest().await, "shard {label}");
+        all_keys.extend(keys_loaded);
+    }
+    let expected: usize = masters
+        .iter()
+        .map(|(m, _)| m.cli(&["DBSIZE"]).parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(
+        all_keys.len(),
+        expected,
+        "together the files hold every key"
+    );
+    assert_eq!(all_keys.len(), 3000 + 300);
+
+    // Links: one per shard, sorted by slot range.
+    let r = server
+        .req(
+            "POST",
+            &format!("/v2/{PROJECT}/instances/{instance}/backups/{backup}/links"),
+        )
+        .json(r#"{"expiration": 600}"#)
+        .send()
+        .await;
+    let links = r.json()["links"].as_array().unwrap().clone();
+    assert_eq!(links.len(), 3);
+    let firsts: Vec<u32> = links
+        .iter()
+        .map(|l| {
+            let name = l["file_name"].as_str().unwrap();
+            name.split('_')
+                .nth(3)
+                .unwrap()
+                .split('-')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        firsts,
+        vec![0, masters[1].1[0].0 as u32, masters[2].1[0].0 as u32]
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_masters_and_non_contiguous_slots() {
+    let cluster = RedisCluster::start(6, 0);
+    // Move the empty slots 100..=199 from the first master to the second:
+    // the second then owns two ranges.
+    let masters = cluster.masters();
+    let (to_port, to_id) = {
+        let (node, _) = &masters[1];
+        (node.port, node.cli(&["CLUSTER", "MYID"]))
+    };
+    let from_port = masters[0].0.port;
+    for slot in 100..200 {
+        for n in &cluster.nodes {
+            assert_eq!(
+                n.cli(&["CLUSTER", "SETSLOT", &slot.to_string(), "NODE", &to_id]),
+                "OK"
+            );
+        }
+    }
+    cluster.wait_ok();
+    cluster.fill(1200).await;
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = register_cluster(&server, &cluster).await;
+    let backup = server.start_backup(&instance).await;
+    let record = server.wait_backup(&instance, &backup).await;
+    assert_eq!(record["status"], "succeed", "{record}");
+    let files = server.stored_files(&instance, &backup);
+    assert_eq!(files.len(), 6, "{files:?}");
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_str().unwrap().to_string())
+        .collect();
+    let gained = names
+        .iter()
+        .find(|n| n.contains(&format!("_{to_port}_")))
+        .unwrap();
+    assert!(
+        gained.contains("_100-199."),
+        "two ranges joined in the name: {gained}"
+    );
+    let gave = names
+        .iter()
+        .find(|n| n.contains(&format!("_{from_port}_")))
+        .unwrap();
+    assert!(
+        gave.contains("_0-99.200-"),
+        "the range split in two: {gave}"
+    );
+    let total: u64 = files
+        .iter()
+        .map(|f| {
+            RedisServer::load(f)
+                .cli(&["DBSIZE"])
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(total, 1200 + 120);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_moved_mid_backup_fails_it_and_leaves_nothing() {
+    let cluster = RedisCluster::start(3, 1);
+    cluster.fill(3000).await;
+    cluster.wait_ok();
+    for n in &cluster.nodes {
+        // About 1100 keys per shard at 3 ms each: a few seconds per snapshot.
+        n.cli(&["CONFIG", "SET", "rdb-key-save-delay", "3000"]);
+    }
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = register_cluster(&server, &cluster).await;
+    let backup = server.start_backup(&instance).await;
+    server
+        .wait_backup_status(&instance, &backup, &["backuping"])
+        .await;
+    // Resharding while the shards stream: an empty slot of the first master
+    // moves to the second. Every transfer completes, but the files no longer
+    // form one consistent cut of the cluster.
+    let masters = cluster.masters();
+    let (from, from_slots) = &masters[0];
+    let slot = (from_slots[0].0..=from_slots[0].1)
+        .find(|s| from.cli(&["CLUSTER", "COUNTKEYSINSLOT", &s.to_string()]) == "0")
+        .unwrap();
+    let to_id = masters[1].0.cli(&["CLUSTER", "MYID"]);
+    for n in &cluster.nodes {
+        n.cli(&["CLUSTER", "SETSLOT", &slot.to_string(), "NODE", &to_id]);
+    }
+    let record = server.wait_backup(&instance, &backup).await;
+    assert_eq!(record["status"], "failed", "{record}");
+    assert_eq!(record["error_code"], "dcs.08.0110", "{record}");
+    assert!(all_files(&server.objects_root().join(&instance)).is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_killed_mid_backup_fails_it_and_leaves_nothing() {
+    let cluster = RedisCluster::start(3, 1);
+    cluster.fill(3000).await;
+    cluster.wait_ok();
+    for n in &cluster.nodes {
+        n.cli(&["CONFIG", "SET", "rdb-key-save-delay", "3000"]);
+    }
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = register_cluster(&server, &cluster).await;
+    let backup = server.start_backup(&instance).await;
+    server
+        .wait_backup_status(&instance, &backup, &["backuping"])
+        .await;
+    // A shard's master dies: the replica we pull from drops its own
+    // sub-replica link, or is promoted; either way the backup must fail.
+    let victim_port = cluster.masters()[0].0.port;
+    let victim = cluster
+        .nodes
+        .iter()
+        .position(|n| n.port == victim_port)
+        .unwrap();
+    let mut nodes = cluster.nodes;
+    nodes[victim].kill();
+    let record = server.wait_backup(&instance, &backup).await;
+    assert_eq!(record["status"], "failed", "{record}");
+    let code = record["error_code"].as_str().unwrap();
+    assert!(code == "dcs.08.0104" || code == "dcs.08.0110", "{record}");
+    assert!(all_files(&server.objects_root().join(&instance)).is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_lost_mid_transfer_fails_the_backup_naming_it() {
+    let cluster = RedisCluster::start(3, 0);
+    cluster.fill(3000).await;
+    for n in &cluster.nodes {
+        n.cli(&["CONFIG", "SET", "rdb-key-save-delay", "3000"]);
+    }
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = register_cluster(&server, &cluster).await;
+    let backup = server.start_backup(&instance).await;
+    server
+        .wait_backup_status(&instance, &backup, &["backuping"])
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut nodes = cluster.nodes;
+    nodes[1].kill();
+    let record = server.wait_backup(&instance, &backup).await;
+    assert_eq!(record["status"], "failed", "{record}");
+    let msg = record["error_msg"].as_str().unwrap();
+    assert!(
+        msg.starts_with("shard ") && msg.contains(&format!("127.0.0.1:{}", nodes[1].port)),
+        "{msg}"
+    );
+    assert!(all_files(&server.objects_root().join(&instance)).is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incomplete_clusters_are_refused_at_creation() {
+    let cluster = RedisCluster::start(3, 0);
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = register_cluster(&server, &cluster).await;
+    // Unassign a slot everywhere: the cluster no longer covers all slots.
+    for n in &cluster.nodes {
+        n.cli(&["CLUSTER", "DELSLOTS", "16000"]);
+    }
+    server
+        .req(
+            "POST",
+            &format!("/v2/{PROJECT}/instances/{instance}/backups"),
+        )
+        .json("{}")
+        .send()
+        .await
+        .assert_error(400, "DCS.4950");
+    server.stop().await;
+}
