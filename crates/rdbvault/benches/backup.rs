@@ -11,10 +11,11 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{
-    cpu_secs, delete, fill, free_port, get, info_field, post, record_secs, spawn, vm_hwm, wait_port,
+    backup_once, cpu_secs, delete, fill, free_port, info_field, post, record_secs, spawn, vm_hwm,
+    wait_port,
 };
 
 const ROUNDS: usize = 3;
@@ -198,31 +199,5 @@ fn main() {
     }
     if let Some(dest) = log_copy {
         let _ = std::fs::copy(work.path().join("server.log"), dest);
-    }
-}
-
-/// One backup through the API, polled slowly (so polling costs the server
-/// nothing measurable) until it ends; its record.
-fn backup_once(base: &str, project: &str, instance: &str) -> serde_json::Value {
-    let backup = post(
-        base,
-        &format!("/v2/{project}/instances/{instance}/backups"),
-        "{}",
-    )["backup_id"]
-        .as_str()
-        .expect("backup id")
-        .to_string();
-    loop {
-        std::thread::sleep(Duration::from_millis(250));
-        let list = get(
-            base,
-            &format!("/v2/{project}/instances/{instance}/backups?limit=1"),
-        );
-        let r = list["backup_record_response"][0].clone();
-        if r["backup_id"] == backup.as_str()
-            && !matches!(r["status"].as_str(), Some("waiting" | "backuping"))
-        {
-            return r;
-        }
     }
 }

@@ -213,6 +213,12 @@ pub fn delete(base: &str, path: &str) {
 /// Random 4 KiB strings until used_memory reaches `bytes`: an RDB about as
 /// large as the dataset (LZF cannot shrink random bytes).
 pub fn fill_random(port: u16, bytes: u64) {
+    fill_random_keys(port, bytes, "r");
+}
+
+/// [`fill_random`] with keys `{prefix}:{n}` (a `{hash tag}` prefix keeps a
+/// cluster master's keys in its own slots).
+pub fn fill_random_keys(port: u16, bytes: u64, prefix: &str) {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     let mut reader = stream.try_clone().expect("clone");
@@ -227,7 +233,10 @@ pub fn fill_random(port: u16, bytes: u64) {
         for _ in 0..2_000 {
             n += 1;
             rng.fill(&mut value);
-            resp(&mut out, &[b"SET", format!("r:{n}").as_bytes(), &value]);
+            resp(
+                &mut out,
+                &[b"SET", format!("{prefix}:{n}").as_bytes(), &value],
+            );
         }
         out.flush().expect("flush");
     }
@@ -260,4 +269,53 @@ pub fn serve(data: &std::path::Path, ak: &str, sk: &str, project: &str) -> (Chil
     );
     wait_port(port);
     (child, format!("http://127.0.0.1:{port}"))
+}
+
+/// The cluster slot of a key (CRC16/XMODEM of the key or its `{tag}`, mod 16384).
+pub fn key_slot(key: &[u8]) -> u16 {
+    let hashed = match key.iter().position(|&b| b == b'{') {
+        Some(open) => match key[open + 1..].iter().position(|&b| b == b'}') {
+            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
+            _ => key,
+        },
+        None => key,
+    };
+    let mut crc: u16 = 0;
+    for &byte in hashed {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
+/// One backup through the API, polled slowly (so polling costs the server
+/// nothing measurable) until it ends; its record.
+pub fn backup_once(base: &str, project: &str, instance: &str) -> serde_json::Value {
+    let backup = post(
+        base,
+        &format!("/v2/{project}/instances/{instance}/backups"),
+        "{}",
+    )["backup_id"]
+        .as_str()
+        .expect("backup id")
+        .to_string();
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let list = get(
+            base,
+            &format!("/v2/{project}/instances/{instance}/backups?limit=1"),
+        );
+        let r = list["backup_record_response"][0].clone();
+        if r["backup_id"] == backup.as_str()
+            && !matches!(r["status"].as_str(), Some("waiting" | "backuping"))
+        {
+            return r;
+        }
+    }
 }
