@@ -14,8 +14,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use common::{
-    backup_once, cpu_secs, delete, fill, free_port, info_field, post, record_secs, spawn, vm_hwm,
-    wait_port,
+    backup_once, cpu_secs, delete, fill, free_port, info_field, post, record_secs, spawn,
+    start_redis, vm_hwm, wait_port,
 };
 
 const ROUNDS: usize = 3;
@@ -26,22 +26,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
     let work = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let mut redis = spawn(Command::new("redis-server").stderr(Stdio::null()).args([
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--repl-diskless-sync-delay",
-        "0",
-        "--dir",
-        &work.path().display().to_string(),
-    ]));
-    wait_port(port);
+    let (mut redis, port) = start_redis(work.path(), &[]);
     let started = Instant::now();
     fill(port, target_mb * 1024 * 1024);
     let used = info_field(port, "used_memory");

@@ -9,8 +9,10 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rdbvault::replication::cluster::key_slot;
+
 use common::{
-    backup_once, delete, fill_random_keys, free_port, key_slot, post, record_secs, spawn, wait_port,
+    backup_once, delete, fill_random_keys, free_port, post, record_secs, spawn, wait_port,
 };
 
 const MASTERS: usize = 3;

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{fill_random, free_port, serve, spawn, wait_port};
+use common::{fill_random, serve, start_redis};
 use rdbvault::auth::signature;
 use rdbvault::cli::client::{Client, ClientConfig};
 
@@ -31,22 +31,7 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
     let work = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let mut redis = spawn(Command::new("redis-server").stderr(Stdio::null()).args([
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--repl-diskless-sync-delay",
-        "0",
-        "--dir",
-        &work.path().display().to_string(),
-    ]));
-    wait_port(port);
+    let (mut redis, port) = start_redis(work.path(), &[]);
     fill_random(port, mb * 1024 * 1024);
     let data = work.path().join("data");
     let (mut server, base) = serve(&data, AK, SK, PROJECT);

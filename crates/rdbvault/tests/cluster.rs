@@ -187,10 +187,7 @@ async fn a_slot_moved_mid_backup_fails_it_and_leaves_nothing() {
     let cluster = RedisCluster::start(3, 1);
     cluster.fill(3000).await;
     cluster.wait_ok();
-    for n in &cluster.nodes {
-        // About 1100 keys per shard at 3 ms each: a few seconds per snapshot.
-        n.cli(&["CONFIG", "SET", "rdb-key-save-delay", "3000"]);
-    }
+    cluster.slow_snapshots(3000);
     let server = TestServer::start(Db::Sqlite).await;
     let instance = register_cluster(&server, &cluster).await;
     let backup = server.start_backup(&instance).await;
@@ -221,9 +218,7 @@ async fn a_master_killed_mid_backup_fails_it_and_leaves_nothing() {
     let cluster = RedisCluster::start(3, 1);
     cluster.fill(3000).await;
     cluster.wait_ok();
-    for n in &cluster.nodes {
-        n.cli(&["CONFIG", "SET", "rdb-key-save-delay", "3000"]);
-    }
+    cluster.slow_snapshots(3000);
     let server = TestServer::start(Db::Sqlite).await;
     let instance = register_cluster(&server, &cluster).await;
     let backup = server.start_backup(&instance).await;
@@ -252,9 +247,7 @@ async fn a_master_killed_mid_backup_fails_it_and_leaves_nothing() {
 async fn a_shard_lost_mid_transfer_fails_the_backup_naming_it() {
     let cluster = RedisCluster::start(3, 0);
     cluster.fill(3000).await;
-    for n in &cluster.nodes {
-        n.cli(&["CONFIG", "SET", "rdb-key-save-delay", "3000"]);
-    }
+    cluster.slow_snapshots(3000);
     let server = TestServer::start(Db::Sqlite).await;
     let instance = register_cluster(&server, &cluster).await;
     let backup = server.start_backup(&instance).await;

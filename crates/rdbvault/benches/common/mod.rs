@@ -74,6 +74,56 @@ impl Rng {
     }
 }
 
+/// A pipelined connection: commands go out through the writer while a
+/// thread drains the replies, so the pipeline never blocks on them.
+pub fn pipeline(port: u16) -> (BufWriter<TcpStream>, std::thread::JoinHandle<()>) {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut reader = stream.try_clone().expect("clone");
+    let drain = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while reader.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+    });
+    (BufWriter::with_capacity(1 << 20, stream), drain)
+}
+
+/// Half-close: Redis answers everything pipelined, then closes; the drain
+/// thread ends there, so the dataset is complete before the first timing.
+pub fn finish(out: BufWriter<TcpStream>, drain: std::thread::JoinHandle<()>) {
+    let stream = out.into_inner().expect("flush");
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    drain.join().expect("drain");
+}
+
+/// A redis-server for a benchmark, on a free port, keeping nothing on disk.
+pub fn start_redis(dir: &std::path::Path, extra: &[&str]) -> (Child, u16) {
+    let port = free_port();
+    let child = spawn(
+        Command::new("redis-server")
+            .stderr(Stdio::null())
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args([
+                "--repl-diskless-sync-delay",
+                "0",
+                "--dir",
+                &dir.display().to_string(),
+            ])
+            .args(extra),
+    );
+    wait_port(port);
+    (child, port)
+}
+
 pub fn resp(out: &mut impl Write, args: &[&[u8]]) {
     write!(out, "*{}\r\n", args.len()).expect("write");
     for a in args {
@@ -88,14 +138,7 @@ pub fn resp(out: &mut impl Write, args: &[&[u8]]) {
 /// cannot shrink them), half repetitive text.
 pub fn fill(port: u16, bytes: u64) {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let mut reader = stream.try_clone().expect("clone");
-    // Drain replies in the background so the pipeline never blocks.
-    let drain = std::thread::spawn(move || {
-        let mut buf = vec![0u8; 1 << 16];
-        while reader.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
-    });
-    let mut out = BufWriter::with_capacity(1 << 20, stream);
+    let (mut out, drain) = pipeline(port);
     let mut value = vec![0u8; 1024];
     let mut n: u64 = 0;
     loop {
@@ -158,13 +201,7 @@ pub fn fill(port: u16, bytes: u64) {
             break;
         }
     }
-    // Half-close: Redis answers everything pipelined, then closes; the drain
-    // thread ends there, so the dataset is complete before the first timing.
-    let stream = out.into_inner().expect("flush");
-    stream
-        .shutdown(std::net::Shutdown::Write)
-        .expect("shutdown");
-    drain.join().expect("drain");
+    finish(out, drain);
 }
 
 pub fn info_field(port: u16, field: &str) -> u64 {
@@ -220,13 +257,7 @@ pub fn fill_random(port: u16, bytes: u64) {
 /// cluster master's keys in its own slots).
 pub fn fill_random_keys(port: u16, bytes: u64, prefix: &str) {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let mut reader = stream.try_clone().expect("clone");
-    let drain = std::thread::spawn(move || {
-        let mut buf = vec![0u8; 1 << 16];
-        while reader.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
-    });
-    let mut out = BufWriter::with_capacity(1 << 20, stream);
+    let (mut out, drain) = pipeline(port);
     let mut value = vec![0u8; 4096];
     let mut n: u64 = 0;
     while info_field(port, "used_memory") < bytes {
@@ -240,11 +271,7 @@ pub fn fill_random_keys(port: u16, bytes: u64, prefix: &str) {
         }
         out.flush().expect("flush");
     }
-    let stream = out.into_inner().expect("flush");
-    stream
-        .shutdown(std::net::Shutdown::Write)
-        .expect("shutdown");
-    drain.join().expect("drain");
+    finish(out, drain);
 }
 
 /// Starts `rdbvault serve` with one credential, returns it and its base URL.
@@ -269,29 +296,6 @@ pub fn serve(data: &std::path::Path, ak: &str, sk: &str, project: &str) -> (Chil
     );
     wait_port(port);
     (child, format!("http://127.0.0.1:{port}"))
-}
-
-/// The cluster slot of a key (CRC16/XMODEM of the key or its `{tag}`, mod 16384).
-pub fn key_slot(key: &[u8]) -> u16 {
-    let hashed = match key.iter().position(|&b| b == b'{') {
-        Some(open) => match key[open + 1..].iter().position(|&b| b == b'}') {
-            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
-            _ => key,
-        },
-        None => key,
-    };
-    let mut crc: u16 = 0;
-    for &byte in hashed {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % 16384
 }
 
 /// One backup through the API, polled slowly (so polling costs the server

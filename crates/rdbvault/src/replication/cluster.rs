@@ -12,6 +12,30 @@ pub const SLOTS: u32 = 16384;
 /// A backup holds one file per shard and a links answer at most 64 links.
 pub const MAX_SHARDS: usize = 64;
 
+/// The slot of a key: CRC16 (XMODEM) of the key, or of its non-empty
+/// `{hash tag}`, mod 16384, as Redis Cluster routes it.
+pub fn key_slot(key: &[u8]) -> u16 {
+    let hashed = match key.iter().position(|&b| b == b'{') {
+        Some(open) => match key[open + 1..].iter().position(|&b| b == b'}') {
+            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
+            _ => key,
+        },
+        None => key,
+    };
+    let mut crc: u16 = 0;
+    for &byte in hashed {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % SLOTS as u16
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     pub id: String,
@@ -309,6 +333,16 @@ mod tests {
 
     fn seed() -> RedisAddr {
         "10.0.0.1:7000".parse().expect("addr")
+    }
+
+    #[test]
+    fn key_slots_as_redis_computes_them() {
+        // Values from CLUSTER KEYSLOT on a live server.
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"bar"), 5061);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
+        assert_ne!(key_slot(b"foo{}{bar}"), key_slot(b"bar"));
     }
 
     #[test]

@@ -1002,6 +1002,22 @@ impl RedisCluster {
         }
     }
 
+    /// Every snapshot of every node takes `micros_per_key` per key (with
+    /// ~1000 keys per shard, 3000 µs makes a transfer last a few seconds).
+    pub fn slow_snapshots(&self, micros_per_key: u32) {
+        for n in &self.nodes {
+            assert_eq!(
+                n.cli(&[
+                    "CONFIG",
+                    "SET",
+                    "rdb-key-save-delay",
+                    &micros_per_key.to_string()
+                ]),
+                "OK"
+            );
+        }
+    }
+
     pub fn seed(&self) -> String {
         self.nodes[0].addr()
     }
@@ -1076,25 +1092,4 @@ impl RedisCluster {
     }
 }
 
-/// The cluster slot of a key: CRC16 (XMODEM) of the key, or of its `{hash tag}`, mod 16384.
-pub fn key_slot(key: &[u8]) -> u16 {
-    let hashed = match key.iter().position(|&b| b == b'{') {
-        Some(open) => match key[open + 1..].iter().position(|&b| b == b'}') {
-            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
-            _ => key,
-        },
-        None => key,
-    };
-    let mut crc: u16 = 0;
-    for &byte in hashed {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % 16384
-}
+pub use rdbvault::replication::cluster::key_slot;
