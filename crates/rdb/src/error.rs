@@ -55,6 +55,17 @@ pub enum RdbError {
         found: u8,
     },
 
+    /// Reading the underlying stream failed.
+    #[error("reading the RDB dump failed at byte offset {offset}: {message}")]
+    Io {
+        /// How many bytes had been received.
+        offset: u64,
+        /// The kind of I/O error.
+        kind: std::io::ErrorKind,
+        /// The I/O error's message.
+        message: String,
+    },
+
     /// A structure the verifier decodes is invalid or over its size limit.
     #[error("malformed RDB dump at byte offset {offset}: {reason}")]
     Malformed {

@@ -5,12 +5,18 @@
 //! dependency, so it can be fuzzed and reused outside rdbvault.
 
 pub mod crc64;
+mod encodings;
 mod error;
 mod head;
 mod lzf;
+mod reader;
 mod string;
 mod verify;
 
 pub use error::RdbError;
 pub use head::{DEFAULT_AUX_LIMIT, MAX_VERSION};
+pub use reader::{
+    Entry, MAX_VALKEY_VERSION, Magic, Reader, Stream, StreamConsumer, StreamGroup, StreamId, Value,
+    types,
+};
 pub use verify::{Checksum, Header, Summary, Verifier};

@@ -36,6 +36,9 @@ const ENC_INT8: u8 = 0;
 const ENC_INT16: u8 = 1;
 const ENC_INT32: u8 = 2;
 const ENC_LZF: u8 = 3;
+/// The most bytes one byte of LZF data can expand to (a 3-byte
+/// back-reference yields 264).
+const MAX_LZF_RATIO: u64 = 88;
 
 /// A read position in a buffer that starts at stream offset 0, so positions
 /// double as the offsets reported in errors.
@@ -67,7 +70,12 @@ impl<'a> Cursor<'a> {
             .ok_or(Stop::Need(self.pos + 1))
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], Stop> {
+    /// Everything from `from` up to the current position.
+    pub(crate) fn since(&self, from: usize) -> &'a [u8] {
+        self.buf.get(from..self.pos).unwrap_or_default()
+    }
+
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], Stop> {
         let a = *self
             .buf
             .get(self.pos..)
@@ -80,7 +88,7 @@ impl<'a> Cursor<'a> {
     /// Takes `n` bytes, `n` having come from the stream and so being
     /// untrusted: an absurd value becomes a `Need` the caller's size limit
     /// rejects, not an overflow.
-    fn take(&mut self, n: u64) -> Result<&'a [u8], Stop> {
+    pub(crate) fn take(&mut self, n: u64) -> Result<&'a [u8], Stop> {
         let end = usize::try_from(n)
             .ok()
             .and_then(|n| self.pos.checked_add(n))
@@ -111,7 +119,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn plain_length(&mut self) -> Result<u64, Stop> {
+    pub(crate) fn plain_length(&mut self) -> Result<u64, Stop> {
         let start = self.pos;
         match self.length()? {
             Length::Plain(n) => Ok(n),
@@ -130,7 +138,7 @@ impl<'a> Cursor<'a> {
         let too_long = |n: u64| {
             Stop::Fail(RdbError::malformed(
                 start,
-                format!("a string of {n} bytes exceeds the {max}-byte limit for header fields"),
+                format!("a string of {n} bytes exceeds the {max}-byte limit"),
             ))
         };
         match self.length()? {
@@ -157,6 +165,18 @@ impl<'a> Cursor<'a> {
                 }
                 if compressed > max as u64 {
                     return Err(too_long(compressed));
+                }
+                // One LZF instruction of at most 3 bytes expands to at most
+                // 264, so a claim beyond that ratio is corrupt; checking it
+                // keeps the allocation below proportional to bytes received.
+                if original > compressed.saturating_mul(MAX_LZF_RATIO) {
+                    return Err(RdbError::malformed(
+                        start,
+                        format!(
+                            "{compressed} bytes of LZF data cannot expand to the announced {original} bytes"
+                        ),
+                    )
+                    .into());
                 }
                 let data_start = self.pos;
                 let data = self.take(compressed)?;
@@ -240,6 +260,14 @@ mod tests {
         assert_eq!(ok(&buf), vec![b'a'; 10]);
         buf[2] = 0x0b; // announce 11 bytes, data yields 10
         assert!(matches!(fail(&buf), RdbError::Malformed { offset: 3, .. }));
+    }
+
+    #[test]
+    fn lzf_claiming_impossible_expansion_fails_before_allocating() {
+        // 2 bytes of data announced to expand to 2^40 bytes.
+        let buf = [0xc3, 0x02, 0x81, 0, 0, 1, 0, 0, 0, 0, 0, 0, b'a', b'b'];
+        let mut c = Cursor::new(&buf, 0);
+        assert!(matches!(c.string(usize::MAX), Err(Stop::Fail(_))));
     }
 
     #[test]

@@ -339,10 +339,8 @@ async fn a_killed_service_leaves_no_stuck_record_and_no_partial_file() {
     // And the instance can be backed up again.
     redis.cli(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
     let again = client.start_backup(&instance).await;
-    assert_eq!(
-        client.wait_backup(&instance, &again).await["status"],
-        "succeed"
-    );
+    let record = client.wait_backup(&instance, &again).await;
+    assert_eq!(record["status"], "succeed", "{record}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,10 +380,8 @@ async fn a_full_disk_fails_the_backup_cleanly() {
     redis.cli(&["FLUSHALL"]);
     redis.cli(&["DEBUG", "POPULATE", "100"]);
     let again = client.start_backup(&instance).await;
-    assert_eq!(
-        client.wait_backup(&instance, &again).await["status"],
-        "succeed"
-    );
+    let record = client.wait_backup(&instance, &again).await;
+    assert_eq!(record["status"], "succeed", "{record}");
 }
 
 async fn servers_without_psync_are_backed_up_with_sync(db: Db) {

@@ -984,15 +984,27 @@ impl RedisCluster {
         cluster
     }
 
-    /// Every node says `cluster_state:ok` and every replica is in sync.
+    /// Every node says `cluster_state:ok`, and every replica's link is up
+    /// and it holds as many keys as its master.
     pub fn wait_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let ok = self.nodes.iter().all(|n| {
                 let info = n.cli(&["CLUSTER", "INFO"]);
                 let repl = n.cli(&["INFO", "replication"]);
-                info.contains("cluster_state:ok")
-                    && (repl.contains("role:master") || repl.contains("master_link_status:up"))
+                let synced = repl.contains("role:master")
+                    || (repl.contains("master_link_status:up") && {
+                        let master_port = repl
+                            .lines()
+                            .find_map(|l| l.strip_prefix("master_port:"))
+                            .unwrap_or("0");
+                        let master = self
+                            .nodes
+                            .iter()
+                            .find(|m| m.port.to_string() == master_port.trim());
+                        master.is_some_and(|m| m.cli(&["DBSIZE"]) == n.cli(&["DBSIZE"]))
+                    });
+                info.contains("cluster_state:ok") && synced
             });
             if ok {
                 return;

@@ -1,0 +1,913 @@
+//! Streaming decoding of a whole RDB dump, one key at a time.
+//!
+//! The reader keeps a buffer holding the part of the stream it is decoding
+//! (the current opcode or key-value pair, plus what a read brought in past
+//! it), so memory is bounded by the largest single value, not the dump. Each
+//! item is decoded from the buffer with the same [`Cursor`] the head parser
+//! uses; when the buffer is short the decoder says how many bytes it needs,
+//! the reader reads at least that many (growing the read geometrically so a
+//! big value is re-decoded only O(log n) times) and starts the item again.
+
+use std::io::{ErrorKind, Read};
+
+use crate::crc64::crc64;
+use crate::encodings::{self, Reason};
+use crate::error::RdbError;
+use crate::head::MAX_VERSION;
+use crate::string::{Cursor, Stop};
+use crate::verify::Checksum;
+
+/// The highest `VALKEY`-magic version accepted (Valkey 9 writes 80).
+pub const MAX_VALKEY_VERSION: u32 = 80;
+
+const MIN_READ: usize = 64 * 1024;
+const MAX_READ: usize = 1 << 20;
+/// Items up to this size are retried after any read that completes them.
+const CHEAP_RETRY: usize = 4096;
+const FIRST_CHECKSUMMED_VERSION: u32 = 5;
+
+const OP_SLOT_INFO: u8 = 0xf4;
+const OP_FUNCTION2: u8 = 0xf5;
+const OP_FUNCTION_PRE_GA: u8 = 0xf6;
+const OP_MODULE_AUX: u8 = 0xf7;
+const OP_IDLE: u8 = 0xf8;
+const OP_FREQ: u8 = 0xf9;
+const OP_AUX: u8 = 0xfa;
+const OP_RESIZEDB: u8 = 0xfb;
+const OP_EXPIRETIME_MS: u8 = 0xfc;
+const OP_EXPIRETIME: u8 = 0xfd;
+const OP_SELECTDB: u8 = 0xfe;
+const OP_EOF: u8 = 0xff;
+
+const MODULE_OP_EOF: u64 = 0;
+const MODULE_OP_SINT: u64 = 1;
+const MODULE_OP_UINT: u64 = 2;
+const MODULE_OP_FLOAT: u64 = 3;
+const MODULE_OP_DOUBLE: u64 = 4;
+const MODULE_OP_STRING: u64 = 5;
+
+const QUICKLIST_PLAIN: u64 = 1;
+const QUICKLIST_PACKED: u64 = 2;
+
+/// Value type ids, from rdb.h.
+pub mod types {
+    #![allow(missing_docs)]
+    pub const STRING: u8 = 0;
+    pub const LIST: u8 = 1;
+    pub const SET: u8 = 2;
+    pub const ZSET: u8 = 3;
+    pub const HASH: u8 = 4;
+    pub const ZSET_2: u8 = 5;
+    pub const MODULE_PRE_GA: u8 = 6;
+    pub const MODULE_2: u8 = 7;
+    pub const HASH_ZIPMAP: u8 = 9;
+    pub const LIST_ZIPLIST: u8 = 10;
+    pub const SET_INTSET: u8 = 11;
+    pub const ZSET_ZIPLIST: u8 = 12;
+    pub const HASH_ZIPLIST: u8 = 13;
+    pub const LIST_QUICKLIST: u8 = 14;
+    pub const STREAM_LISTPACKS: u8 = 15;
+    pub const HASH_LISTPACK: u8 = 16;
+    pub const ZSET_LISTPACK: u8 = 17;
+    pub const LIST_QUICKLIST_2: u8 = 18;
+    pub const STREAM_LISTPACKS_2: u8 = 19;
+    pub const SET_LISTPACK: u8 = 20;
+    pub const STREAM_LISTPACKS_3: u8 = 21;
+}
+
+/// Which server family wrote the dump, from its magic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Magic {
+    /// `REDIS` and four digits (Redis, and Valkey up to 8).
+    Redis,
+    /// `VALKEY` and three digits (Valkey 9 and later).
+    Valkey,
+}
+
+/// A stream entry id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamId {
+    /// Milliseconds part.
+    pub ms: u64,
+    /// Sequence part.
+    pub seq: u64,
+}
+
+/// A consumer of a stream consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamConsumer {
+    /// Consumer name.
+    pub name: Vec<u8>,
+    /// Last time the consumer was seen, ms since the epoch.
+    pub seen_time_ms: i64,
+    /// Last successful read, ms since the epoch (type 21 only).
+    pub active_time_ms: Option<i64>,
+    /// Entries in the consumer's own pending list.
+    pub pending: u64,
+}
+
+/// A stream consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamGroup {
+    /// Group name.
+    pub name: Vec<u8>,
+    /// Last id delivered to the group.
+    pub last_id: StreamId,
+    /// Entries read by the group (types 19 and 21 only).
+    pub entries_read: Option<u64>,
+    /// Entries in the group's pending entries list.
+    pub pending: u64,
+    /// The group's consumers.
+    pub consumers: Vec<StreamConsumer>,
+}
+
+/// A stream's metadata. Entries are validated (each node is a well-formed
+/// listpack) and counted but their fields are not decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stream {
+    /// `XLEN`: entries in the stream.
+    pub length: u64,
+    /// Live entries counted from the listpack nodes' master entries (equals
+    /// `length` in a consistent dump).
+    pub entries: u64,
+    /// Number of listpack nodes.
+    pub nodes: u64,
+    /// Id of the last entry ever added.
+    pub last_id: StreamId,
+    /// Id of the first entry (types 19 and 21 only).
+    pub first_id: Option<StreamId>,
+    /// Highest id deleted (types 19 and 21 only).
+    pub max_deleted_id: Option<StreamId>,
+    /// Entries ever added (types 19 and 21 only).
+    pub entries_added: Option<u64>,
+    /// Consumer groups.
+    pub groups: Vec<StreamGroup>,
+}
+
+/// A decoded value. Integers stored in compact encodings come out as their
+/// decimal text, as Redis returns them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A string.
+    String(Vec<u8>),
+    /// A list, in order.
+    List(Vec<Vec<u8>>),
+    /// A set, in dump order.
+    Set(Vec<Vec<u8>>),
+    /// A sorted set as (member, score), in dump order.
+    SortedSet(Vec<(Vec<u8>, f64)>),
+    /// A hash as (field, value), in dump order.
+    Hash(Vec<(Vec<u8>, Vec<u8>)>),
+    /// A stream's metadata.
+    Stream(Stream),
+    /// A module value (type 7): the module type id (name and encoding
+    /// version packed as Redis does) and the raw opcode-annotated payload,
+    /// up to and including its EOF opcode.
+    Module {
+        /// The 64-bit module type id.
+        id: u64,
+        /// The raw payload.
+        raw: Vec<u8>,
+    },
+}
+
+/// One key and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The database number (from the last SELECTDB; 0 before any).
+    pub db: u64,
+    /// The key.
+    pub key: Vec<u8>,
+    /// Absolute expiry, ms since the epoch.
+    pub expire_ms: Option<i64>,
+    /// LRU idle time in seconds.
+    pub idle: Option<u64>,
+    /// LFU frequency counter.
+    pub freq: Option<u8>,
+    /// The RDB value type id (see [`types`]), which names the encoding.
+    pub type_id: u8,
+    /// The decoded value.
+    pub value: Value,
+}
+
+/// What one opcode (or key-value pair) decoded to.
+enum Item {
+    Aux(String, String),
+    SelectDb(u64),
+    Expire(i64),
+    Idle(u64),
+    Freq(u8),
+    Function(Vec<u8>),
+    /// RESIZEDB, SLOT_INFO and MODULE_AUX: consumed, nothing to keep.
+    Skipped,
+    Eof,
+    Pair(u8, Vec<u8>, Value),
+}
+
+/// Reads an RDB dump entry by entry.
+///
+/// ```no_run
+/// # fn main() -> Result<(), rdb::RdbError> {
+/// let file = std::fs::File::open("dump.rdb").expect("open");
+/// let mut reader = rdb::Reader::new(std::io::BufReader::new(file))?;
+/// while let Some(entry) = reader.next_entry()? {
+///     println!("db {} key {:?}", entry.db, entry.key);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct Reader<R> {
+    inner: R,
+    /// Storage; only `buf[..end]` holds stream bytes. The rest is kept
+    /// (zeroed once) for the next reads rather than re-zeroed each time.
+    buf: Vec<u8>,
+    end: usize,
+    /// First byte of `buf` not consumed yet.
+    start: usize,
+    /// Stream offset of `buf[0]`.
+    base: u64,
+    /// CRC-64 of every consumed byte.
+    crc: u64,
+    magic: Magic,
+    version: u32,
+    aux: Vec<(String, String)>,
+    functions: Vec<Vec<u8>>,
+    db: u64,
+    expire: Option<i64>,
+    idle: Option<u64>,
+    freq: Option<u8>,
+    max_value: usize,
+    checksum: Option<Checksum>,
+    failed: Option<RdbError>,
+}
+
+impl<R: Read> Reader<R> {
+    /// Reads and checks the magic and version, then the aux fields that
+    /// precede the first key.
+    ///
+    /// # Errors
+    ///
+    /// [`RdbError::BadMagic`], [`RdbError::UnsupportedVersion`],
+    /// [`RdbError::Truncated`], [`RdbError::Io`], or
+    /// [`RdbError::Malformed`] for a bad aux field.
+    pub fn new(inner: R) -> Result<Self, RdbError> {
+        let mut r = Self {
+            inner,
+            buf: Vec::new(),
+            end: 0,
+            start: 0,
+            base: 0,
+            crc: 0,
+            magic: Magic::Redis,
+            version: 0,
+            aux: Vec::new(),
+            functions: Vec::new(),
+            db: 0,
+            expire: None,
+            idle: None,
+            freq: None,
+            max_value: usize::MAX,
+            checksum: None,
+            failed: None,
+        };
+        r.header()?;
+        // Leading aux fields, so `aux()` is useful before the first key.
+        loop {
+            let c = Cursor::new(&r.buf[..r.end], r.start);
+            match c.peek() {
+                Ok(OP_AUX) => {}
+                Ok(_) => break,
+                Err(Stop::Need(n)) => {
+                    r.fill(n)?;
+                    continue;
+                }
+                Err(Stop::Fail(e)) => return Err(r.rebase(e)),
+            }
+            if let Item::Aux(k, v) = r.item()? {
+                r.aux.push((k, v));
+            }
+        }
+        Ok(r)
+    }
+
+    /// Refuses any single string or container blob longer than `max`
+    /// bytes, and any single entry whose encoding needs more than `max`
+    /// bytes of buffer; without it the only bound is the input itself.
+    #[must_use]
+    pub fn with_max_value_bytes(mut self, max: usize) -> Self {
+        self.max_value = max.max(1);
+        self
+    }
+
+    /// The RDB format version.
+    #[must_use]
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Which magic the dump starts with.
+    #[must_use]
+    pub fn magic(&self) -> Magic {
+        self.magic
+    }
+
+    /// The aux fields met so far, in order (integers as decimal text,
+    /// non-UTF-8 bytes replaced).
+    #[must_use]
+    pub fn aux(&self) -> &[(String, String)] {
+        &self.aux
+    }
+
+    /// The function libraries (FUNCTION2 opcode) met so far, as code.
+    #[must_use]
+    pub fn functions(&self) -> &[Vec<u8>] {
+        &self.functions
+    }
+
+    /// The checksum verdict, once the EOF opcode has been read.
+    #[must_use]
+    pub fn checksum(&self) -> Option<Checksum> {
+        self.checksum
+    }
+
+    /// Bytes of the stream consumed so far.
+    #[must_use]
+    pub fn offset(&self) -> u64 {
+        self.base + self.start as u64
+    }
+
+    /// The underlying reader and any bytes read from it past what was
+    /// consumed (after EOF: whatever followed the dump).
+    pub fn into_parts(self) -> (R, Vec<u8>) {
+        let rest = self
+            .buf
+            .get(self.start..self.end)
+            .unwrap_or_default()
+            .to_vec();
+        (self.inner, rest)
+    }
+
+    /// The next key, or `None` after the EOF opcode (and checksum).
+    ///
+    /// # Errors
+    ///
+    /// [`RdbError::Malformed`] with the offset of the offending structure,
+    /// [`RdbError::Truncated`] if the stream ends early,
+    /// [`RdbError::BadChecksum`] if the trailer does not match,
+    /// [`RdbError::Io`] if reading fails. After an error every later call
+    /// returns it again.
+    pub fn next_entry(&mut self) -> Result<Option<Entry>, RdbError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if self.checksum.is_some() {
+            return Ok(None);
+        }
+        let result = self.next_inner();
+        if let Err(e) = &result {
+            self.failed = Some(e.clone());
+        }
+        result
+    }
+
+    fn next_inner(&mut self) -> Result<Option<Entry>, RdbError> {
+        loop {
+            match self.item()? {
+                Item::Aux(k, v) => self.aux.push((k, v)),
+                Item::SelectDb(db) => self.db = db,
+                Item::Expire(t) => self.expire = Some(t),
+                Item::Idle(t) => self.idle = Some(t),
+                Item::Freq(f) => self.freq = Some(f),
+                Item::Function(code) => self.functions.push(code),
+                Item::Skipped => {}
+                Item::Eof => {
+                    self.trailer()?;
+                    return Ok(None);
+                }
+                Item::Pair(type_id, key, value) => {
+                    return Ok(Some(Entry {
+                        db: self.db,
+                        key,
+                        expire_ms: self.expire.take(),
+                        idle: self.idle.take(),
+                        freq: self.freq.take(),
+                        type_id,
+                        value,
+                    }));
+                }
+            }
+        }
+    }
+
+    fn header(&mut self) -> Result<(), RdbError> {
+        const LEN: usize = 9;
+        self.fill(LEN)?;
+        let head = &self.buf[..LEN];
+        let bad = || RdbError::BadMagic {
+            found: head.escape_ascii().to_string(),
+        };
+        let (magic, digits, max) = if let Some(d) = head.strip_prefix(b"REDIS") {
+            (Magic::Redis, d, MAX_VERSION)
+        } else if let Some(d) = head.strip_prefix(b"VALKEY") {
+            (Magic::Valkey, d, MAX_VALKEY_VERSION)
+        } else {
+            return Err(bad());
+        };
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return Err(bad());
+        }
+        let version = digits
+            .iter()
+            .fold(0u32, |v, d| v * 10 + u32::from(d - b'0'));
+        if !(1..=max).contains(&version) {
+            return Err(RdbError::UnsupportedVersion(version));
+        }
+        self.magic = magic;
+        self.version = version;
+        self.consume(LEN);
+        Ok(())
+    }
+
+    /// Checks the 8-byte trailer after the EOF opcode.
+    fn trailer(&mut self) -> Result<(), RdbError> {
+        if self.version < FIRST_CHECKSUMMED_VERSION {
+            self.checksum = Some(Checksum::Absent);
+            return Ok(());
+        }
+        let actual = self.crc;
+        if self.end < self.start + 8 {
+            self.fill(self.start + 8)?;
+        }
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&self.buf[self.start..self.start + 8]);
+        self.consume(self.start + 8);
+        self.checksum = Some(match u64::from_le_bytes(t) {
+            0 => Checksum::Disabled,
+            expected if expected == actual => Checksum::Verified(actual),
+            expected => return Err(RdbError::BadChecksum { expected, actual }),
+        });
+        Ok(())
+    }
+
+    /// Decodes one item, reading more input until it is whole.
+    fn item(&mut self) -> Result<Item, RdbError> {
+        loop {
+            let mut c = Cursor::new(&self.buf[..self.end], self.start);
+            match item(&mut c, self.max_value) {
+                Ok(it) => {
+                    let end = c.pos();
+                    self.consume(end);
+                    return Ok(it);
+                }
+                Err(Stop::Need(n)) => self.fill(n)?,
+                Err(Stop::Fail(e)) => return Err(self.rebase(e)),
+            }
+        }
+    }
+
+    /// Marks `buf[..end]` consumed.
+    fn consume(&mut self, end: usize) {
+        self.crc = crc64(self.crc, &self.buf[self.start..end]);
+        self.start = end;
+    }
+
+    /// Moves a buffer-relative error offset to a stream offset.
+    fn rebase(&self, e: RdbError) -> RdbError {
+        match e {
+            RdbError::Malformed { offset, reason } => RdbError::Malformed {
+                offset: offset.saturating_add(self.base),
+                reason,
+            },
+            other => other,
+        }
+    }
+
+    /// Reads until `buf` holds at least `need` bytes (an index into the
+    /// current buffer), and opportunistically up to twice the pending item.
+    ///
+    /// For an item over [`CHEAP_RETRY`] bytes this may wait for up to half
+    /// its size past `need` (so that retries stay amortized): a source that
+    /// stays open after the dump should be bounded with [`Read::take`].
+    fn fill(&mut self, mut need: usize) -> Result<(), RdbError> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.base += self.start as u64;
+            need = need.saturating_sub(self.start);
+            self.start = 0;
+        }
+        if need > self.max_value.saturating_add(64) {
+            return Err(RdbError::Malformed {
+                offset: self.base,
+                reason: format!(
+                    "the entry here needs more than {} bytes, the configured limit",
+                    self.max_value
+                ),
+            });
+        }
+        let prev_end = self.end;
+        let target = need.max(self.end.saturating_add(self.end.max(MIN_READ)));
+        while self.end < target {
+            let end = self.end;
+            let want = (target - end).min(MAX_READ);
+            if self.buf.len() < end + want {
+                self.buf.resize(end + want, 0);
+            }
+            let got = match self.inner.read(&mut self.buf[end..end + want]) {
+                Ok(n) => n.min(want),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(RdbError::Io {
+                        offset: self.base + end as u64,
+                        kind: e.kind(),
+                        message: e.to_string(),
+                    });
+                }
+            };
+            self.end += got;
+            if got == 0 {
+                if self.end >= need {
+                    return Ok(());
+                }
+                return Err(RdbError::Truncated {
+                    bytes: self.base + self.end as u64,
+                });
+            }
+            // A short read means no more is ready right now. Stop waiting
+            // once the item can be retried cheaply: it is small, or the
+            // buffer grew by half since the last attempt, so that retrying
+            // a big item from its start costs O(n log n) overall.
+            if got < want
+                && self.end >= need
+                && (self.end <= CHEAP_RETRY || (self.end - prev_end) * 2 >= self.end)
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Iterator for Reader<R> {
+    type Item = Result<Entry, RdbError>;
+
+    /// Yields entries, then `None`; an error is yielded once, then `None`.
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed.is_some() {
+            return None;
+        }
+        self.next_entry().transpose()
+    }
+}
+
+fn malformed(at: usize, reason: impl Into<String>) -> Stop {
+    Stop::Fail(RdbError::malformed(at, reason))
+}
+
+fn blob_err(at: usize) -> impl Fn(Reason) -> Stop {
+    move |r| malformed(at, r)
+}
+
+fn ms_time(c: &mut Cursor<'_>) -> Result<i64, Stop> {
+    Ok(i64::from_le_bytes(c.array()?))
+}
+
+fn len_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX).min(1024)
+}
+
+fn item(c: &mut Cursor<'_>, max: usize) -> Result<Item, Stop> {
+    let at = c.pos();
+    let op = c.byte()?;
+    Ok(match op {
+        OP_EOF => Item::Eof,
+        OP_SELECTDB => Item::SelectDb(c.plain_length()?),
+        OP_RESIZEDB => {
+            c.plain_length()?;
+            c.plain_length()?;
+            Item::Skipped
+        }
+        OP_SLOT_INFO => {
+            c.plain_length()?;
+            c.plain_length()?;
+            c.plain_length()?;
+            Item::Skipped
+        }
+        OP_EXPIRETIME => {
+            let secs = u32::from_le_bytes(c.array()?);
+            Item::Expire(i64::from(secs) * 1000)
+        }
+        OP_EXPIRETIME_MS => Item::Expire(ms_time(c)?),
+        OP_FREQ => Item::Freq(c.byte()?),
+        OP_IDLE => Item::Idle(c.plain_length()?),
+        OP_AUX => {
+            let k = c.string(max)?;
+            let v = c.string(max)?;
+            Item::Aux(
+                String::from_utf8_lossy(&k).into_owned(),
+                String::from_utf8_lossy(&v).into_owned(),
+            )
+        }
+        OP_MODULE_AUX => {
+            let _id = c.plain_length()?;
+            let when_at = c.pos();
+            if c.plain_length()? != MODULE_OP_UINT {
+                return Err(malformed(
+                    when_at,
+                    "module aux data has a bad `when` opcode",
+                ));
+            }
+            c.plain_length()?;
+            module_payload(c, max)?;
+            Item::Skipped
+        }
+        OP_FUNCTION_PRE_GA => {
+            return Err(malformed(
+                at,
+                "pre-release (7.0 RC) function library format is not supported",
+            ));
+        }
+        OP_FUNCTION2 => Item::Function(c.string(max)?),
+        type_id => {
+            let key = c.string(max)?;
+            let value = value(c, type_id, at, max)?;
+            Item::Pair(type_id, key, value)
+        }
+    })
+}
+
+/// Skips a module's opcode-annotated value up to and including its EOF.
+fn module_payload(c: &mut Cursor<'_>, max: usize) -> Result<(), Stop> {
+    loop {
+        let at = c.pos();
+        match c.plain_length()? {
+            MODULE_OP_EOF => return Ok(()),
+            MODULE_OP_SINT | MODULE_OP_UINT => {
+                c.plain_length()?;
+            }
+            MODULE_OP_FLOAT => {
+                c.array::<4>()?;
+            }
+            MODULE_OP_DOUBLE => {
+                c.array::<8>()?;
+            }
+            MODULE_OP_STRING => {
+                c.string(max)?;
+            }
+            other => {
+                return Err(malformed(
+                    at,
+                    format!("unknown module value opcode {other}"),
+                ));
+            }
+        }
+    }
+}
+
+fn score_text(at: usize, s: &[u8]) -> Result<f64, Stop> {
+    std::str::from_utf8(s)
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .ok_or_else(|| {
+            malformed(
+                at,
+                format!(
+                    "sorted set score {:?} is not a number",
+                    s.escape_ascii().to_string()
+                ),
+            )
+        })
+}
+
+fn scored(at: usize, flat: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, f64)>, Stop> {
+    encodings::pairs("sorted set", flat)
+        .map_err(blob_err(at))?
+        .into_iter()
+        .map(|(m, s)| Ok((m, score_text(at, &s)?)))
+        .collect()
+}
+
+fn value(c: &mut Cursor<'_>, type_id: u8, at: usize, max: usize) -> Result<Value, Stop> {
+    use types::*;
+    // A blob-encoded value: its position (for errors) and bytes.
+    let blob = |c: &mut Cursor<'_>| -> Result<(usize, Vec<u8>), Stop> {
+        let p = c.pos();
+        Ok((p, c.string(max)?))
+    };
+    Ok(match type_id {
+        STRING => Value::String(c.string(max)?),
+        LIST | SET => {
+            let n = c.plain_length()?;
+            let mut v = Vec::with_capacity(len_usize(n));
+            for _ in 0..n {
+                v.push(c.string(max)?);
+            }
+            if type_id == LIST {
+                Value::List(v)
+            } else {
+                Value::Set(v)
+            }
+        }
+        ZSET | ZSET_2 => {
+            let n = c.plain_length()?;
+            let mut v = Vec::with_capacity(len_usize(n));
+            for _ in 0..n {
+                let m = c.string(max)?;
+                let s = if type_id == ZSET_2 {
+                    f64::from_le_bytes(c.array()?)
+                } else {
+                    let p = c.pos();
+                    match c.byte()? {
+                        255 => f64::NEG_INFINITY,
+                        254 => f64::INFINITY,
+                        253 => f64::NAN,
+                        len => score_text(p, c.take(u64::from(len))?)?,
+                    }
+                };
+                v.push((m, s));
+            }
+            Value::SortedSet(v)
+        }
+        HASH => {
+            let n = c.plain_length()?;
+            let mut v = Vec::with_capacity(len_usize(n));
+            for _ in 0..n {
+                let f = c.string(max)?;
+                v.push((f, c.string(max)?));
+            }
+            Value::Hash(v)
+        }
+        MODULE_PRE_GA => {
+            return Err(malformed(
+                at,
+                "pre-release (4.0 RC) module values are not supported",
+            ));
+        }
+        MODULE_2 => {
+            let id = c.plain_length()?;
+            let p = c.pos();
+            module_payload(c, max)?;
+            Value::Module {
+                id,
+                raw: c.since(p).to_vec(),
+            }
+        }
+        HASH_ZIPMAP => {
+            let (p, b) = blob(c)?;
+            Value::Hash(encodings::zipmap(&b).map_err(blob_err(p))?)
+        }
+        LIST_ZIPLIST => {
+            let (p, b) = blob(c)?;
+            Value::List(encodings::ziplist(&b).map_err(blob_err(p))?)
+        }
+        SET_INTSET => {
+            let (p, b) = blob(c)?;
+            Value::Set(encodings::intset(&b).map_err(blob_err(p))?)
+        }
+        SET_LISTPACK => {
+            let (p, b) = blob(c)?;
+            Value::Set(encodings::listpack(&b).map_err(blob_err(p))?)
+        }
+        ZSET_ZIPLIST | ZSET_LISTPACK => {
+            let (p, b) = blob(c)?;
+            let flat = if type_id == ZSET_ZIPLIST {
+                encodings::ziplist(&b)
+            } else {
+                encodings::listpack(&b)
+            };
+            Value::SortedSet(scored(p, flat.map_err(blob_err(p))?)?)
+        }
+        HASH_ZIPLIST | HASH_LISTPACK => {
+            let (p, b) = blob(c)?;
+            let flat = if type_id == HASH_ZIPLIST {
+                encodings::ziplist(&b)
+            } else {
+                encodings::listpack(&b)
+            };
+            Value::Hash(encodings::pairs("hash", flat.map_err(blob_err(p))?).map_err(blob_err(p))?)
+        }
+        LIST_QUICKLIST | LIST_QUICKLIST_2 => {
+            let n = c.plain_length()?;
+            let mut v = Vec::new();
+            for _ in 0..n {
+                let container = if type_id == LIST_QUICKLIST_2 {
+                    let p = c.pos();
+                    match c.plain_length()? {
+                        x @ (QUICKLIST_PLAIN | QUICKLIST_PACKED) => x,
+                        x => return Err(malformed(p, format!("unknown quicklist container {x}"))),
+                    }
+                } else {
+                    QUICKLIST_PACKED
+                };
+                let (p, b) = blob(c)?;
+                if container == QUICKLIST_PLAIN {
+                    v.push(b);
+                } else if type_id == LIST_QUICKLIST {
+                    v.extend(encodings::ziplist(&b).map_err(blob_err(p))?);
+                } else {
+                    v.extend(encodings::listpack(&b).map_err(blob_err(p))?);
+                }
+            }
+            Value::List(v)
+        }
+        STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3 => {
+            Value::Stream(stream(c, type_id, max)?)
+        }
+        other => return Err(malformed(at, format!("unknown value type {other}"))),
+    })
+}
+
+fn stream_id(c: &mut Cursor<'_>) -> Result<StreamId, Stop> {
+    Ok(StreamId {
+        ms: c.plain_length()?,
+        seq: c.plain_length()?,
+    })
+}
+
+fn stream(c: &mut Cursor<'_>, type_id: u8, max: usize) -> Result<Stream, Stop> {
+    let v2 = type_id >= types::STREAM_LISTPACKS_2;
+    let nodes = c.plain_length()?;
+    let mut entries = 0u64;
+    for _ in 0..nodes {
+        let p = c.pos();
+        let key = c.string(max)?;
+        if key.len() != 16 {
+            return Err(malformed(
+                p,
+                format!("stream node key is {} bytes, not 16", key.len()),
+            ));
+        }
+        let p = c.pos();
+        let lp = encodings::listpack(&c.string(max)?).map_err(blob_err(p))?;
+        let count = lp
+            .first()
+            .and_then(|n| std::str::from_utf8(n).ok())
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| {
+                malformed(p, "stream node listpack does not start with an entry count")
+            })?;
+        entries = entries.saturating_add(count);
+    }
+    let length = c.plain_length()?;
+    let last_id = stream_id(c)?;
+    let (first_id, max_deleted_id, entries_added) = if v2 {
+        (
+            Some(stream_id(c)?),
+            Some(stream_id(c)?),
+            Some(c.plain_length()?),
+        )
+    } else {
+        (None, None, None)
+    };
+    let ngroups = c.plain_length()?;
+    let mut groups = Vec::with_capacity(len_usize(ngroups));
+    for _ in 0..ngroups {
+        let name = c.string(max)?;
+        let last_id = stream_id(c)?;
+        let entries_read = if v2 { Some(c.plain_length()?) } else { None };
+        let pending = c.plain_length()?;
+        for _ in 0..pending {
+            c.array::<16>()?; // entry id
+            ms_time(c)?; // delivery time
+            c.plain_length()?; // delivery count
+        }
+        let nconsumers = c.plain_length()?;
+        let mut consumers = Vec::with_capacity(len_usize(nconsumers));
+        for _ in 0..nconsumers {
+            let name = c.string(max)?;
+            let seen_time_ms = ms_time(c)?;
+            let active_time_ms = if type_id >= types::STREAM_LISTPACKS_3 {
+                Some(ms_time(c)?)
+            } else {
+                None
+            };
+            let pending = c.plain_length()?;
+            for _ in 0..pending {
+                c.array::<16>()?;
+            }
+            consumers.push(StreamConsumer {
+                name,
+                seen_time_ms,
+                active_time_ms,
+                pending,
+            });
+        }
+        groups.push(StreamGroup {
+            name,
+            last_id,
+            entries_read,
+            pending,
+            consumers,
+        });
+    }
+    Ok(Stream {
+        length,
+        entries,
+        nodes,
+        last_id,
+        first_id,
+        max_deleted_id,
+        entries_added,
+        groups,
+    })
+}
