@@ -54,6 +54,17 @@ pub enum BackupCommand {
     },
 }
 
+/// The links of a backup's files (valid an hour).
+pub(crate) async fn fetch_links(
+    client: &Client,
+    instance_id: &str,
+    backup_id: &str,
+) -> anyhow::Result<Vec<crate::api::links::LinksItem>> {
+    let raw = links(client, instance_id, backup_id, 3600).await?;
+    let answer: ListBackupFileLinksResponse = serde_json::from_slice(&raw)?;
+    Ok(answer.links)
+}
+
 async fn links(
     client: &Client,
     instance_id: &str,
@@ -189,9 +200,8 @@ pub async fn run(command: BackupCommand, args: &ClientArgs) -> anyhow::Result<Ex
             backup_id,
             out,
         } => {
-            let raw = links(&client, &instance_id, &backup_id, 3600).await?;
-            let answer: ListBackupFileLinksResponse = serde_json::from_slice(&raw)?;
-            let files = super::download::download_all(answer.links, &out, !args.json).await?;
+            let links = fetch_links(&client, &instance_id, &backup_id).await?;
+            let files = super::download::download_all(links, &out, !args.json).await?;
             if args.json {
                 println!("{}", json!({ "files": files }));
             } else {

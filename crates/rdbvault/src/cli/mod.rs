@@ -4,6 +4,7 @@
 mod backup;
 pub mod client;
 pub mod download;
+pub mod inspect;
 mod instance;
 
 use std::path::PathBuf;
@@ -76,6 +77,25 @@ enum Command {
         #[command(flatten)]
         client: Box<ClientArgs>,
     },
+    /// Offline key analysis of an RDB file, or of a backup's files (with --instance).
+    Inspect {
+        /// An RDB file, or a backup id when --instance is given.
+        target: String,
+        /// Read the backup `target` of this instance (downloaded and verified first).
+        #[arg(long)]
+        instance: Option<String>,
+        /// How many of the biggest keys to list.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        /// Key prefixes end at this separator.
+        #[arg(long, default_value = ":")]
+        separator: String,
+        /// How many prefixes to list (by bytes).
+        #[arg(long, default_value_t = 20)]
+        prefixes: usize,
+        #[command(flatten)]
+        client: Box<ClientArgs>,
+    },
     /// Register, list, show and remove instances.
     Instance {
         #[command(subcommand)]
@@ -111,6 +131,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Serve { config } => serve(config).await,
         Command::Instance { command, client } => instance::run(command, &client).await,
         Command::Backup { command, client } => backup::run(command, &client).await,
+        Command::Inspect {
+            target,
+            instance,
+            top,
+            separator,
+            prefixes,
+            client,
+        } => {
+            inspect_command(
+                &target,
+                instance.as_deref(),
+                top,
+                &separator,
+                prefixes,
+                &client,
+            )
+            .await
+        }
     }
 }
 
@@ -147,6 +185,46 @@ async fn serve(file: Option<PathBuf>) -> anyhow::Result<std::process::ExitCode> 
         .await
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
     crate::server::run(listener, config, crate::server::shutdown_signal()).await?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn inspect_command(
+    target: &str,
+    instance: Option<&str>,
+    top: usize,
+    separator: &str,
+    prefixes: usize,
+    args: &ClientArgs,
+) -> anyhow::Result<std::process::ExitCode> {
+    let scratch;
+    let files: Vec<PathBuf> = match instance {
+        None => vec![PathBuf::from(target)],
+        Some(instance) => {
+            scratch = tempfile::tempdir()?;
+            let links = backup::fetch_links(&args.client()?, instance, target).await?;
+            download::download_all(links, scratch.path(), !args.json).await?
+        }
+    };
+    let mut reports = Vec::new();
+    for f in &files {
+        let (f, separator) = (f.clone(), separator.to_string());
+        let report =
+            tokio::task::spawn_blocking(move || inspect::analyze(&f, top, &separator, prefixes))
+                .await?;
+        reports.push(report.map_err(anyhow::Error::msg)?);
+    }
+    if args.json {
+        let value = if reports.len() == 1 {
+            serde_json::to_value(&reports[0])?
+        } else {
+            serde_json::to_value(&reports)?
+        };
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        for r in &reports {
+            println!("{}", inspect::render(r));
+        }
+    }
     Ok(std::process::ExitCode::SUCCESS)
 }
 

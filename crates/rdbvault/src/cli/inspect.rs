@@ -1,0 +1,353 @@
+//! `rdbvault inspect`: offline key analysis of an RDB file, read entry by
+//! entry (memory bounded by the largest value): version and aux fields, keys
+//! per database, counts and bytes by type and encoding, the biggest keys, key
+//! prefixes, and the TTL distribution.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::io::Read;
+use std::path::Path;
+
+use rdb::{Reader, Value, types};
+use serde::Serialize;
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub file: String,
+    pub version: u32,
+    pub aux: BTreeMap<String, String>,
+    pub bytes: u64,
+    pub keys: u64,
+    pub databases: BTreeMap<u64, DbStats>,
+    /// Keyed by `type/encoding`, e.g. `hash/listpack`.
+    pub by_encoding: BTreeMap<String, Tally>,
+    /// The keys taking the most bytes in the file.
+    pub biggest_by_size: Vec<KeyStat>,
+    /// The keys with the most elements.
+    pub biggest_by_elements: Vec<KeyStat>,
+    /// Keys grouped by the part before the first separator.
+    pub prefixes: Vec<PrefixStat>,
+    /// Keys with a TTL, by how long they still have to live.
+    pub ttl: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct DbStats {
+    pub keys: u64,
+    pub expiring: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Tally {
+    pub keys: u64,
+    pub bytes: u64,
+    pub elements: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeyStat {
+    pub measure: u64,
+    pub db: u64,
+    pub key: String,
+    pub kind: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PrefixStat {
+    pub prefix: String,
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+/// `type/encoding` of an RDB value type id.
+pub fn encoding_name(type_id: u8) -> &'static str {
+    match type_id {
+        types::STRING => "string/raw",
+        types::LIST => "list/linkedlist",
+        types::SET => "set/hashtable",
+        types::ZSET | types::ZSET_2 => "zset/skiplist",
+        types::HASH => "hash/hashtable",
+        types::MODULE_2 => "module/module",
+        types::HASH_ZIPMAP => "hash/zipmap",
+        types::LIST_ZIPLIST => "list/ziplist",
+        types::SET_INTSET => "set/intset",
+        types::ZSET_ZIPLIST => "zset/ziplist",
+        types::HASH_ZIPLIST => "hash/ziplist",
+        types::LIST_QUICKLIST => "list/quicklist",
+        types::LIST_QUICKLIST_2 => "list/quicklist-listpack",
+        types::HASH_LISTPACK => "hash/listpack",
+        types::ZSET_LISTPACK => "zset/listpack",
+        types::SET_LISTPACK => "set/listpack",
+        types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 | types::STREAM_LISTPACKS_3 => {
+            "stream/listpacks"
+        }
+        _ => "unknown/unknown",
+    }
+}
+
+fn elements(value: &Value) -> u64 {
+    let n = match value {
+        Value::String(_) | Value::Module { .. } => 1,
+        Value::List(v) | Value::Set(v) => v.len(),
+        Value::SortedSet(v) => v.len(),
+        Value::Hash(v) => v.len(),
+        Value::Stream(s) => return s.length,
+    };
+    n as u64
+}
+
+/// Keeps the `n` largest items seen.
+struct Top {
+    n: usize,
+    heap: BinaryHeap<Reverse<KeyStat>>,
+}
+
+impl Top {
+    fn new(n: usize) -> Top {
+        Top {
+            n,
+            heap: BinaryHeap::new(),
+        }
+    }
+
+    fn offer(&mut self, stat: impl FnOnce() -> KeyStat, measure: u64) {
+        if self.n == 0 {
+            return;
+        }
+        if self.heap.len() < self.n {
+            self.heap.push(Reverse(stat()));
+        } else if self
+            .heap
+            .peek()
+            .is_some_and(|Reverse(min)| measure > min.measure)
+        {
+            self.heap.pop();
+            self.heap.push(Reverse(stat()));
+        }
+    }
+
+    fn into_sorted(self) -> Vec<KeyStat> {
+        let mut v: Vec<KeyStat> = self.heap.into_iter().map(|Reverse(s)| s).collect();
+        v.sort_by(|a, b| b.cmp(a));
+        v
+    }
+}
+
+/// The TTL bucket of a key that expires at `expire_ms`, seen at `now_ms`.
+fn ttl_bucket(expire_ms: i64, now_ms: i64) -> &'static str {
+    let left = expire_ms - now_ms;
+    match left {
+        i64::MIN..=0 => "expired",
+        1..=60_000 => "< 1 min",
+        60_001..=3_600_000 => "< 1 hour",
+        3_600_001..=86_400_000 => "< 1 day",
+        86_400_001..=604_800_000 => "< 1 week",
+        _ => ">= 1 week",
+    }
+}
+
+/// Reads the whole file once.
+pub fn analyze(
+    file: &Path,
+    top: usize,
+    separator: &str,
+    prefixes: usize,
+) -> Result<Report, String> {
+    let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    analyze_reader(
+        std::io::BufReader::with_capacity(1 << 20, f),
+        &file.display().to_string(),
+        top,
+        separator,
+        prefixes,
+    )
+}
+
+pub fn analyze_reader<R: Read>(
+    input: R,
+    name: &str,
+    top: usize,
+    separator: &str,
+    prefixes: usize,
+) -> Result<Report, String> {
+    let mut reader = Reader::new(input).map_err(|e| format!("{name}: {e}"))?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let mut report = Report {
+        file: name.to_string(),
+        version: reader.version(),
+        ..Report::default()
+    };
+    let mut by_size = Top::new(top);
+    let mut by_elements = Top::new(top);
+    let mut prefix_stats: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut before = reader.offset();
+    while let Some(entry) = reader.next_entry().map_err(|e| format!("{name}: {e}"))? {
+        let after = reader.offset();
+        let size = after.saturating_sub(before);
+        before = after;
+        let kind = encoding_name(entry.type_id);
+        let count = elements(&entry.value);
+        let key = String::from_utf8_lossy(&entry.key).into_owned();
+        report.keys += 1;
+        let db = report.databases.entry(entry.db).or_default();
+        db.keys += 1;
+        if let Some(expire) = entry.expire_ms {
+            db.expiring += 1;
+            *report
+                .ttl
+                .entry(ttl_bucket(expire, now_ms).to_string())
+                .or_default() += 1;
+        }
+        let tally = report.by_encoding.entry(kind.to_string()).or_default();
+        tally.keys += 1;
+        tally.bytes += size;
+        tally.elements += count;
+        let stat = |measure| KeyStat {
+            measure,
+            db: entry.db,
+            key: key.clone(),
+            kind: kind.to_string(),
+        };
+        by_size.offer(|| stat(size), size);
+        by_elements.offer(|| stat(count), count);
+        if prefixes > 0 {
+            let prefix = match key.split_once(separator) {
+                Some((p, _)) if !separator.is_empty() => p.to_string(),
+                _ => "(no prefix)".to_string(),
+            };
+            // Bounded: past 100 000 distinct prefixes, the rest are pooled.
+            let slot = if prefix_stats.len() < 100_000 || prefix_stats.contains_key(&prefix) {
+                prefix
+            } else {
+                "(other)".to_string()
+            };
+            let e = prefix_stats.entry(slot).or_default();
+            e.0 += 1;
+            e.1 += size;
+        }
+    }
+    report.aux = reader.aux().iter().cloned().collect();
+    report.bytes = reader.offset();
+    report.biggest_by_size = by_size.into_sorted();
+    report.biggest_by_elements = by_elements.into_sorted();
+    let mut p: Vec<PrefixStat> = prefix_stats
+        .into_iter()
+        .map(|(prefix, (keys, bytes))| PrefixStat {
+            prefix,
+            keys,
+            bytes,
+        })
+        .collect();
+    p.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.prefix.cmp(&b.prefix)));
+    p.truncate(prefixes);
+    report.prefixes = p;
+    Ok(report)
+}
+
+/// The human form of a report.
+pub fn render(r: &Report) -> String {
+    use super::table;
+    let mut out = format!(
+        "{}: RDB version {}, {} keys, {} bytes\n\n",
+        r.file, r.version, r.keys, r.bytes
+    );
+    out += &table(
+        &["AUX", "VALUE"],
+        r.aux
+            .iter()
+            .map(|(k, v)| vec![k.clone(), v.clone()])
+            .collect(),
+    );
+    out += "\n\n";
+    out += &table(
+        &["DB", "KEYS", "EXPIRING"],
+        r.databases
+            .iter()
+            .map(|(db, s)| vec![db.to_string(), s.keys.to_string(), s.expiring.to_string()])
+            .collect(),
+    );
+    out += "\n\n";
+    out += &table(
+        &["TYPE/ENCODING", "KEYS", "BYTES", "ELEMENTS"],
+        r.by_encoding
+            .iter()
+            .map(|(k, t)| {
+                vec![
+                    k.clone(),
+                    t.keys.to_string(),
+                    t.bytes.to_string(),
+                    t.elements.to_string(),
+                ]
+            })
+            .collect(),
+    );
+    for (title, list) in [
+        ("BYTES", &r.biggest_by_size),
+        ("ELEMENTS", &r.biggest_by_elements),
+    ] {
+        out += "\n\n";
+        out += &table(
+            &[title, "DB", "TYPE/ENCODING", "KEY"],
+            list.iter()
+                .map(|k| {
+                    vec![
+                        k.measure.to_string(),
+                        k.db.to_string(),
+                        k.kind.clone(),
+                        k.key.clone(),
+                    ]
+                })
+                .collect(),
+        );
+    }
+    out += "\n\n";
+    out += &table(
+        &["PREFIX", "KEYS", "BYTES"],
+        r.prefixes
+            .iter()
+            .map(|p| vec![p.prefix.clone(), p.keys.to_string(), p.bytes.to_string()])
+            .collect(),
+    );
+    out += "\n\n";
+    out += &table(
+        &["TTL", "KEYS"],
+        r.ttl
+            .iter()
+            .map(|(b, n)| vec![b.clone(), n.to_string()])
+            .collect(),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_buckets() {
+        assert_eq!(ttl_bucket(0, 10), "expired");
+        assert_eq!(ttl_bucket(30_000, 0), "< 1 min");
+        assert_eq!(ttl_bucket(600_000, 0), "< 1 hour");
+        assert_eq!(ttl_bucket(7_200_000, 0), "< 1 day");
+        assert_eq!(ttl_bucket(200_000_000, 0), "< 1 week");
+        assert_eq!(ttl_bucket(900_000_000, 0), ">= 1 week");
+    }
+
+    #[test]
+    fn top_keeps_the_largest() {
+        let mut t = Top::new(2);
+        for (i, m) in [5u64, 1, 9, 3, 7].iter().enumerate() {
+            t.offer(
+                || KeyStat {
+                    measure: *m,
+                    db: 0,
+                    key: i.to_string(),
+                    kind: String::new(),
+                },
+                *m,
+            );
+        }
+        let v: Vec<u64> = t.into_sorted().iter().map(|k| k.measure).collect();
+        assert_eq!(v, vec![9, 7]);
+    }
+}

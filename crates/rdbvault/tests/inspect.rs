@@ -1,0 +1,116 @@
+//! `rdbvault inspect` on dumps written by a real redis-server, from a file
+//! and from a backup in the store.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+
+use common::{Db, PROJECT, RedisServer, TestServer, fill_all_types};
+
+fn inspect(args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_rdbvault"))
+        .arg("inspect")
+        .args(args)
+        .arg("--json")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn check(report: &serde_json::Value, redis: &RedisServer) {
+    let dbsize = |db: &str| redis.cli(&["-n", db, "DBSIZE"]).parse::<u64>().unwrap();
+    assert_eq!(report["keys"], dbsize("0") + dbsize("1") + dbsize("5"));
+    for db in ["0", "1", "5"] {
+        assert_eq!(report["databases"][db]["keys"], dbsize(db), "db {db}");
+        // str:ttl, str:pttl and hash:big expire in each database.
+        assert_eq!(report["databases"][db]["expiring"], 3, "db {db}");
+    }
+    let enc = &report["by_encoding"];
+    for kind in [
+        "string/raw",
+        "hash/listpack",
+        "hash/hashtable",
+        "set/intset",
+        "set/hashtable",
+        "zset/listpack",
+        "zset/skiplist",
+        "list/quicklist-listpack",
+        "stream/listpacks",
+    ] {
+        assert!(
+            enc[kind]["keys"].as_u64().unwrap_or(0) > 0,
+            "no {kind}: {enc}"
+        );
+    }
+    assert_eq!(enc["hash/hashtable"]["elements"], 3 * 300);
+    // Sizes are bytes in the file: the 100 kB of `str:big` compress to almost
+    // nothing; the 300 members of `zset:big` take the most.
+    assert_eq!(
+        report["biggest_by_size"][0]["key"], "zset:big",
+        "{}",
+        report["biggest_by_size"]
+    );
+    assert!(report["biggest_by_size"][0]["measure"].as_u64().unwrap() > 1000);
+    assert_eq!(report["biggest_by_elements"][0]["measure"], 300);
+    let prefixes: Vec<&str> = report["prefixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["prefix"].as_str().unwrap())
+        .collect();
+    assert!(
+        prefixes.contains(&"str") && prefixes.contains(&"hash"),
+        "{prefixes:?}"
+    );
+    // Every TTL set (100000 s, 99999999 ms) is between a day and a week.
+    assert_eq!(report["ttl"]["< 1 week"], 9, "{}", report["ttl"]);
+    assert!(
+        report["aux"]["redis-ver"]
+            .as_str()
+            .unwrap()
+            .starts_with('7')
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_a_file_and_a_backup() {
+    let redis = RedisServer::start(&[]);
+    fill_all_types(&redis).await;
+    assert_eq!(redis.cli(&["SAVE"]), "OK");
+    let dump = redis.data_dir().join("dump.rdb");
+    check(&inspect(&[dump.to_str().unwrap()], &[]), &redis);
+
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = server.register_single(&redis.addr()).await;
+    let backup = server.start_backup(&instance).await;
+    assert_eq!(
+        server.wait_backup(&instance, &backup).await["status"],
+        "succeed"
+    );
+    let env = [
+        ("RDBVAULT_ENDPOINT", server.base.as_str()),
+        ("RDBVAULT_AK", common::AK),
+        ("RDBVAULT_SK", common::SK),
+        ("RDBVAULT_PROJECT_ID", PROJECT),
+    ];
+    check(&inspect(&[&backup, "--instance", &instance], &env), &redis);
+
+    // A file that is not an RDB is refused with a clear error.
+    let junk = redis.data_dir().join("junk.rdb");
+    std::fs::write(&junk, b"not an rdb at all").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rdbvault"))
+        .args(["inspect"])
+        .arg(&junk)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("junk.rdb"));
+    server.stop().await;
+}
