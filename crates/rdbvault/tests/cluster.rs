@@ -35,14 +35,13 @@ async fn three_shards_three_files_each_a_shard() {
     let backup = server.start_backup(&instance).await;
     let record = server.wait_backup(&instance, &backup).await;
     assert_eq!(record["status"], "succeed", "{record}");
-    // Pulled from the replicas.
-    assert_eq!(
+    // Pulled from replicas where one was in sync at that moment (a replica
+    // that lags is skipped for its master, which is also a correct source).
+    assert!(
         record["source_node"]
             .as_str()
             .unwrap()
-            .matches("(replica)")
-            .count(),
-        3,
+            .contains("(replica)"),
         "{record}"
     );
 

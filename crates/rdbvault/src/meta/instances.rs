@@ -128,6 +128,10 @@ impl TryFrom<Row> for Instance {
             .map(|a| a.parse::<RedisAddr>())
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|_| corrupt("addrs"))?;
+        // Every use of an instance starts from its first address.
+        if addrs.is_empty() {
+            return Err(corrupt("no address"));
+        }
         Ok(Instance {
             mode: r.mode.parse().map_err(|_| corrupt("mode"))?,
             addrs,
