@@ -17,6 +17,6 @@ pub use error::RdbError;
 pub use head::{DEFAULT_AUX_LIMIT, MAX_VERSION};
 pub use reader::{
     Entry, MAX_VALKEY_VERSION, Magic, Reader, Stream, StreamConsumer, StreamGroup, StreamId, Value,
-    types,
+    dump_payload, types,
 };
 pub use verify::{Checksum, Header, Summary, Verifier};

@@ -188,6 +188,22 @@ pub struct Entry {
     pub type_id: u8,
     /// The decoded value.
     pub value: Value,
+    /// The value as `DUMP` would return it (type, serialized value, RDB
+    /// version, CRC-64), when the reader was built [`with_dump_payloads`](Reader::with_dump_payloads).
+    pub dump: Option<Vec<u8>>,
+}
+
+/// The payload of `DUMP`/`RESTORE`: the type byte, the value exactly as the
+/// RDB file serializes it, the RDB version (2 bytes, little-endian), and the
+/// CRC-64 of all that (8 bytes, little-endian).
+pub fn dump_payload(type_id: u8, value: &[u8], rdb_version: u32) -> Vec<u8> {
+    let mut p = Vec::with_capacity(value.len() + 11);
+    p.push(type_id);
+    p.extend_from_slice(value);
+    p.extend_from_slice(&u16::try_from(rdb_version).unwrap_or(u16::MAX).to_le_bytes());
+    let crc = crc64(0, &p);
+    p.extend_from_slice(&crc.to_le_bytes());
+    p
 }
 
 /// What one opcode (or key-value pair) decoded to.
@@ -201,7 +217,8 @@ enum Item {
     /// RESIZEDB, SLOT_INFO and MODULE_AUX: consumed, nothing to keep.
     Skipped,
     Eof,
-    Pair(u8, Vec<u8>, Value),
+    /// Type, key, value, and where the value's bytes lie in the buffer.
+    Pair(u8, Vec<u8>, Value, std::ops::Range<usize>),
 }
 
 /// Reads an RDB dump entry by entry.
@@ -239,6 +256,9 @@ pub struct Reader<R> {
     max_value: usize,
     checksum: Option<Checksum>,
     failed: Option<RdbError>,
+    /// Build [`Entry::dump`] for each entry.
+    want_dumps: bool,
+    last_dump: Option<Vec<u8>>,
 }
 
 impl<R: Read> Reader<R> {
@@ -269,6 +289,8 @@ impl<R: Read> Reader<R> {
             max_value: usize::MAX,
             checksum: None,
             failed: None,
+            want_dumps: false,
+            last_dump: None,
         };
         r.header()?;
         // Leading aux fields, so `aux()` is useful before the first key.
@@ -288,6 +310,15 @@ impl<R: Read> Reader<R> {
             }
         }
         Ok(r)
+    }
+
+    /// Also gives each entry its value as the payload `DUMP` returns and
+    /// `RESTORE` accepts ([`Entry::dump`]), so a restore can send a key
+    /// without re-encoding it. Costs a copy of each value.
+    #[must_use]
+    pub fn with_dump_payloads(mut self) -> Self {
+        self.want_dumps = true;
+        self
     }
 
     /// Refuses any single string or container blob longer than `max`
@@ -384,7 +415,8 @@ impl<R: Read> Reader<R> {
                     self.trailer()?;
                     return Ok(None);
                 }
-                Item::Pair(type_id, key, value) => {
+                Item::Pair(type_id, key, value, _) => {
+                    let dump = self.last_dump.take();
                     return Ok(Some(Entry {
                         db: self.db,
                         key,
@@ -393,6 +425,7 @@ impl<R: Read> Reader<R> {
                         freq: self.freq.take(),
                         type_id,
                         value,
+                        dump,
                     }));
                 }
             }
@@ -455,6 +488,13 @@ impl<R: Read> Reader<R> {
             let mut c = Cursor::new(&self.buf[..self.end], self.start);
             match item(&mut c, self.max_value) {
                 Ok(it) => {
+                    if let (true, Item::Pair(type_id, _, _, span)) = (self.want_dumps, &it) {
+                        self.last_dump = Some(dump_payload(
+                            *type_id,
+                            &self.buf[span.clone()],
+                            self.version,
+                        ));
+                    }
                     let end = c.pos();
                     self.consume(end);
                     return Ok(it);
@@ -630,8 +670,9 @@ fn item(c: &mut Cursor<'_>, max: usize) -> Result<Item, Stop> {
         OP_FUNCTION2 => Item::Function(c.string(max)?),
         type_id => {
             let key = c.string(max)?;
+            let from = c.pos();
             let value = value(c, type_id, at, max)?;
-            Item::Pair(type_id, key, value)
+            Item::Pair(type_id, key, value, from..c.pos())
         }
     })
 }
