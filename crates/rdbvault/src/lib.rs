@@ -8,6 +8,7 @@
 //! - [`meta`]: instances, backups, restores, jobs in SQLite or PostgreSQL;
 //! - [`replication`]: RESP connections to Redis, node choice, the replica handshake that pulls a snapshot;
 //! - [`objects`]: streamed, verified-then-published uploads to the object store;
+//! - [`rdb_stream`]: the `rdb` reader fed from async I/O;
 //! - [`jobs`]: the worker pool that runs backups, and crash recovery;
 //! - [`cli`]: the client commands, which sign their requests like the SDK;
 //! - [`config`]: defaults, TOML file, `RDBVAULT_*` environment.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod jobs;
 pub mod meta;
 pub mod objects;
+pub mod rdb_stream;
 pub mod redis_addr;
 pub mod replication;
 pub mod server;
