@@ -6,59 +6,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdb::{Checksum, Entry, RdbError, Reader, Value, types};
 
-struct Server {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
+mod common;
+use common::Server;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let start = u64::from(std::process::id()) * 7919 + u64::from(nanos) + 13;
-    (0..2000)
-        .map(|i| 20_000 + ((start + i * 37) % 25_000) as u16)
-        .find(|&p| TcpListener::bind(("127.0.0.1", p)).is_ok())
-        .expect("no free port in 20000..45000")
-}
-
+/// A server able to `DEBUG DIGEST-VALUE`, writing `dump.rdb`.
 fn start() -> Server {
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("rdb-reader-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("creating a temporary directory");
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-        .args(["--enable-debug-command", "yes", "--dbfilename", "dump.rdb"])
-        .arg("--dir")
-        .arg(&dir)
-        .arg("--logfile")
-        .arg(dir.join("redis.log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server not found");
-    Server { child, port, dir }
+    common::start(&[])
 }
 
-/// A minimal RESP client, binary-safe.
 struct Conn(BufReader<TcpStream>);
 
 #[derive(Debug, PartialEq)]
