@@ -1,4 +1,5 @@
-//! Talking to Redis: RESP, authenticated connections, and (next) the replica
+//! Talking to Redis: RESP, authenticated TCP/TLS connections, node probes,
+//! cluster topology, the choice of the node to pull from, and the replica
 //! handshake that pulls an RDB snapshot.
 
 pub mod cluster;
