@@ -147,12 +147,7 @@ async fn check_cluster(
     instance: &crate::meta::Instance,
 ) -> Result<(), ApiError> {
     use crate::replication::cluster::{self, TopologyError};
-    let template = crate::replication::Endpoint {
-        addr: instance.addrs[0].clone(),
-        username: instance.username.clone(),
-        password: instance.password.clone(),
-        tls: instance.tls.then(|| state.redis_tls.clone()),
-    };
+    let template = crate::replication::Endpoint::of(instance, &state.redis_tls);
     match cluster::discover(&template, &instance.addrs, state.probe_timeout()).await {
         Ok(_) => Ok(()),
         Err(TopologyError::Uncovered(n)) => Err(ApiError::ClusterIncomplete(n)),

@@ -88,12 +88,16 @@ pub async fn take(
     }
 }
 
-fn template(ctx: &JobContext, instance: &Instance) -> Endpoint {
-    Endpoint {
-        addr: instance.addrs[0].clone(),
-        username: instance.username.clone(),
-        password: instance.password.clone(),
-        tls: instance.tls.then(|| ctx.redis_tls.clone()),
+/// `waiting → backuping`, naming the node(s) pulled from; a backup deleted
+/// meanwhile is not started.
+async fn mark_started(ctx: &JobContext, backup: &Backup, source_node: &str) -> Result<(), Failure> {
+    if ctx.meta.start_backup(&backup.id, source_node, None).await? {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            FailureKind::Interrupted,
+            "the backup was deleted before it started",
+        ))
     }
 }
 
@@ -103,7 +107,7 @@ async fn take_node(
     instance: &Instance,
     progress: &Progress,
 ) -> Result<Stored, Failure> {
-    let template = template(ctx, instance);
+    let template = Endpoint::of(instance, &ctx.redis_tls);
     let source = match instance.mode {
         Mode::Ha => source::choose(&template, &instance.addrs, true, ctx.timeouts.connect).await?,
         _ => Source {
@@ -112,16 +116,7 @@ async fn take_node(
         },
     };
     let source_node = format!("{} ({})", source.endpoint.addr, source.role);
-    if !ctx
-        .meta
-        .start_backup(&backup.id, &source_node, None)
-        .await?
-    {
-        return Err(Failure::new(
-            FailureKind::Interrupted,
-            "the backup was deleted before it started",
-        ));
-    }
+    mark_started(ctx, backup, &source_node).await?;
     let file = pull(ctx, backup, &source, None, progress).await?;
     Ok(Stored {
         size: u64::try_from(file.size).unwrap_or(0),
@@ -134,7 +129,7 @@ async fn take_cluster(
     instance: &Instance,
     progress: &Progress,
 ) -> Result<Stored, Failure> {
-    let template = template(ctx, instance);
+    let template = Endpoint::of(instance, &ctx.redis_tls);
     let timeout = ctx.timeouts.connect;
     let before = cluster::discover(&template, &instance.addrs, timeout)
         .await
@@ -151,16 +146,7 @@ async fn take_cluster(
         .map(|(_, s)| format!("{} ({})", s.endpoint.addr, s.role))
         .collect::<Vec<_>>()
         .join(", ");
-    if !ctx
-        .meta
-        .start_backup(&backup.id, &source_node, None)
-        .await?
-    {
-        return Err(Failure::new(
-            FailureKind::Interrupted,
-            "the backup was deleted before it started",
-        ));
-    }
+    mark_started(ctx, backup, &source_node).await?;
     let parallel = match ctx.cluster_parallel {
         0 => sources.len().min(MAX_PARALLEL_SHARDS),
         n => n,
@@ -207,10 +193,7 @@ async fn take_cluster(
     // Gossip takes a node timeout to flag a dead master, so ask each directly:
     // a shard whose master is gone lost writes its replica may not have had.
     for shard in &after.shards {
-        let master = Endpoint {
-            addr: shard.master.addr.clone(),
-            ..template.clone()
-        };
+        let master = template.at(&shard.master.addr);
         let alive = match Connection::open(&master, timeout).await {
             Ok(mut conn) => conn.command(&[b"PING"]).await.is_ok(),
             Err(_) => false,

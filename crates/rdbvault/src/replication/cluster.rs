@@ -126,10 +126,7 @@ pub async fn discover(
 ) -> Result<Topology, TopologyError> {
     let mut last = None;
     for seed in seeds {
-        let endpoint = Endpoint {
-            addr: seed.clone(),
-            ..template.clone()
-        };
+        let endpoint = template.at(seed);
         match discover_from(&endpoint, timeout).await {
             Ok(t) => return t.check(),
             Err(TopologyError::Conn(e)) if !e.is_auth() => last = Some(TopologyError::Conn(e)),

@@ -21,6 +21,30 @@ pub struct Endpoint {
     pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
+impl Endpoint {
+    /// How to reach a registered instance (its first address); `tls` is used
+    /// when the instance is registered with TLS.
+    pub fn of(
+        instance: &crate::meta::Instance,
+        tls: &Arc<tokio_rustls::rustls::ClientConfig>,
+    ) -> Endpoint {
+        Endpoint {
+            addr: instance.addrs[0].clone(),
+            username: instance.username.clone(),
+            password: instance.password.clone(),
+            tls: instance.tls.then(|| tls.clone()),
+        }
+    }
+
+    /// Another node of the same deployment: same credentials and TLS.
+    pub fn at(&self, addr: &RedisAddr) -> Endpoint {
+        Endpoint {
+            addr: addr.clone(),
+            ..self.clone()
+        }
+    }
+}
+
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Endpoint")

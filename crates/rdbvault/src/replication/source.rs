@@ -64,10 +64,7 @@ pub async fn choose(
     prefer_replica: bool,
     timeout: Duration,
 ) -> Result<Source, ConnError> {
-    let with_addr = |addr: &RedisAddr| Endpoint {
-        addr: addr.clone(),
-        ..template.clone()
-    };
+    let with_addr = |addr: &RedisAddr| template.at(addr);
     let mut last_err = None;
     // Find the master through any registered address that answers.
     let mut master = None;
@@ -144,10 +141,7 @@ pub async fn choose_in_shard(
     shard: &super::cluster::Shard,
     timeout: Duration,
 ) -> Result<Source, ConnError> {
-    let master = Endpoint {
-        addr: shard.master.addr.clone(),
-        ..template.clone()
-    };
+    let master = template.at(&shard.master.addr);
     let master_offset = match info_replication(&master, timeout).await {
         Ok(info) => info
             .get("master_repl_offset")
@@ -156,10 +150,7 @@ pub async fn choose_in_shard(
         Err(_) => None,
     };
     for replica in shard.replicas.iter().filter(|r| r.healthy) {
-        let endpoint = Endpoint {
-            addr: replica.addr.clone(),
-            ..template.clone()
-        };
+        let endpoint = template.at(&replica.addr);
         match info_replication(&endpoint, timeout).await {
             Ok(info) => {
                 let up = info.get("master_link_status").map(String::as_str) == Some("up");
