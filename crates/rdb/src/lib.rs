@@ -10,13 +10,14 @@ mod error;
 mod head;
 mod lzf;
 mod reader;
+mod stream;
 mod string;
+mod value;
 mod verify;
 
 pub use error::RdbError;
 pub use head::{DEFAULT_AUX_LIMIT, MAX_VERSION};
-pub use reader::{
-    Entry, MAX_VALKEY_VERSION, Magic, Reader, Stream, StreamConsumer, StreamGroup, StreamId, Value,
-    dump_payload, types,
-};
+pub use reader::{Entry, MAX_VALKEY_VERSION, Magic, Reader, dump_payload};
+pub use stream::{PendingEntry, Stream, StreamConsumer, StreamEntry, StreamGroup, StreamId};
+pub use value::{HashField, Value, types};
 pub use verify::{Checksum, Header, Summary, Verifier};

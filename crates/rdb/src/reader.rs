@@ -11,10 +11,10 @@
 use std::io::{ErrorKind, Read};
 
 use crate::crc64::crc64;
-use crate::encodings::{self, Reason};
 use crate::error::RdbError;
 use crate::head::MAX_VERSION;
 use crate::string::{Cursor, Stop};
+use crate::value::{self, Ctx, MODULE_OP_UINT, Value, malformed, module_payload};
 use crate::verify::Checksum;
 
 /// The highest `VALKEY`-magic version accepted (Valkey 9 writes 80).
@@ -39,42 +39,6 @@ const OP_EXPIRETIME: u8 = 0xfd;
 const OP_SELECTDB: u8 = 0xfe;
 const OP_EOF: u8 = 0xff;
 
-const MODULE_OP_EOF: u64 = 0;
-const MODULE_OP_SINT: u64 = 1;
-const MODULE_OP_UINT: u64 = 2;
-const MODULE_OP_FLOAT: u64 = 3;
-const MODULE_OP_DOUBLE: u64 = 4;
-const MODULE_OP_STRING: u64 = 5;
-
-const QUICKLIST_PLAIN: u64 = 1;
-const QUICKLIST_PACKED: u64 = 2;
-
-/// Value type ids, from rdb.h.
-pub mod types {
-    #![allow(missing_docs)]
-    pub const STRING: u8 = 0;
-    pub const LIST: u8 = 1;
-    pub const SET: u8 = 2;
-    pub const ZSET: u8 = 3;
-    pub const HASH: u8 = 4;
-    pub const ZSET_2: u8 = 5;
-    pub const MODULE_PRE_GA: u8 = 6;
-    pub const MODULE_2: u8 = 7;
-    pub const HASH_ZIPMAP: u8 = 9;
-    pub const LIST_ZIPLIST: u8 = 10;
-    pub const SET_INTSET: u8 = 11;
-    pub const ZSET_ZIPLIST: u8 = 12;
-    pub const HASH_ZIPLIST: u8 = 13;
-    pub const LIST_QUICKLIST: u8 = 14;
-    pub const STREAM_LISTPACKS: u8 = 15;
-    pub const HASH_LISTPACK: u8 = 16;
-    pub const ZSET_LISTPACK: u8 = 17;
-    pub const LIST_QUICKLIST_2: u8 = 18;
-    pub const STREAM_LISTPACKS_2: u8 = 19;
-    pub const SET_LISTPACK: u8 = 20;
-    pub const STREAM_LISTPACKS_3: u8 = 21;
-}
-
 /// Which server family wrote the dump, from its magic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Magic {
@@ -82,93 +46,6 @@ pub enum Magic {
     Redis,
     /// `VALKEY` and three digits (Valkey 9 and later).
     Valkey,
-}
-
-/// A stream entry id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StreamId {
-    /// Milliseconds part.
-    pub ms: u64,
-    /// Sequence part.
-    pub seq: u64,
-}
-
-/// A consumer of a stream consumer group.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamConsumer {
-    /// Consumer name.
-    pub name: Vec<u8>,
-    /// Last time the consumer was seen, ms since the epoch.
-    pub seen_time_ms: i64,
-    /// Last successful read, ms since the epoch (type 21 only).
-    pub active_time_ms: Option<i64>,
-    /// Entries in the consumer's own pending list.
-    pub pending: u64,
-}
-
-/// A stream consumer group.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamGroup {
-    /// Group name.
-    pub name: Vec<u8>,
-    /// Last id delivered to the group.
-    pub last_id: StreamId,
-    /// Entries read by the group (types 19 and 21 only).
-    pub entries_read: Option<u64>,
-    /// Entries in the group's pending entries list.
-    pub pending: u64,
-    /// The group's consumers.
-    pub consumers: Vec<StreamConsumer>,
-}
-
-/// A stream's metadata. Entries are validated (each node is a well-formed
-/// listpack) and counted but their fields are not decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stream {
-    /// `XLEN`: entries in the stream.
-    pub length: u64,
-    /// Live entries counted from the listpack nodes' master entries (equals
-    /// `length` in a consistent dump).
-    pub entries: u64,
-    /// Number of listpack nodes.
-    pub nodes: u64,
-    /// Id of the last entry ever added.
-    pub last_id: StreamId,
-    /// Id of the first entry (types 19 and 21 only).
-    pub first_id: Option<StreamId>,
-    /// Highest id deleted (types 19 and 21 only).
-    pub max_deleted_id: Option<StreamId>,
-    /// Entries ever added (types 19 and 21 only).
-    pub entries_added: Option<u64>,
-    /// Consumer groups.
-    pub groups: Vec<StreamGroup>,
-}
-
-/// A decoded value. Integers stored in compact encodings come out as their
-/// decimal text, as Redis returns them.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    /// A string.
-    String(Vec<u8>),
-    /// A list, in order.
-    List(Vec<Vec<u8>>),
-    /// A set, in dump order.
-    Set(Vec<Vec<u8>>),
-    /// A sorted set as (member, score), in dump order.
-    SortedSet(Vec<(Vec<u8>, f64)>),
-    /// A hash as (field, value), in dump order.
-    Hash(Vec<(Vec<u8>, Vec<u8>)>),
-    /// A stream's metadata.
-    Stream(Stream),
-    /// A module value (type 7): the module type id (name and encoding
-    /// version packed as Redis does) and the raw opcode-annotated payload,
-    /// up to and including its EOF opcode.
-    Module {
-        /// The 64-bit module type id.
-        id: u64,
-        /// The raw payload.
-        raw: Vec<u8>,
-    },
 }
 
 /// One key and its value.
@@ -486,7 +363,11 @@ impl<R: Read> Reader<R> {
     fn item(&mut self) -> Result<Item, RdbError> {
         loop {
             let mut c = Cursor::new(&self.buf[..self.end], self.start);
-            match item(&mut c, self.max_value) {
+            let ctx = Ctx {
+                max: self.max_value,
+                magic: self.magic,
+            };
+            match item(&mut c, ctx) {
                 Ok(it) => {
                     if let (true, Item::Pair(type_id, _, _, span)) = (self.want_dumps, &it) {
                         self.last_dump = Some(dump_payload(
@@ -600,23 +481,8 @@ impl<R: Read> Iterator for Reader<R> {
     }
 }
 
-fn malformed(at: usize, reason: impl Into<String>) -> Stop {
-    Stop::Fail(RdbError::malformed(at, reason))
-}
-
-fn blob_err(at: usize) -> impl Fn(Reason) -> Stop {
-    move |r| malformed(at, r)
-}
-
-fn ms_time(c: &mut Cursor<'_>) -> Result<i64, Stop> {
-    Ok(i64::from_le_bytes(c.array()?))
-}
-
-fn len_usize(n: u64) -> usize {
-    usize::try_from(n).unwrap_or(usize::MAX).min(1024)
-}
-
-fn item(c: &mut Cursor<'_>, max: usize) -> Result<Item, Stop> {
+fn item(c: &mut Cursor<'_>, ctx: Ctx) -> Result<Item, Stop> {
+    let max = ctx.max;
     let at = c.pos();
     let op = c.byte()?;
     Ok(match op {
@@ -637,7 +503,7 @@ fn item(c: &mut Cursor<'_>, max: usize) -> Result<Item, Stop> {
             let secs = u32::from_le_bytes(c.array()?);
             Item::Expire(i64::from(secs) * 1000)
         }
-        OP_EXPIRETIME_MS => Item::Expire(ms_time(c)?),
+        OP_EXPIRETIME_MS => Item::Expire(value::ms_time(c)?),
         OP_FREQ => Item::Freq(c.byte()?),
         OP_IDLE => Item::Idle(c.plain_length()?),
         OP_AUX => {
@@ -671,284 +537,8 @@ fn item(c: &mut Cursor<'_>, max: usize) -> Result<Item, Stop> {
         type_id => {
             let key = c.string(max)?;
             let from = c.pos();
-            let value = value(c, type_id, at, max)?;
+            let value = value::read(c, type_id, at, ctx)?;
             Item::Pair(type_id, key, value, from..c.pos())
         }
-    })
-}
-
-/// Skips a module's opcode-annotated value up to and including its EOF.
-fn module_payload(c: &mut Cursor<'_>, max: usize) -> Result<(), Stop> {
-    loop {
-        let at = c.pos();
-        match c.plain_length()? {
-            MODULE_OP_EOF => return Ok(()),
-            MODULE_OP_SINT | MODULE_OP_UINT => {
-                c.plain_length()?;
-            }
-            MODULE_OP_FLOAT => {
-                c.array::<4>()?;
-            }
-            MODULE_OP_DOUBLE => {
-                c.array::<8>()?;
-            }
-            MODULE_OP_STRING => {
-                c.string(max)?;
-            }
-            other => {
-                return Err(malformed(
-                    at,
-                    format!("unknown module value opcode {other}"),
-                ));
-            }
-        }
-    }
-}
-
-fn score_text(at: usize, s: &[u8]) -> Result<f64, Stop> {
-    std::str::from_utf8(s)
-        .ok()
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .ok_or_else(|| {
-            malformed(
-                at,
-                format!(
-                    "sorted set score {:?} is not a number",
-                    s.escape_ascii().to_string()
-                ),
-            )
-        })
-}
-
-fn scored(at: usize, flat: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, f64)>, Stop> {
-    encodings::pairs("sorted set", flat)
-        .map_err(blob_err(at))?
-        .into_iter()
-        .map(|(m, s)| Ok((m, score_text(at, &s)?)))
-        .collect()
-}
-
-fn value(c: &mut Cursor<'_>, type_id: u8, at: usize, max: usize) -> Result<Value, Stop> {
-    use types::*;
-    // A blob-encoded value: its position (for errors) and bytes.
-    let blob = |c: &mut Cursor<'_>| -> Result<(usize, Vec<u8>), Stop> {
-        let p = c.pos();
-        Ok((p, c.string(max)?))
-    };
-    Ok(match type_id {
-        STRING => Value::String(c.string(max)?),
-        LIST | SET => {
-            let n = c.plain_length()?;
-            let mut v = Vec::with_capacity(len_usize(n));
-            for _ in 0..n {
-                v.push(c.string(max)?);
-            }
-            if type_id == LIST {
-                Value::List(v)
-            } else {
-                Value::Set(v)
-            }
-        }
-        ZSET | ZSET_2 => {
-            let n = c.plain_length()?;
-            let mut v = Vec::with_capacity(len_usize(n));
-            for _ in 0..n {
-                let m = c.string(max)?;
-                let s = if type_id == ZSET_2 {
-                    f64::from_le_bytes(c.array()?)
-                } else {
-                    let p = c.pos();
-                    match c.byte()? {
-                        255 => f64::NEG_INFINITY,
-                        254 => f64::INFINITY,
-                        253 => f64::NAN,
-                        len => score_text(p, c.take(u64::from(len))?)?,
-                    }
-                };
-                v.push((m, s));
-            }
-            Value::SortedSet(v)
-        }
-        HASH => {
-            let n = c.plain_length()?;
-            let mut v = Vec::with_capacity(len_usize(n));
-            for _ in 0..n {
-                let f = c.string(max)?;
-                v.push((f, c.string(max)?));
-            }
-            Value::Hash(v)
-        }
-        MODULE_PRE_GA => {
-            return Err(malformed(
-                at,
-                "pre-release (4.0 RC) module values are not supported",
-            ));
-        }
-        MODULE_2 => {
-            let id = c.plain_length()?;
-            let p = c.pos();
-            module_payload(c, max)?;
-            Value::Module {
-                id,
-                raw: c.since(p).to_vec(),
-            }
-        }
-        HASH_ZIPMAP => {
-            let (p, b) = blob(c)?;
-            Value::Hash(encodings::zipmap(&b).map_err(blob_err(p))?)
-        }
-        LIST_ZIPLIST => {
-            let (p, b) = blob(c)?;
-            Value::List(encodings::ziplist(&b).map_err(blob_err(p))?)
-        }
-        SET_INTSET => {
-            let (p, b) = blob(c)?;
-            Value::Set(encodings::intset(&b).map_err(blob_err(p))?)
-        }
-        SET_LISTPACK => {
-            let (p, b) = blob(c)?;
-            Value::Set(encodings::listpack(&b).map_err(blob_err(p))?)
-        }
-        ZSET_ZIPLIST | ZSET_LISTPACK => {
-            let (p, b) = blob(c)?;
-            let flat = if type_id == ZSET_ZIPLIST {
-                encodings::ziplist(&b)
-            } else {
-                encodings::listpack(&b)
-            };
-            Value::SortedSet(scored(p, flat.map_err(blob_err(p))?)?)
-        }
-        HASH_ZIPLIST | HASH_LISTPACK => {
-            let (p, b) = blob(c)?;
-            let flat = if type_id == HASH_ZIPLIST {
-                encodings::ziplist(&b)
-            } else {
-                encodings::listpack(&b)
-            };
-            Value::Hash(encodings::pairs("hash", flat.map_err(blob_err(p))?).map_err(blob_err(p))?)
-        }
-        LIST_QUICKLIST | LIST_QUICKLIST_2 => {
-            let n = c.plain_length()?;
-            let mut v = Vec::new();
-            for _ in 0..n {
-                let container = if type_id == LIST_QUICKLIST_2 {
-                    let p = c.pos();
-                    match c.plain_length()? {
-                        x @ (QUICKLIST_PLAIN | QUICKLIST_PACKED) => x,
-                        x => return Err(malformed(p, format!("unknown quicklist container {x}"))),
-                    }
-                } else {
-                    QUICKLIST_PACKED
-                };
-                let (p, b) = blob(c)?;
-                if container == QUICKLIST_PLAIN {
-                    v.push(b);
-                } else if type_id == LIST_QUICKLIST {
-                    v.extend(encodings::ziplist(&b).map_err(blob_err(p))?);
-                } else {
-                    v.extend(encodings::listpack(&b).map_err(blob_err(p))?);
-                }
-            }
-            Value::List(v)
-        }
-        STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3 => {
-            Value::Stream(stream(c, type_id, max)?)
-        }
-        other => return Err(malformed(at, format!("unknown value type {other}"))),
-    })
-}
-
-fn stream_id(c: &mut Cursor<'_>) -> Result<StreamId, Stop> {
-    Ok(StreamId {
-        ms: c.plain_length()?,
-        seq: c.plain_length()?,
-    })
-}
-
-fn stream(c: &mut Cursor<'_>, type_id: u8, max: usize) -> Result<Stream, Stop> {
-    let v2 = type_id >= types::STREAM_LISTPACKS_2;
-    let nodes = c.plain_length()?;
-    let mut entries = 0u64;
-    for _ in 0..nodes {
-        let p = c.pos();
-        let key = c.string(max)?;
-        if key.len() != 16 {
-            return Err(malformed(
-                p,
-                format!("stream node key is {} bytes, not 16", key.len()),
-            ));
-        }
-        let p = c.pos();
-        let lp = encodings::listpack(&c.string(max)?).map_err(blob_err(p))?;
-        let count = lp
-            .first()
-            .and_then(|n| std::str::from_utf8(n).ok())
-            .and_then(|n| n.parse::<u64>().ok())
-            .ok_or_else(|| {
-                malformed(p, "stream node listpack does not start with an entry count")
-            })?;
-        entries = entries.saturating_add(count);
-    }
-    let length = c.plain_length()?;
-    let last_id = stream_id(c)?;
-    let (first_id, max_deleted_id, entries_added) = if v2 {
-        (
-            Some(stream_id(c)?),
-            Some(stream_id(c)?),
-            Some(c.plain_length()?),
-        )
-    } else {
-        (None, None, None)
-    };
-    let ngroups = c.plain_length()?;
-    let mut groups = Vec::with_capacity(len_usize(ngroups));
-    for _ in 0..ngroups {
-        let name = c.string(max)?;
-        let last_id = stream_id(c)?;
-        let entries_read = if v2 { Some(c.plain_length()?) } else { None };
-        let pending = c.plain_length()?;
-        for _ in 0..pending {
-            c.array::<16>()?; // entry id
-            ms_time(c)?; // delivery time
-            c.plain_length()?; // delivery count
-        }
-        let nconsumers = c.plain_length()?;
-        let mut consumers = Vec::with_capacity(len_usize(nconsumers));
-        for _ in 0..nconsumers {
-            let name = c.string(max)?;
-            let seen_time_ms = ms_time(c)?;
-            let active_time_ms = if type_id >= types::STREAM_LISTPACKS_3 {
-                Some(ms_time(c)?)
-            } else {
-                None
-            };
-            let pending = c.plain_length()?;
-            for _ in 0..pending {
-                c.array::<16>()?;
-            }
-            consumers.push(StreamConsumer {
-                name,
-                seen_time_ms,
-                active_time_ms,
-                pending,
-            });
-        }
-        groups.push(StreamGroup {
-            name,
-            last_id,
-            entries_read,
-            pending,
-            consumers,
-        });
-    }
-    Ok(Stream {
-        length,
-        entries,
-        nodes,
-        last_id,
-        first_id,
-        max_deleted_id,
-        entries_added,
-        groups,
     })
 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::io::Read;
 use std::path::Path;
 
-use rdb::{Reader, Value, types};
+use rdb::{Magic, Reader, Value, types};
 use serde::Serialize;
 
 #[derive(Debug, Default, Serialize)]
@@ -59,8 +59,12 @@ pub struct PrefixStat {
     pub bytes: u64,
 }
 
-/// `type/encoding` of an RDB value type id.
-pub fn encoding_name(type_id: u8) -> &'static str {
+/// `type/encoding` of an RDB value type id, in a dump with this magic (the
+/// two families give some ids different meanings).
+pub fn encoding_name(type_id: u8, magic: Magic) -> &'static str {
+    if magic == Magic::Valkey && type_id == types::VALKEY_HASH_2 {
+        return "hash/hashtable-ex";
+    }
     match type_id {
         types::STRING => "string/raw",
         types::LIST => "list/linkedlist",
@@ -81,6 +85,8 @@ pub fn encoding_name(type_id: u8) -> &'static str {
         types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 | types::STREAM_LISTPACKS_3 => {
             "stream/listpacks"
         }
+        types::HASH_METADATA_PRE_GA | types::HASH_METADATA => "hash/hashtable-ex",
+        types::HASH_LISTPACK_EX_PRE_GA | types::HASH_LISTPACK_EX => "hash/listpack-ex",
         _ => "unknown/unknown",
     }
 }
@@ -91,6 +97,7 @@ fn elements(value: &Value) -> u64 {
         Value::List(v) | Value::Set(v) => v.len(),
         Value::SortedSet(v) => v.len(),
         Value::Hash(v) => v.len(),
+        Value::HashWithExpiry(v) => v.len(),
         Value::Stream(s) => return s.length,
     };
     n as u64
@@ -185,7 +192,7 @@ pub fn analyze_reader<R: Read>(
         let after = reader.offset();
         let size = after.saturating_sub(before);
         before = after;
-        let kind = encoding_name(entry.type_id);
+        let kind = encoding_name(entry.type_id, reader.magic());
         let count = elements(&entry.value);
         let key = String::from_utf8_lossy(&entry.key).into_owned();
         report.keys += 1;

@@ -1,0 +1,392 @@
+//! RDB values: the type ids, the decoded [`Value`], and the decoder of
+//! each type and encoding from a [`Cursor`].
+
+use crate::encodings::{self, Reason};
+use crate::error::RdbError;
+use crate::reader::Magic;
+use crate::stream::{self, Stream};
+use crate::string::{Cursor, Stop};
+
+const MODULE_OP_EOF: u64 = 0;
+const MODULE_OP_SINT: u64 = 1;
+pub(crate) const MODULE_OP_UINT: u64 = 2;
+const MODULE_OP_FLOAT: u64 = 3;
+const MODULE_OP_DOUBLE: u64 = 4;
+const MODULE_OP_STRING: u64 = 5;
+
+const QUICKLIST_PLAIN: u64 = 1;
+const QUICKLIST_PACKED: u64 = 2;
+
+/// Value type ids, from rdb.h.
+pub mod types {
+    #![allow(missing_docs)]
+    pub const STRING: u8 = 0;
+    pub const LIST: u8 = 1;
+    pub const SET: u8 = 2;
+    pub const ZSET: u8 = 3;
+    pub const HASH: u8 = 4;
+    pub const ZSET_2: u8 = 5;
+    pub const MODULE_PRE_GA: u8 = 6;
+    pub const MODULE_2: u8 = 7;
+    pub const HASH_ZIPMAP: u8 = 9;
+    pub const LIST_ZIPLIST: u8 = 10;
+    pub const SET_INTSET: u8 = 11;
+    pub const ZSET_ZIPLIST: u8 = 12;
+    pub const HASH_ZIPLIST: u8 = 13;
+    pub const LIST_QUICKLIST: u8 = 14;
+    pub const STREAM_LISTPACKS: u8 = 15;
+    pub const HASH_LISTPACK: u8 = 16;
+    pub const ZSET_LISTPACK: u8 = 17;
+    pub const LIST_QUICKLIST_2: u8 = 18;
+    pub const STREAM_LISTPACKS_2: u8 = 19;
+    pub const SET_LISTPACK: u8 = 20;
+    pub const STREAM_LISTPACKS_3: u8 = 21;
+    /// Redis 7.4 release candidates: a hash with field expiries, absolute.
+    pub const HASH_METADATA_PRE_GA: u8 = 22;
+    /// Redis 7.4 release candidates: a listpack hash with field expiries.
+    pub const HASH_LISTPACK_EX_PRE_GA: u8 = 23;
+    /// Redis 7.4+: a hash with field expiries relative to the earliest.
+    pub const HASH_METADATA: u8 = 24;
+    /// Redis 7.4+: a listpack hash with field expiries.
+    pub const HASH_LISTPACK_EX: u8 = 25;
+    /// Valkey 9+ (`VALKEY` magic only; Redis uses 22 for another type): a
+    /// hash with field expiries.
+    pub const VALKEY_HASH_2: u8 = 22;
+}
+
+/// A decoded value. Integers stored in compact encodings come out as their
+/// decimal text, as Redis returns them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A string.
+    String(Vec<u8>),
+    /// A list, in order.
+    List(Vec<Vec<u8>>),
+    /// A set, in dump order.
+    Set(Vec<Vec<u8>>),
+    /// A sorted set as (member, score), in dump order.
+    SortedSet(Vec<(Vec<u8>, f64)>),
+    /// A hash as (field, value), in dump order.
+    Hash(Vec<(Vec<u8>, Vec<u8>)>),
+    /// A hash some of whose fields expire (Redis 7.4+ `HEXPIRE`, Valkey 9+),
+    /// in dump order.
+    HashWithExpiry(Vec<HashField>),
+    /// A stream: entries, metadata and consumer groups.
+    Stream(Stream),
+    /// A module value (type 7): the module type id (name and encoding
+    /// version packed as Redis does) and the raw opcode-annotated payload,
+    /// up to and including its EOF opcode.
+    Module {
+        /// The 64-bit module type id.
+        id: u64,
+        /// The raw payload.
+        raw: Vec<u8>,
+    },
+}
+
+/// A field of a hash whose fields may expire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashField {
+    /// The field.
+    pub field: Vec<u8>,
+    /// Its value.
+    pub value: Vec<u8>,
+    /// Absolute expiry, ms since the epoch.
+    pub expire_ms: Option<i64>,
+}
+
+/// The largest field expiry Redis accepts (`EB_EXPIRE_TIME_MAX`, 2^48 - 1 ms).
+const MAX_FIELD_EXPIRY: u64 = (1 << 48) - 1;
+
+/// What the value decoders need to know of the dump they are in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx {
+    /// The longest string or blob accepted.
+    pub(crate) max: usize,
+    /// Decides what type ids that Redis and Valkey both use mean.
+    pub(crate) magic: Magic,
+}
+
+pub(crate) fn malformed(at: usize, reason: impl Into<String>) -> Stop {
+    Stop::Fail(RdbError::malformed(at, reason))
+}
+
+pub(crate) fn blob_err(at: usize) -> impl Fn(Reason) -> Stop {
+    move |r| malformed(at, r)
+}
+
+pub(crate) fn ms_time(c: &mut Cursor<'_>) -> Result<i64, Stop> {
+    Ok(i64::from_le_bytes(c.array()?))
+}
+
+pub(crate) fn len_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX).min(1024)
+}
+
+/// Skips a module's opcode-annotated value up to and including its EOF.
+pub(crate) fn module_payload(c: &mut Cursor<'_>, max: usize) -> Result<(), Stop> {
+    loop {
+        let at = c.pos();
+        match c.plain_length()? {
+            MODULE_OP_EOF => return Ok(()),
+            MODULE_OP_SINT | MODULE_OP_UINT => {
+                c.plain_length()?;
+            }
+            MODULE_OP_FLOAT => {
+                c.array::<4>()?;
+            }
+            MODULE_OP_DOUBLE => {
+                c.array::<8>()?;
+            }
+            MODULE_OP_STRING => {
+                c.string(max)?;
+            }
+            other => {
+                return Err(malformed(
+                    at,
+                    format!("unknown module value opcode {other}"),
+                ));
+            }
+        }
+    }
+}
+
+fn score_text(at: usize, s: &[u8]) -> Result<f64, Stop> {
+    std::str::from_utf8(s)
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .ok_or_else(|| {
+            malformed(
+                at,
+                format!(
+                    "sorted set score {:?} is not a number",
+                    s.escape_ascii().to_string()
+                ),
+            )
+        })
+}
+
+fn field_expiry(at: usize, ms: u64) -> Result<i64, Stop> {
+    if ms > MAX_FIELD_EXPIRY {
+        return Err(malformed(
+            at,
+            format!("hash field expiry {ms} is past the largest Redis accepts"),
+        ));
+    }
+    i64::try_from(ms).map_err(|_| malformed(at, "hash field expiry out of range"))
+}
+
+/// A listpack of (field, value, expiry) triples, expiry 0 for none.
+fn listpack_ex(at: usize, blob: &[u8]) -> Result<Vec<HashField>, Stop> {
+    let flat = encodings::listpack(blob).map_err(blob_err(at))?;
+    if !flat.len().is_multiple_of(3) {
+        return Err(malformed(
+            at,
+            format!(
+                "hash listpack with expiries holds {} elements, not a whole number of triples",
+                flat.len()
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(flat.len() / 3);
+    let mut it = flat.into_iter();
+    while let (Some(field), Some(value), Some(ttl)) = (it.next(), it.next(), it.next()) {
+        let ms = std::str::from_utf8(&ttl)
+            .ok()
+            .and_then(|t| t.parse::<u64>().ok())
+            .ok_or_else(|| malformed(at, "hash field expiry is not a non-negative integer"))?;
+        let expire_ms = if ms == 0 {
+            None
+        } else {
+            Some(field_expiry(at, ms)?)
+        };
+        out.push(HashField {
+            field,
+            value,
+            expire_ms,
+        });
+    }
+    Ok(out)
+}
+
+fn scored(at: usize, flat: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, f64)>, Stop> {
+    encodings::pairs("sorted set", flat)
+        .map_err(blob_err(at))?
+        .into_iter()
+        .map(|(m, s)| Ok((m, score_text(at, &s)?)))
+        .collect()
+}
+
+/// Decodes the value of type `type_id` (whose type byte is at `at`).
+pub(crate) fn read(c: &mut Cursor<'_>, type_id: u8, at: usize, ctx: Ctx) -> Result<Value, Stop> {
+    use types::*;
+    let max = ctx.max;
+    let redis = ctx.magic == Magic::Redis;
+    // A blob-encoded value: its position (for errors) and bytes.
+    let blob = |c: &mut Cursor<'_>| -> Result<(usize, Vec<u8>), Stop> {
+        let p = c.pos();
+        Ok((p, c.string(max)?))
+    };
+    Ok(match type_id {
+        STRING => Value::String(c.string(max)?),
+        LIST | SET => {
+            let n = c.plain_length()?;
+            let mut v = Vec::with_capacity(len_usize(n));
+            for _ in 0..n {
+                v.push(c.string(max)?);
+            }
+            if type_id == LIST {
+                Value::List(v)
+            } else {
+                Value::Set(v)
+            }
+        }
+        ZSET | ZSET_2 => {
+            let n = c.plain_length()?;
+            let mut v = Vec::with_capacity(len_usize(n));
+            for _ in 0..n {
+                let m = c.string(max)?;
+                let s = if type_id == ZSET_2 {
+                    f64::from_le_bytes(c.array()?)
+                } else {
+                    let p = c.pos();
+                    match c.byte()? {
+                        255 => f64::NEG_INFINITY,
+                        254 => f64::INFINITY,
+                        253 => f64::NAN,
+                        len => score_text(p, c.take(u64::from(len))?)?,
+                    }
+                };
+                v.push((m, s));
+            }
+            Value::SortedSet(v)
+        }
+        HASH => {
+            let n = c.plain_length()?;
+            let mut v = Vec::with_capacity(len_usize(n));
+            for _ in 0..n {
+                let f = c.string(max)?;
+                v.push((f, c.string(max)?));
+            }
+            Value::Hash(v)
+        }
+        HASH_METADATA_PRE_GA | HASH_METADATA if redis => {
+            // 7.4 GA stores the earliest expiry first and each field's as an
+            // offset from it (+1, so that 0 still means "none"); the release
+            // candidates stored absolute times.
+            let base = if type_id == HASH_METADATA {
+                Some(u64::from_le_bytes(c.array()?))
+            } else {
+                None
+            };
+            let n = c.plain_length()?;
+            let mut v = Vec::with_capacity(len_usize(n));
+            for _ in 0..n {
+                let p = c.pos();
+                let ttl = c.plain_length()?;
+                let expire = match (ttl, base) {
+                    (0, _) => None,
+                    (t, Some(b)) => Some(t.checked_add(b).and_then(|x| x.checked_sub(1))),
+                    (t, None) => Some(Some(t)),
+                };
+                let expire_ms = expire
+                    .map(|e| field_expiry(p, e.unwrap_or(u64::MAX)))
+                    .transpose()?;
+                let field = c.string(max)?;
+                let value = c.string(max)?;
+                v.push(HashField {
+                    field,
+                    value,
+                    expire_ms,
+                });
+            }
+            Value::HashWithExpiry(v)
+        }
+        HASH_LISTPACK_EX_PRE_GA | HASH_LISTPACK_EX if redis => {
+            if type_id == HASH_LISTPACK_EX {
+                // The earliest expiry, kept for a future use; the listpack
+                // has every field's own.
+                c.array::<8>()?;
+            }
+            let (p, b) = blob(c)?;
+            Value::HashWithExpiry(listpack_ex(p, &b)?)
+        }
+        MODULE_PRE_GA => {
+            return Err(malformed(
+                at,
+                "pre-release (4.0 RC) module values are not supported",
+            ));
+        }
+        MODULE_2 => {
+            let id = c.plain_length()?;
+            let p = c.pos();
+            module_payload(c, max)?;
+            Value::Module {
+                id,
+                raw: c.since(p).to_vec(),
+            }
+        }
+        HASH_ZIPMAP => {
+            let (p, b) = blob(c)?;
+            Value::Hash(encodings::zipmap(&b).map_err(blob_err(p))?)
+        }
+        LIST_ZIPLIST => {
+            let (p, b) = blob(c)?;
+            Value::List(encodings::ziplist(&b).map_err(blob_err(p))?)
+        }
+        SET_INTSET => {
+            let (p, b) = blob(c)?;
+            Value::Set(encodings::intset(&b).map_err(blob_err(p))?)
+        }
+        SET_LISTPACK => {
+            let (p, b) = blob(c)?;
+            Value::Set(encodings::listpack(&b).map_err(blob_err(p))?)
+        }
+        ZSET_ZIPLIST | ZSET_LISTPACK => {
+            let (p, b) = blob(c)?;
+            let flat = if type_id == ZSET_ZIPLIST {
+                encodings::ziplist(&b)
+            } else {
+                encodings::listpack(&b)
+            };
+            Value::SortedSet(scored(p, flat.map_err(blob_err(p))?)?)
+        }
+        HASH_ZIPLIST | HASH_LISTPACK => {
+            let (p, b) = blob(c)?;
+            let flat = if type_id == HASH_ZIPLIST {
+                encodings::ziplist(&b)
+            } else {
+                encodings::listpack(&b)
+            };
+            Value::Hash(encodings::pairs("hash", flat.map_err(blob_err(p))?).map_err(blob_err(p))?)
+        }
+        LIST_QUICKLIST | LIST_QUICKLIST_2 => {
+            let n = c.plain_length()?;
+            let mut v = Vec::new();
+            for _ in 0..n {
+                let container = if type_id == LIST_QUICKLIST_2 {
+                    let p = c.pos();
+                    match c.plain_length()? {
+                        x @ (QUICKLIST_PLAIN | QUICKLIST_PACKED) => x,
+                        x => return Err(malformed(p, format!("unknown quicklist container {x}"))),
+                    }
+                } else {
+                    QUICKLIST_PACKED
+                };
+                let (p, b) = blob(c)?;
+                if container == QUICKLIST_PLAIN {
+                    v.push(b);
+                } else if type_id == LIST_QUICKLIST {
+                    v.extend(encodings::ziplist(&b).map_err(blob_err(p))?);
+                } else {
+                    v.extend(encodings::listpack(&b).map_err(blob_err(p))?);
+                }
+            }
+            Value::List(v)
+        }
+        STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3 => {
+            Value::Stream(stream::read(c, type_id, max)?)
+        }
+        other => return Err(malformed(at, format!("unknown value type {other}"))),
+    })
+}
