@@ -5,102 +5,17 @@
 #![allow(clippy::type_complexity)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::io::{BufReader, Read};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rdb::{Checksum, Entry, RdbError, Reader, Value, types};
 
 mod common;
-use common::Server;
+use common::{Conn, Reply, Server};
 
 /// A server able to `DEBUG DIGEST-VALUE`, writing `dump.rdb`.
 fn start() -> Server {
     common::start(&[])
-}
-
-struct Conn(BufReader<TcpStream>);
-
-#[derive(Debug, PartialEq)]
-enum Reply {
-    Simple(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Vec<Reply>),
-}
-
-impl Conn {
-    fn open(port: u16) -> Self {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
-                let mut c = Self(BufReader::new(s));
-                if c.try_cmd(&[b"PING"]).is_ok() {
-                    return c;
-                }
-            }
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn try_cmd(&mut self, args: &[&[u8]]) -> Result<Reply, String> {
-        let mut out = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            out.extend_from_slice(a);
-            out.extend_from_slice(b"\r\n");
-        }
-        self.0
-            .get_mut()
-            .write_all(&out)
-            .map_err(|e| e.to_string())?;
-        self.reply()
-    }
-
-    fn cmd(&mut self, args: &[&[u8]]) -> Reply {
-        self.try_cmd(args)
-            .unwrap_or_else(|e| panic!("{:?}: {e}", args.first()))
-    }
-
-    fn s(&mut self, args: &[&str]) -> Reply {
-        let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
-        self.cmd(&a)
-    }
-
-    fn line(&mut self) -> Result<String, String> {
-        let mut l = String::new();
-        self.0.read_line(&mut l).map_err(|e| e.to_string())?;
-        Ok(l.trim_end().to_owned())
-    }
-
-    fn reply(&mut self) -> Result<Reply, String> {
-        let l = self.line()?;
-        let (t, rest) = l.split_at(1);
-        match t {
-            "+" => Ok(Reply::Simple(rest.to_owned())),
-            "-" => Err(rest.to_owned()),
-            ":" => Ok(Reply::Int(rest.parse().map_err(|_| l.clone())?)),
-            "$" => {
-                let n: i64 = rest.parse().map_err(|_| l.clone())?;
-                if n < 0 {
-                    return Ok(Reply::Bulk(None));
-                }
-                let mut b = vec![0; n as usize + 2];
-                self.0.read_exact(&mut b).map_err(|e| e.to_string())?;
-                b.truncate(n as usize);
-                Ok(Reply::Bulk(Some(b)))
-            }
-            "*" => {
-                let n: i64 = rest.parse().map_err(|_| l.clone())?;
-                (0..n.max(0))
-                    .map(|_| self.reply())
-                    .collect::<Result<_, _>>()
-                    .map(Reply::Array)
-            }
-            _ => Err(format!("unexpected reply {l}")),
-        }
-    }
 }
 
 /// A value normalized for comparison: sets and hashes sorted.
