@@ -57,12 +57,16 @@ enum Norm {
     Stream(StreamNorm),
 }
 
+type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+/// A PEL entry: id, owning consumer, delivery count.
+type Pending = (StreamId, Vec<u8>, u64);
+
 #[derive(Debug, PartialEq)]
 struct StreamNorm {
-    entries: Vec<(StreamId, Vec<(Vec<u8>, Vec<u8>)>)>,
+    entries: Vec<(StreamId, Fields)>,
     last_id: StreamId,
-    /// Group name, last id, PEL as (id, consumer, delivery count).
-    groups: Vec<(Vec<u8>, StreamId, Vec<(StreamId, Vec<u8>, u64)>)>,
+    /// Group name, last id, PEL.
+    groups: Vec<(Vec<u8>, StreamId, Vec<Pending>)>,
 }
 
 fn norm(v: &Value) -> Norm {
