@@ -8,13 +8,61 @@
 use crate::error::RdbError;
 use crate::string::{Cursor, Stop};
 
-/// `REDIS` plus four ASCII digits.
+/// `REDIS` plus four ASCII digits, or `VALKEY` plus three.
 pub(crate) const MAGIC_LEN: usize = 9;
-const MAGIC: &[u8; 5] = b"REDIS";
 const OPCODE_AUX: u8 = 0xfa;
 
-/// The highest RDB version this crate has been checked against (Redis 7.4).
+/// The highest `REDIS`-magic version accepted (Redis 7.4 to 8.2 write 12).
 pub const MAX_VERSION: u32 = 12;
+/// The `VALKEY`-magic versions accepted: Valkey 9.0 writes 80, 9.2 81.
+/// Valkey gives this magic only to versions above 79, leaving 12 to 79 to
+/// Redis; a `VALKEY` dump of a lower version is not one Valkey wrote.
+pub const VALKEY_VERSIONS: std::ops::RangeInclusive<u32> = 80..=81;
+
+/// Which server family wrote the dump, from its magic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Magic {
+    /// `REDIS` and four digits (Redis, and Valkey up to 8).
+    Redis,
+    /// `VALKEY` and three digits (Valkey 9 and later).
+    Valkey,
+}
+
+/// Checks the magic and version as far as `seen` (the first bytes of a
+/// dump) goes: `Ok(None)` while it is a prefix of a valid magic, so that a
+/// stream that is plainly something else (an error page, a wrong port)
+/// fails at its first byte.
+pub(crate) fn magic(seen: &[u8]) -> Result<Option<(Magic, u32)>, RdbError> {
+    let seen = &seen[..seen.len().min(MAGIC_LEN)];
+    let families: [(&[u8], Magic, std::ops::RangeInclusive<u32>); 2] = [
+        (b"REDIS", Magic::Redis, 1..=MAX_VERSION),
+        (b"VALKEY", Magic::Valkey, VALKEY_VERSIONS),
+    ];
+    for (word, magic, versions) in families {
+        let n = seen.len().min(word.len());
+        if seen[..n] != word[..n] {
+            continue;
+        }
+        let digits = &seen[n..];
+        if !digits.iter().all(u8::is_ascii_digit) {
+            break;
+        }
+        if seen.len() < MAGIC_LEN {
+            return Ok(None);
+        }
+        let version = digits
+            .iter()
+            .fold(0u32, |v, d| v * 10 + u32::from(d - b'0'));
+        return if versions.contains(&version) {
+            Ok(Some((magic, version)))
+        } else {
+            Err(RdbError::UnsupportedVersion(version))
+        };
+    }
+    Err(RdbError::BadMagic {
+        found: seen.escape_ascii().to_string(),
+    })
+}
 
 /// Default bound on the aux section, and on any one aux string in it. Aux
 /// fields are a few hundred bytes in practice; Redis 4 to 6 also put Lua
@@ -25,7 +73,9 @@ pub const DEFAULT_AUX_LIMIT: usize = 1 << 20;
 /// Version and aux fields from the start of a dump.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    /// The RDB format version, 1..=12.
+    /// Which family wrote the dump.
+    pub magic: Magic,
+    /// The RDB format version: 1..=12 (`REDIS`), 80..=81 (`VALKEY`).
     pub version: u32,
     /// Aux fields in the order written. Values stored as integers appear as
     /// their decimal text; non-UTF-8 bytes are replaced, since these fields
@@ -43,11 +93,12 @@ impl Header {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The version of the server that wrote the dump (`redis-ver`; Valkey
-    /// writes it too, for compatibility).
+    /// The version of the server that wrote the dump: `redis-ver`, which
+    /// Valkey up to 8 writes too, or Valkey 9's `valkey-ver`.
     #[must_use]
     pub fn redis_ver(&self) -> Option<&str> {
         self.aux_value("redis-ver")
+            .or_else(|| self.aux_value("valkey-ver"))
     }
 
     /// 32 or 64: the word size of the server that wrote the dump.
@@ -78,6 +129,7 @@ pub(crate) struct HeadParser {
     need: usize,
     /// Known once the magic has been checked.
     version: Option<u32>,
+    magic: Magic,
     aux: Vec<(String, String)>,
     aux_limit: usize,
     /// `buf` never grows past this.
@@ -97,6 +149,7 @@ impl HeadParser {
             pos: 0,
             need: 1,
             version: None,
+            magic: Magic::Redis,
             aux: Vec::new(),
             aux_limit,
             // The magic, the aux section, and the opcode that ends it.
@@ -113,8 +166,11 @@ impl HeadParser {
             return Ok(None);
         }
         if self.version.is_none() {
-            match self.magic()? {
-                Some(v) => self.version = Some(v),
+            match magic(&self.buf)? {
+                Some((m, v)) => {
+                    self.magic = m;
+                    self.version = Some(v);
+                }
                 None => {
                     self.need = self.buf.len() + 1;
                     return Ok(None);
@@ -132,6 +188,7 @@ impl HeadParser {
                 Ok(None) => {
                     return Ok(Some(Parsed {
                         header: Header {
+                            magic: self.magic,
                             version: self.version.unwrap_or_default(),
                             aux: std::mem::take(&mut self.aux),
                         },
@@ -153,30 +210,6 @@ impl HeadParser {
                 }
                 Err(Stop::Fail(e)) => return Err(e),
             }
-        }
-    }
-
-    /// Checks the magic as far as it has arrived, so that a stream that is
-    /// plainly something else (an error page, a wrong port) fails at once.
-    fn magic(&self) -> Result<Option<u32>, RdbError> {
-        let seen = &self.buf[..self.buf.len().min(MAGIC_LEN)];
-        let bad = || RdbError::BadMagic {
-            found: seen.escape_ascii().to_string(),
-        };
-        let (magic, digits) = seen.split_at(seen.len().min(MAGIC.len()));
-        if !MAGIC.starts_with(magic) || !digits.iter().all(u8::is_ascii_digit) {
-            return Err(bad());
-        }
-        if seen.len() < MAGIC_LEN {
-            return Ok(None);
-        }
-        let version = digits
-            .iter()
-            .fold(0u32, |v, d| v * 10 + u32::from(d - b'0'));
-        if (1..=MAX_VERSION).contains(&version) {
-            Ok(Some(version))
-        } else {
-            Err(RdbError::UnsupportedVersion(version))
         }
     }
 }

@@ -16,8 +16,8 @@ mod value;
 mod verify;
 
 pub use error::RdbError;
-pub use head::{DEFAULT_AUX_LIMIT, MAX_VERSION};
-pub use reader::{Entry, MAX_VALKEY_VERSION, Magic, Reader, dump_payload};
+pub use head::{DEFAULT_AUX_LIMIT, MAX_VERSION, Magic, VALKEY_VERSIONS};
+pub use reader::{Entry, Reader, dump_payload};
 pub use stream::{PendingEntry, Stream, StreamConsumer, StreamEntry, StreamGroup, StreamId};
 pub use value::{HashField, Value, types};
 pub use verify::{Checksum, Header, Summary, Verifier};

@@ -12,13 +12,10 @@ use std::io::{ErrorKind, Read};
 
 use crate::crc64::crc64;
 use crate::error::RdbError;
-use crate::head::MAX_VERSION;
+use crate::head::{self, MAGIC_LEN, Magic};
 use crate::string::{Cursor, Stop};
 use crate::value::{self, Ctx, MODULE_OP_UINT, Value, malformed, module_payload};
 use crate::verify::Checksum;
-
-/// The highest `VALKEY`-magic version accepted (Valkey 9 writes 80).
-pub const MAX_VALKEY_VERSION: u32 = 80;
 
 const MIN_READ: usize = 64 * 1024;
 const MAX_READ: usize = 1 << 20;
@@ -26,6 +23,8 @@ const MAX_READ: usize = 1 << 20;
 const CHEAP_RETRY: usize = 4096;
 const FIRST_CHECKSUMMED_VERSION: u32 = 5;
 
+/// Valkey 9 (`VALKEY` magic only): a cluster's unfinished slot imports.
+const OP_SLOT_IMPORT: u8 = 0xf3;
 const OP_SLOT_INFO: u8 = 0xf4;
 const OP_FUNCTION2: u8 = 0xf5;
 const OP_FUNCTION_PRE_GA: u8 = 0xf6;
@@ -38,15 +37,6 @@ const OP_EXPIRETIME_MS: u8 = 0xfc;
 const OP_EXPIRETIME: u8 = 0xfd;
 const OP_SELECTDB: u8 = 0xfe;
 const OP_EOF: u8 = 0xff;
-
-/// Which server family wrote the dump, from its magic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Magic {
-    /// `REDIS` and four digits (Redis, and Valkey up to 8).
-    Redis,
-    /// `VALKEY` and three digits (Valkey 9 and later).
-    Valkey,
-}
 
 /// One key and its value.
 #[derive(Debug, Clone, PartialEq)]
@@ -310,31 +300,14 @@ impl<R: Read> Reader<R> {
     }
 
     fn header(&mut self) -> Result<(), RdbError> {
-        const LEN: usize = 9;
-        self.fill(LEN)?;
-        let head = &self.buf[..LEN];
-        let bad = || RdbError::BadMagic {
-            found: head.escape_ascii().to_string(),
-        };
-        let (magic, digits, max) = if let Some(d) = head.strip_prefix(b"REDIS") {
-            (Magic::Redis, d, MAX_VERSION)
-        } else if let Some(d) = head.strip_prefix(b"VALKEY") {
-            (Magic::Valkey, d, MAX_VALKEY_VERSION)
-        } else {
-            return Err(bad());
-        };
-        if !digits.iter().all(u8::is_ascii_digit) {
-            return Err(bad());
-        }
-        let version = digits
-            .iter()
-            .fold(0u32, |v, d| v * 10 + u32::from(d - b'0'));
-        if !(1..=max).contains(&version) {
-            return Err(RdbError::UnsupportedVersion(version));
-        }
+        self.fill(MAGIC_LEN)?;
+        // Nine bytes are there, so the answer is never "not enough yet".
+        let (magic, version) = head::magic(&self.buf[..MAGIC_LEN])?.ok_or(RdbError::Truncated {
+            bytes: MAGIC_LEN as u64,
+        })?;
         self.magic = magic;
         self.version = version;
-        self.consume(LEN);
+        self.consume(MAGIC_LEN);
         Ok(())
     }
 
@@ -497,6 +470,15 @@ fn item(c: &mut Cursor<'_>, ctx: Ctx) -> Result<Item, Stop> {
             c.plain_length()?;
             c.plain_length()?;
             c.plain_length()?;
+            Item::Skipped
+        }
+        OP_SLOT_IMPORT if ctx.magic == Magic::Valkey => {
+            c.string(max)?; // the import job's name
+            let ranges = c.plain_length()?;
+            for _ in 0..ranges {
+                c.plain_length()?;
+                c.plain_length()?;
+            }
             Item::Skipped
         }
         OP_EXPIRETIME => {

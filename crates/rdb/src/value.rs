@@ -3,7 +3,7 @@
 
 use crate::encodings::{self, Reason};
 use crate::error::RdbError;
-use crate::reader::Magic;
+use crate::head::Magic;
 use crate::stream::{self, Stream};
 use crate::string::{Cursor, Stop};
 
@@ -52,6 +52,8 @@ pub mod types {
     /// Valkey 9+ (`VALKEY` magic only; Redis uses 22 for another type): a
     /// hash with field expiries.
     pub const VALKEY_HASH_2: u8 = 22;
+    /// Valkey 9.2+ (`VALKEY` magic only): a path hash.
+    pub const VALKEY_PATH_HASH: u8 = 23;
 }
 
 /// A decoded value. Integers stored in compact encodings come out as their
@@ -301,6 +303,34 @@ pub(crate) fn read(c: &mut Cursor<'_>, type_id: u8, at: usize, ctx: Ctx) -> Resu
                 });
             }
             Value::HashWithExpiry(v)
+        }
+        VALKEY_HASH_2 if !redis => {
+            // Valkey 9: hashtable hashes with at least one volatile field;
+            // each field is followed by its absolute expiry, -1 for none.
+            let n = c.plain_length()?;
+            let mut v = Vec::with_capacity(len_usize(n));
+            for _ in 0..n {
+                let field = c.string(max)?;
+                let value = c.string(max)?;
+                let p = c.pos();
+                let expire_ms = match ms_time(c)? {
+                    -1 => None,
+                    t if t < 0 => return Err(malformed(p, format!("hash field expiry {t}"))),
+                    t => Some(field_expiry(p, t.unsigned_abs())?),
+                };
+                v.push(HashField {
+                    field,
+                    value,
+                    expire_ms,
+                });
+            }
+            Value::HashWithExpiry(v)
+        }
+        VALKEY_PATH_HASH if !redis => {
+            return Err(malformed(
+                at,
+                "Valkey 9.2 path hashes (type 23) are not supported yet",
+            ));
         }
         HASH_LISTPACK_EX_PRE_GA | HASH_LISTPACK_EX if redis => {
             if type_id == HASH_LISTPACK_EX {

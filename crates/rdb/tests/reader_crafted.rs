@@ -3,7 +3,9 @@
 
 use std::io::Read;
 
-use rdb::{Checksum, Entry, Magic, RdbError, Reader, Value, crc64::crc64, types};
+use rdb::{
+    Checksum, Entry, HashField, Magic, RdbError, Reader, Value, Verifier, crc64::crc64, types,
+};
 
 /// Builds a dump byte by byte.
 struct Dump(Vec<u8>);
@@ -261,6 +263,195 @@ fn old_versions_have_no_trailer_and_valkey_magic_is_accepted() {
     let r = Reader::new(&d[..]).unwrap();
     assert_eq!((r.magic(), r.version()), (Magic::Valkey, 80));
     assert_eq!(read_all(&d).unwrap().0.len(), 1);
+}
+
+/// A Valkey 9 dump, built after Valkey's rdb.c: `VALKEY080`, `valkey-ver`
+/// instead of `redis-ver`, a cluster's slot-import opcode, and a hash with
+/// field expiries in Valkey's own type 22 (which Redis uses for another).
+fn valkey_9() -> Dump {
+    let mut hash = Dump::new(b"").len(3);
+    for (f, v, at) in [
+        ("f1", "v1", 1_900_000_000_000i64),
+        ("f2", "v2", -1),
+        ("f3", "v3", 0),
+    ] {
+        hash = hash
+            .str(f.as_bytes())
+            .str(v.as_bytes())
+            .raw(&at.to_le_bytes());
+    }
+    Dump::new(b"VALKEY080")
+        .aux("valkey-ver", "9.0.0")
+        .aux("redis-bits", "64")
+        .raw(&[0xf3])
+        .str(&[b'a'; 40])
+        .len(2)
+        .len(0)
+        .len(99)
+        .len(200)
+        .len(300)
+        .raw(&[0xfe, 0, 0xfb, 2, 0])
+        .raw(&[types::VALKEY_HASH_2])
+        .str(b"h")
+        .raw(&hash.0)
+        .raw(&[0])
+        .str(b"k")
+        .str(b"v")
+}
+
+#[test]
+fn valkey_9_magic_opcodes_and_field_expiry_hash() {
+    let d = valkey_9().end();
+    let mut r = Reader::new(&d[..]).unwrap().with_dump_payloads();
+    assert_eq!((r.magic(), r.version()), (Magic::Valkey, 80));
+    let h = r.next_entry().unwrap().unwrap();
+    assert_eq!(h.key, b"h");
+    let field = |f: &str, v: &str, at| HashField {
+        field: f.into(),
+        value: v.into(),
+        expire_ms: at,
+    };
+    assert_eq!(
+        h.value,
+        Value::HashWithExpiry(vec![
+            field("f1", "v1", Some(1_900_000_000_000)),
+            field("f2", "v2", None),
+            field("f3", "v3", Some(0)),
+        ])
+    );
+    // A DUMP payload carries the version (80) and no magic.
+    let dump = h.dump.unwrap();
+    assert_eq!(dump[0], types::VALKEY_HASH_2);
+    assert_eq!(&dump[dump.len() - 10..dump.len() - 8], &80u16.to_le_bytes());
+    let k = r.next_entry().unwrap().unwrap();
+    assert_eq!(k.value, Value::String(b"v".to_vec()));
+    assert_eq!(r.next_entry().unwrap(), None);
+    assert!(matches!(r.checksum(), Some(Checksum::Verified(_))));
+
+    // The backup verifier takes it too, and finds the server version.
+    let mut v = Verifier::new();
+    v.update(&d).unwrap();
+    let header = v.header().unwrap().clone();
+    assert_eq!((header.magic, header.version), (Magic::Valkey, 80));
+    assert_eq!(header.redis_ver(), Some("9.0.0"));
+    assert!(matches!(
+        v.finish().unwrap().checksum,
+        Checksum::Verified(_)
+    ));
+
+    // Under the REDIS magic, 243 is no opcode and 22 is Redis's own type.
+    let mut redis = d.clone();
+    redis[..9].copy_from_slice(b"REDIS0012");
+    assert!(read_all(&redis).is_err());
+
+    // A field expiry below -1 is corrupt.
+    let bad = Dump::new(b"VALKEY080")
+        .raw(&[types::VALKEY_HASH_2])
+        .str(b"h")
+        .len(1)
+        .str(b"f")
+        .str(b"v")
+        .raw(&(-2i64).to_le_bytes())
+        .end();
+    assert!(matches!(
+        read_all(&bad),
+        Err(RdbError::Malformed { offset: 17, .. })
+    ));
+    // 9.2's path hash is refused by name; Redis's 24 and 25 mean nothing here.
+    for t in [
+        types::VALKEY_PATH_HASH,
+        types::HASH_METADATA,
+        types::HASH_LISTPACK_EX,
+    ] {
+        let d = Dump::new(b"VALKEY081").raw(&[t]).str(b"k").len(0).end();
+        let err = read_all(&d).unwrap_err().to_string();
+        assert!(err.contains("type"), "{t}: {err}");
+    }
+    // VALKEY with a version Valkey never wrote.
+    for v in [b"VALKEY011", b"VALKEY079", b"VALKEY082"] {
+        assert!(matches!(
+            Reader::new(&v[..]).err(),
+            Some(RdbError::UnsupportedVersion(_))
+        ));
+    }
+}
+
+/// A listpack of short strings (each under 64 bytes).
+fn listpack(entries: &[&[u8]]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for e in entries {
+        body.push(0x80 | e.len() as u8);
+        body.extend_from_slice(e);
+        body.push(e.len() as u8 + 1);
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(&((body.len() + 7) as u32).to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend_from_slice(&body);
+    out.push(0xff);
+    out
+}
+
+/// The field-expiry hashes of Redis 7.4's release candidates, which no
+/// released server writes: absolute times, no leading earliest expiry.
+#[test]
+fn redis_7_4_release_candidate_field_expiry_hashes() {
+    let d = Dump::new(b"REDIS0012")
+        .raw(&[types::HASH_METADATA_PRE_GA])
+        .str(b"h")
+        .len(2)
+        .len(1_800_000_000_000)
+        .str(b"f1")
+        .str(b"v1")
+        .len(0)
+        .str(b"f2")
+        .str(b"v2")
+        .raw(&[types::HASH_LISTPACK_EX_PRE_GA])
+        .str(b"lp")
+        .str(&listpack(&[b"a", b"1", b"1800000000001", b"b", b"2", b"0"]))
+        .end();
+    let (es, _) = read_all(&d).unwrap();
+    let f = |f: &str, v: &str, at| HashField {
+        field: f.into(),
+        value: v.into(),
+        expire_ms: at,
+    };
+    assert_eq!(
+        es[0].value,
+        Value::HashWithExpiry(vec![
+            f("f1", "v1", Some(1_800_000_000_000)),
+            f("f2", "v2", None)
+        ])
+    );
+    assert_eq!(
+        es[1].value,
+        Value::HashWithExpiry(vec![
+            f("a", "1", Some(1_800_000_000_001)),
+            f("b", "2", None)
+        ])
+    );
+    // Past 2^48 - 1 ms, as Redis refuses; and a listpack of pairs, not triples.
+    let past = Dump::new(b"REDIS0012")
+        .raw(&[types::HASH_METADATA_PRE_GA])
+        .str(b"h")
+        .len(1)
+        .len(1 << 48)
+        .str(b"f")
+        .str(b"v")
+        .end();
+    assert!(read_all(&past).unwrap_err().to_string().contains("largest"));
+    let pairs = Dump::new(b"REDIS0012")
+        .raw(&[types::HASH_LISTPACK_EX])
+        .str(b"h")
+        .raw(&0u64.to_le_bytes())
+        .str(&listpack(&[b"a", b"1"]))
+        .end();
+    assert!(
+        read_all(&pairs)
+            .unwrap_err()
+            .to_string()
+            .contains("triples")
+    );
 }
 
 #[test]
