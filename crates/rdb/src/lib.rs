@@ -8,7 +8,7 @@ pub mod crc64;
 mod encodings;
 mod error;
 mod head;
-mod lzf;
+pub mod lzf;
 mod reader;
 mod stream;
 mod string;

@@ -7,7 +7,7 @@
 
 /// Why a compressed block could not be decoded; the caller adds the offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LzfError {
+pub enum LzfError {
     /// A literal run or a back-reference header runs past the input.
     InputOverrun,
     /// The data would expand past the announced uncompressed length.
@@ -19,7 +19,9 @@ pub(crate) enum LzfError {
 }
 
 impl LzfError {
-    pub(crate) fn reason(self) -> &'static str {
+    /// What is wrong, in words.
+    #[must_use]
+    pub fn reason(self) -> &'static str {
         match self {
             Self::InputOverrun => "LZF data ends in the middle of an instruction",
             Self::OutputOverrun => "LZF data expands past its announced length",
@@ -29,10 +31,22 @@ impl LzfError {
     }
 }
 
+impl std::fmt::Display for LzfError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for LzfError {}
+
 /// Decompresses `input`, which must expand to exactly `expected_len` bytes
 /// (Redis rejects anything else too). The caller caps `expected_len` before
 /// calling, since it is the size of the one allocation made here.
-pub(crate) fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, LzfError> {
+///
+/// # Errors
+///
+/// [`LzfError`] for any input that is not exactly such a block.
+pub fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, LzfError> {
     let mut out = Vec::with_capacity(expected_len);
     let mut ip = 0usize;
     while ip < input.len() {
