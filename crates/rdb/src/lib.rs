@@ -19,5 +19,5 @@ pub use error::RdbError;
 pub use head::{DEFAULT_AUX_LIMIT, MAX_VERSION, Magic, VALKEY_VERSIONS};
 pub use reader::{Entry, Reader, dump_payload};
 pub use stream::{PendingEntry, Stream, StreamConsumer, StreamEntry, StreamGroup, StreamId};
-pub use value::{HashField, Value, types};
+pub use value::{HashField, Value, module_type_name, types};
 pub use verify::{Checksum, Header, Summary, Verifier};

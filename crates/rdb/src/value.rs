@@ -86,6 +86,18 @@ pub enum Value {
     },
 }
 
+/// The name and encoding version packed into a module type id: nine
+/// characters of 6 bits each from Redis's module name charset, then 10 bits
+/// of encoding version.
+#[must_use]
+pub fn module_type_name(id: u64) -> (String, u16) {
+    const CHARSET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let name = (0..9)
+        .map(|i| char::from(CHARSET[((id >> (10 + 6 * (8 - i))) & 63) as usize]))
+        .collect();
+    (name, (id & 1023) as u16)
+}
+
 /// A field of a hash whose fields may expire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HashField {
