@@ -80,11 +80,15 @@ pub fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, LzfError
                 .len()
                 .checked_sub(distance)
                 .ok_or(LzfError::BadReference)?;
-            // Byte by byte: the source may overlap what is being written,
-            // which is how LZF encodes runs.
-            for i in start..start + len {
-                let b = out[i];
-                out.push(b);
+            // The source may overlap what is being written (that is how
+            // LZF encodes runs): the copy repeats the last `distance` bytes,
+            // so copy what exists, then twice that, and so on, rather than
+            // one byte at a time.
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(out.len() - start);
+                out.extend_from_within(start..start + n);
+                left -= n;
             }
         }
     }
@@ -187,6 +191,69 @@ mod tests {
                     assert_eq!(out.len(), expected);
                 }
             }
+        }
+    }
+
+    /// The plain byte-by-byte reading of the format, to check the chunked
+    /// copy of overlapping back-references against.
+    fn reference(input: &[u8]) -> Vec<u8> {
+        let (mut out, mut ip) = (Vec::new(), 0);
+        while ip < input.len() {
+            let ctrl = usize::from(input[ip]);
+            ip += 1;
+            if ctrl < 32 {
+                out.extend_from_slice(&input[ip..=ip + ctrl]);
+                ip += ctrl + 1;
+            } else {
+                let mut len = ctrl >> 5;
+                if len == 7 {
+                    len += usize::from(input[ip]);
+                    ip += 1;
+                }
+                let start = out.len() - (((ctrl & 0x1f) << 8) + usize::from(input[ip]) + 1);
+                ip += 1;
+                for i in start..start + len + 2 {
+                    out.push(out[i]);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn chunked_copies_match_byte_by_byte() {
+        let mut s: u64 = 7;
+        let mut next = |m: usize| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % m as u64) as usize
+        };
+        for _ in 0..2_000 {
+            // A valid stream: a literal first, then literals and references
+            // of every length to any distance that exists.
+            let (mut input, mut produced) = (vec![3, 1, 2, 3, 4], 4usize);
+            for _ in 0..next(40) {
+                if next(3) == 0 {
+                    let run = next(32);
+                    input.push(run as u8);
+                    input.extend((0..=run).map(|i| i as u8));
+                    produced += run + 1;
+                } else {
+                    let distance = 1 + next(produced.min(8192));
+                    let len = 1 + next(262); // 0 would be a literal
+                    let d = distance - 1;
+                    if len < 7 {
+                        input.extend([((len as u8) << 5) | (d >> 8) as u8, d as u8]);
+                    } else {
+                        input.extend([(7 << 5) | (d >> 8) as u8, (len - 7) as u8, d as u8]);
+                    }
+                    produced += len + 2;
+                }
+            }
+            let want = reference(&input);
+            assert_eq!(want.len(), produced);
+            assert_eq!(decompress(&input, produced), Ok(want));
         }
     }
 }

@@ -110,8 +110,11 @@ pub struct Reader<R> {
     start: usize,
     /// Stream offset of `buf[0]`.
     base: u64,
-    /// CRC-64 of every consumed byte.
+    /// CRC-64 of the stream up to `buf[crc_done]`: consumed bytes are
+    /// checksummed in bulk when the buffer is compacted or the dump ends,
+    /// not one item at a time.
     crc: u64,
+    crc_done: usize,
     magic: Magic,
     version: u32,
     aux: Vec<(String, String)>,
@@ -145,6 +148,7 @@ impl<R: Read> Reader<R> {
             start: 0,
             base: 0,
             crc: 0,
+            crc_done: 0,
             magic: Magic::Redis,
             version: 0,
             aux: Vec::new(),
@@ -317,6 +321,7 @@ impl<R: Read> Reader<R> {
             self.checksum = Some(Checksum::Absent);
             return Ok(());
         }
+        self.checksum_consumed();
         let actual = self.crc;
         if self.end < self.start + 8 {
             self.fill(self.start + 8)?;
@@ -361,8 +366,13 @@ impl<R: Read> Reader<R> {
 
     /// Marks `buf[..end]` consumed.
     fn consume(&mut self, end: usize) {
-        self.crc = crc64(self.crc, &self.buf[self.start..end]);
         self.start = end;
+    }
+
+    /// Brings the CRC up to the first unconsumed byte.
+    fn checksum_consumed(&mut self) {
+        self.crc = crc64(self.crc, &self.buf[self.crc_done..self.start]);
+        self.crc_done = self.start;
     }
 
     /// Moves a buffer-relative error offset to a stream offset.
@@ -384,6 +394,8 @@ impl<R: Read> Reader<R> {
     /// stays open after the dump should be bounded with [`Read::take`].
     fn fill(&mut self, mut need: usize) -> Result<(), RdbError> {
         if self.start > 0 {
+            self.checksum_consumed();
+            self.crc_done = 0;
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.base += self.start as u64;

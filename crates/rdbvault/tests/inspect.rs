@@ -114,3 +114,42 @@ async fn inspect_a_file_and_a_backup() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("junk.rdb"));
     server.stop().await;
 }
+
+/// A Redis 8.2 dump: hashes with expiring fields (listpack and hashtable),
+/// set listpacks, streams with their entries, and module values named by
+/// their module type (FalkorDB graphs).
+#[test]
+fn inspect_a_redis_8_2_dump_with_field_expiry_and_modules() {
+    let module = common::redis_8_2_dir().join("falkordb.so");
+    let redis = RedisServer::start_8_2(&[
+        "--loadmodule",
+        module.to_str().unwrap(),
+        "--hash-max-listpack-entries",
+        "16",
+    ]);
+    redis.cli(&["HSET", "hx:small", "a", "1", "b", "2", "c", "3"]);
+    redis.cli(&["HPEXPIRE", "hx:small", "100000000", "FIELDS", "2", "a", "b"]);
+    let fields: Vec<String> = (0..40)
+        .flat_map(|i| [format!("f{i}"), i.to_string()])
+        .collect();
+    let mut args = vec!["HSET", "hx:big"];
+    args.extend(fields.iter().map(String::as_str));
+    redis.cli(&args);
+    redis.cli(&["HPEXPIRE", "hx:big", "100000000", "FIELDS", "1", "f7"]);
+    redis.cli(&["SADD", "set:small", "a", "b", "c"]);
+    for i in 0..25 {
+        redis.cli(&["XADD", "st", "*", "n", &i.to_string()]);
+    }
+    redis.cli(&["GRAPH.QUERY", "g", "CREATE (:P {n: 1})-[:K]->(:P {n: 2})"]);
+    assert_eq!(redis.cli(&["SAVE"]), "OK");
+
+    let report = inspect(&[redis.data_dir().join("dump.rdb").to_str().unwrap()], &[]);
+    assert_eq!(report["version"], 12);
+    assert_eq!(report["keys"], 5);
+    let enc = &report["by_encoding"];
+    assert_eq!(enc["hash/listpack-ex"]["elements"], 3, "{enc}");
+    assert_eq!(enc["hash/hashtable-ex"]["elements"], 40, "{enc}");
+    assert_eq!(enc["set/listpack"]["elements"], 3, "{enc}");
+    assert_eq!(enc["stream/listpacks"]["elements"], 25, "{enc}");
+    assert_eq!(enc["module/graphdata"]["keys"], 1, "{enc}");
+}

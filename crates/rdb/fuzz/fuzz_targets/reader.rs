@@ -50,7 +50,10 @@ fuzz_target!(|data: &[u8]| {
     let (whole, trickle) = match (open(data), open(Trickle(data))) {
         (Ok(w), Ok(t)) => (w, t),
         (Err(a), Err(b)) => {
-            assert_eq!(a, b, "Reader::new fails differently when fed in 7-byte reads");
+            assert_eq!(
+                a, b,
+                "Reader::new fails differently when fed in 7-byte reads"
+            );
             return;
         }
         (a, b) => panic!(
@@ -74,12 +77,19 @@ fuzz_target!(|data: &[u8]| {
             (Ok(Some(a)), Some(Ok(b))) => {
                 assert!(same(&a, &b), "entry {n} differs:\n{a:?}\n{b:?}");
                 if let Some(dump) = &a.dump {
-                    assert_eq!(dump.first(), Some(&a.type_id), "entry {n}: dump payload type");
+                    assert_eq!(
+                        dump.first(),
+                        Some(&a.type_id),
+                        "entry {n}: dump payload type"
+                    );
                 }
                 n += 1;
             }
             (Ok(None), None) => {
-                assert!(whole.checksum().is_some(), "ended without a checksum verdict");
+                assert!(
+                    whole.checksum().is_some(),
+                    "ended without a checksum verdict"
+                );
                 assert_eq!(whole.checksum(), trickle.checksum());
                 assert_eq!(whole.aux(), trickle.aux());
                 assert_eq!(whole.functions(), trickle.functions());
@@ -95,9 +105,9 @@ fuzz_target!(|data: &[u8]| {
                 assert!(trickle.next().is_none(), "iterator after an error");
                 return;
             }
-            (a, b) => panic!(
-                "after {n} entries: {a:?} from the whole input, {b:?} in 7-byte reads"
-            ),
+            (a, b) => {
+                panic!("after {n} entries: {a:?} from the whole input, {b:?} in 7-byte reads")
+            }
         }
     }
 });

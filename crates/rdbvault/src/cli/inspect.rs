@@ -192,7 +192,10 @@ pub fn analyze_reader<R: Read>(
         let after = reader.offset();
         let size = after.saturating_sub(before);
         before = after;
-        let kind = encoding_name(entry.type_id, reader.magic());
+        let kind: std::borrow::Cow<'static, str> = match &entry.value {
+            Value::Module { id, .. } => format!("module/{}", rdb::module_type_name(*id).0).into(),
+            _ => encoding_name(entry.type_id, reader.magic()).into(),
+        };
         let count = elements(&entry.value);
         let key = String::from_utf8_lossy(&entry.key).into_owned();
         report.keys += 1;

@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::TcpListener as StdListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -428,6 +428,17 @@ fn rand_u16() -> u16 {
     u16::from_le_bytes([b.as_bytes()[0], b.as_bytes()[1]])
 }
 
+/// Where `.ci/redis-releases` unpacks Redis 8.2 and the FalkorDB module.
+pub fn redis_8_2_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/redis-releases/8.2");
+    assert!(
+        dir.join("redis-server").is_file(),
+        "no Redis 8.2 in {}: run .ci/redis-releases",
+        dir.display()
+    );
+    dir
+}
+
 /// A real redis-server on a free loopback port, killed on drop.
 pub struct RedisServer {
     pub port: u16,
@@ -439,6 +450,13 @@ pub struct RedisServer {
 impl RedisServer {
     pub fn start(extra: &[&str]) -> RedisServer {
         Self::start_on(free_port(), extra)
+    }
+
+    /// Redis 8.2 (RDB 12: hash field expiry, set listpacks, streams 3) from
+    /// `target/redis-releases`, where `.ci/redis-releases` puts it; with
+    /// `--loadmodule` of the FalkorDB module beside it, module values too.
+    pub fn start_8_2(extra: &[&str]) -> RedisServer {
+        Self::start_binary(&redis_8_2_dir().join("redis-server"), free_port(), extra)
     }
 
     /// A server speaking only TLS, with a certificate for 127.0.0.1 signed by
@@ -529,6 +547,10 @@ impl RedisServer {
     }
 
     fn start_on(port: u16, extra: &[&str]) -> RedisServer {
+        Self::start_binary(Path::new("redis-server"), port, extra)
+    }
+
+    fn start_binary(binary: &Path, port: u16, extra: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
         let mut args: Vec<String> = [
             "--port",
@@ -551,12 +573,12 @@ impl RedisServer {
         .collect();
         args.extend(["--dir".into(), dir.path().display().to_string()]);
         args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new("redis-server")
+        let child = Command::new(binary)
             .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server on PATH");
+            .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
         let server = RedisServer {
             port,
             dir,
