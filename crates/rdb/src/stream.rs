@@ -16,6 +16,14 @@ use crate::value::{blob_err, len_usize, malformed, ms_time, types};
 
 const FLAG_DELETED: i64 = 1;
 const FLAG_SAMEFIELDS: i64 = 2;
+/// Entries that share the master's fields store only their values, and each
+/// decoded entry gets its own copy of the field names: a node may expand to
+/// at most this many times its size (plus [`EXPANSION_ALLOWANCE`]), which
+/// real streams stay far below, so that a crafted node with huge master
+/// fields and many one-byte entries cannot make the reader allocate
+/// gigabytes.
+const MAX_EXPANSION: usize = 256;
+const EXPANSION_ALLOWANCE: usize = 1 << 20;
 
 /// A stream entry id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -134,8 +142,13 @@ pub(crate) fn read(c: &mut Cursor<'_>, type_id: u8, max: usize) -> Result<Stream
             .try_into()
             .map_err(|_| malformed(p, format!("stream node key is {} bytes, not 16", key.len())))?;
         let p = c.pos();
-        let lp = encodings::listpack(&c.string(max)?).map_err(blob_err(p))?;
-        node_entries(id_from_be(&master), lp, &mut entries).map_err(blob_err(p))?;
+        let blob = c.string(max)?;
+        let budget = blob
+            .len()
+            .saturating_mul(MAX_EXPANSION)
+            .saturating_add(EXPANSION_ALLOWANCE);
+        let lp = encodings::listpack(&blob).map_err(blob_err(p))?;
+        node_entries(id_from_be(&master), lp, budget, &mut entries).map_err(blob_err(p))?;
     }
     let length = c.plain_length()?;
     let last_id = stream_id(c)?;
@@ -243,6 +256,7 @@ impl Items {
 fn node_entries(
     master: StreamId,
     lp: Vec<Vec<u8>>,
+    mut budget: usize,
     out: &mut Vec<StreamEntry>,
 ) -> Result<(), Reason> {
     if lp.is_empty() {
@@ -256,6 +270,8 @@ fn node_entries(
     for _ in 0..nfields {
         master_fields.push(it.next("master field")?);
     }
+    // What one entry that shares the master's fields costs in copies.
+    let copied = master_fields.iter().map(Vec::len).sum::<usize>() + 16 * master_fields.len();
     if it.int("master entry terminator")? != 0 {
         return Err("stream node's master entry is not terminated by 0".to_owned());
     }
@@ -269,6 +285,9 @@ fn node_entries(
             seq: master.seq.wrapping_add_signed(seq_diff),
         };
         let fields = if flags & FLAG_SAMEFIELDS != 0 {
+            budget = budget.checked_sub(copied).ok_or_else(|| {
+                format!("stream node expands to over {MAX_EXPANSION} times its size")
+            })?;
             let mut f = Vec::with_capacity(master_fields.len());
             for name in &master_fields {
                 f.push((name.clone(), it.next("entry value")?));

@@ -376,20 +376,82 @@ fn valkey_9_magic_opcodes_and_field_expiry_hash() {
     }
 }
 
-/// A listpack of short strings (each under 64 bytes).
+/// A listpack of strings; the back-lengths have the right size (all the
+/// reader checks of them) but are not filled in.
 fn listpack(entries: &[&[u8]]) -> Vec<u8> {
     let mut body = Vec::new();
     for e in entries {
-        body.push(0x80 | e.len() as u8);
+        let head: Vec<u8> = match e.len() {
+            n @ 0..64 => vec![0x80 | n as u8],
+            n @ 64..4096 => vec![0xe0 | (n >> 8) as u8, n as u8],
+            n => [&[0xf0][..], &(n as u32).to_le_bytes()].concat(),
+        };
+        let len = head.len() + e.len();
+        body.extend_from_slice(&head);
         body.extend_from_slice(e);
-        body.push(e.len() as u8 + 1);
+        let backlen = match len {
+            0..128 => 1,
+            128..16_383 => 2,
+            16_383..2_097_151 => 3,
+            _ => 4,
+        };
+        body.extend(std::iter::repeat_n(0, backlen));
     }
     let mut out = Vec::new();
     out.extend_from_slice(&((body.len() + 7) as u32).to_le_bytes());
-    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(entries.len().min(65_535) as u16).to_le_bytes());
     out.extend_from_slice(&body);
     out.push(0xff);
     out
+}
+
+/// A stream node whose entries all share a 100 kB master field: each
+/// decoded entry would copy it, so a few hundred kB of input would become
+/// gigabytes. The reader refuses such a node instead of allocating.
+#[test]
+fn stream_node_that_would_expand_without_bound_is_refused() {
+    let n = 10_000;
+    let field = vec![b'f'; 100_000];
+    let ids: Vec<Vec<u8>> = (0..n).map(|i| i.to_string().into_bytes()).collect();
+    let mut items: Vec<&[u8]> = vec![b"10000", b"0", b"1", &field, b"0"];
+    for id in &ids {
+        items.extend([&b"2"[..], id, b"0", b"v", b"4"]);
+    }
+    let lp = listpack(&items);
+    let d = base()
+        .raw(&[types::STREAM_LISTPACKS])
+        .str(b"st")
+        .len(1)
+        .str(&[0; 16])
+        .str(&lp)
+        .len(n)
+        .len(0)
+        .len(1)
+        .len(0)
+        .end();
+    let err = read_all(&d).unwrap_err().to_string();
+    assert!(err.contains("expands"), "{err}");
+    // The same node with short field names is an ordinary stream.
+    let mut items: Vec<&[u8]> = vec![b"10000", b"0", b"1", b"f", b"0"];
+    for id in &ids {
+        items.extend([&b"2"[..], id, b"0", b"v", b"4"]);
+    }
+    let d = base()
+        .raw(&[types::STREAM_LISTPACKS])
+        .str(b"st")
+        .len(1)
+        .str(&[0; 16])
+        .str(&listpack(&items))
+        .len(n)
+        .len(0)
+        .len(1)
+        .len(0)
+        .end();
+    let (es, _) = read_all(&d).unwrap();
+    let Value::Stream(s) = &es[0].value else {
+        panic!("not a stream");
+    };
+    assert_eq!(s.entries.len(), n as usize);
 }
 
 /// The field-expiry hashes of Redis 7.4's release candidates, which no
