@@ -498,21 +498,41 @@ fn check_release(version: Version) {
     }
 
     // Read in odd-sized pieces: the same entries.
-    struct Pieces<'a>(&'a [u8], usize);
-    impl std::io::Read for Pieces<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = self.1.min(buf.len()).min(self.0.len());
-            buf[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            Ok(n)
-        }
+    for n in [1, 13, 1000] {
+        let again: Vec<Entry> = Reader::new(common::Pieces(&dump, n))
+            .expect("header")
+            .with_dump_payloads()
+            .collect::<Result<_, _>>()
+            .expect("entries");
+        assert_eq!(again, entries, "{version:?}: pieces of {n}");
     }
-    let again: Vec<Entry> = Reader::new(BufReader::new(Pieces(&dump, 13)))
-        .expect("header")
-        .with_dump_payloads()
-        .collect::<Result<_, _>>()
-        .expect("entries");
-    assert_eq!(again, entries);
+
+    // Cut anywhere: an error, never a panic. Every offset near the ends, a
+    // stride through the middle.
+    let n = dump.len();
+    let cuts = (0..300.min(n))
+        .chain((300..n).step_by(97))
+        .chain(n.saturating_sub(300)..n);
+    for cut in cuts {
+        let res = Reader::new(&dump[..cut]).and_then(|r| r.collect::<Result<Vec<_>, _>>());
+        assert!(res.is_err(), "{version:?}: cut at {cut}");
+    }
+    // A flipped byte: an error (checksum or structure), never a panic; in
+    // the trailer, a checksum error.
+    let mut bad = dump.clone();
+    bad[n / 2] ^= 0x20;
+    assert!(
+        Reader::new(&bad[..])
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+            .is_err()
+    );
+    let mut bad = dump.clone();
+    bad[n - 3] ^= 1;
+    let res = Reader::new(&bad[..]).and_then(|r| r.collect::<Result<Vec<_>, _>>());
+    assert!(
+        matches!(res, Err(rdb::RdbError::BadChecksum { .. })),
+        "{version:?}"
+    );
 }
 
 #[test]

@@ -232,3 +232,15 @@ impl Conn {
         }
     }
 }
+
+/// A reader handing out at most `.1` bytes a call, as a socket might.
+pub struct Pieces<'a>(pub &'a [u8], pub usize);
+
+impl Read for Pieces<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.1.min(buf.len()).min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
