@@ -86,12 +86,18 @@ impl<'a> Cursor<'a> {
     }
 
     /// Takes `n` bytes, `n` having come from the stream and so being
-    /// untrusted: an absurd value becomes a `Need` the caller's size limit
-    /// rejects, not an overflow.
+    /// untrusted: a length no buffer could hold is malformed, any other
+    /// becomes a `Need` the caller's size limit (or the end of the input)
+    /// decides on. The verdict depends on `n` alone, not on where the buffer
+    /// happens to start, so the same dump fails the same way however its
+    /// reads are split.
     pub(crate) fn take(&mut self, n: u64) -> Result<&'a [u8], Stop> {
+        // A buffer holds at most isize::MAX bytes, so `pos` is below that
+        // and `pos + n` cannot overflow.
         let end = usize::try_from(n)
             .ok()
-            .and_then(|n| self.pos.checked_add(n))
+            .filter(|&n| n <= isize::MAX as usize)
+            .map(|n| self.pos + n)
             .ok_or_else(|| RdbError::malformed(self.pos, format!("length {n} is out of range")))?;
         let bytes = self.buf.get(self.pos..end).ok_or(Stop::Need(end))?;
         self.pos = end;

@@ -709,3 +709,17 @@ fn mutations_never_panic() {
         let _ = read_all(&m);
     }
 }
+
+/// Found by the `reader` fuzz target: an aux string of absurd length failed
+/// one way read whole and another read seven bytes at a time.
+#[test]
+fn absurd_lengths_fail_the_same_however_the_reads_are_split() {
+    let d = b"REDIS0011\xfa\x81\xff\xff\xff\xff\xff\xff\xff\xf0abcdefgh";
+    let whole = Reader::new(&d[..]).err();
+    let pieces = Reader::new(Trickle(&d[..], 7)).err();
+    assert!(
+        matches!(whole, Some(RdbError::Malformed { offset: 19, .. })),
+        "{whole:?}"
+    );
+    assert_eq!(whole, pieces);
+}
