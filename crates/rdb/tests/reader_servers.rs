@@ -36,14 +36,30 @@ const SMALL_LIMITS: &[&str] = &[
     "10",
 ];
 
+/// 7.0 evicts by LFU, so its dump carries a `FREQ` before every key; the
+/// others by LRU, so theirs carry an `IDLE`.
+fn uses_lfu(version: Version) -> bool {
+    version == Version::V7_0
+}
+
 fn start(version: Version) -> Server {
     let mut args = SMALL_LIMITS.to_vec();
     if version >= Version::V8_2 {
         args.extend(["--set-max-listpack-entries", "16"]);
         args.extend(["--set-max-listpack-value", "32"]);
     }
+    let policy = if uses_lfu(version) {
+        "allkeys-lfu"
+    } else {
+        "allkeys-lru"
+    };
+    args.extend(["--maxmemory-policy", policy]);
     common::start_version(version, &args)
 }
+
+/// A function library (7.0+), which dumps keep in a `FUNCTION2` opcode.
+const LIBRARY: &str = "#!lua name=rdbtest\n\
+    redis.register_function('echo', function(keys, args) return args[1] end)";
 
 /// A value normalized for comparison: sets and hashes sorted, scores as bits.
 #[derive(Debug, PartialEq)]
@@ -448,6 +464,9 @@ fn check_release(version: Version) {
     };
     write_collections(&mut w, version);
     write_streams(&mut w);
+    if version >= Version::V7_0 {
+        w.c.s(&["FUNCTION", "LOAD", LIBRARY]);
+    }
     assert_eq!(w.c.s(&["SAVE"]), Reply::Simple("OK".into()));
     let dump = std::fs::read(server.dir.join("dump.rdb")).expect("dump.rdb");
 
@@ -464,10 +483,21 @@ fn check_release(version: Version) {
 
     let mut got = BTreeMap::new();
     let mut seen_types = BTreeSet::new();
+    let functions: &[Vec<u8>] = if version >= Version::V7_0 {
+        &[LIBRARY.as_bytes().to_vec()]
+    } else {
+        &[]
+    };
+    assert_eq!(r.functions(), functions, "{version:?}: function libraries");
     for e in &entries {
         seen_types.insert(e.type_id);
         let key = (e.db, e.key.clone());
         assert_eq!(e.expire_ms, w.ttl.get(&key).copied(), "TTL of {key:?}");
+        if uses_lfu(version) {
+            assert!(e.freq.is_some() && e.idle.is_none(), "FREQ of {key:?}");
+        } else {
+            assert!(e.idle.is_some() && e.freq.is_none(), "IDLE of {key:?}");
+        }
         got.insert(key, norm(&e.value));
     }
     for (k, v) in &w.want {
