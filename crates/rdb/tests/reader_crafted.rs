@@ -1,11 +1,12 @@
 //! The reader on hand-built dumps: every opcode and encoding Redis 7.0 does
 //! not write any more, edge values, and broken input of every kind.
 
-use std::io::Read;
-
 use rdb::{
     Checksum, Entry, HashField, Magic, RdbError, Reader, Value, Verifier, crc64::crc64, types,
 };
+
+mod common;
+use common::Pieces;
 
 /// Builds a dump byte by byte.
 struct Dump(Vec<u8>);
@@ -645,18 +646,6 @@ fn malformed_offsets_are_stream_offsets() {
     ));
 }
 
-/// A reader that hands out at most `n` bytes per call.
-struct Trickle<'a>(&'a [u8], usize);
-
-impl Read for Trickle<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.1.min(buf.len()).min(self.0.len());
-        buf[..n].copy_from_slice(&self.0[..n]);
-        self.0 = &self.0[n..];
-        Ok(n)
-    }
-}
-
 #[test]
 fn byte_by_byte_reading_gives_the_same_entries() {
     let big = vec![b'q'; 300_000];
@@ -675,7 +664,7 @@ fn byte_by_byte_reading_gives_the_same_entries() {
     let d = d.end();
     let (want, crc) = read_all(&d).unwrap();
     for n in [1, 3, 4096] {
-        let mut r = Reader::new(Trickle(&d, n)).unwrap();
+        let mut r = Reader::new(Pieces(&d, n)).unwrap();
         let got: Vec<Entry> = r.by_ref().collect::<Result<_, _>>().unwrap();
         assert_eq!(got, want, "chunk {n}");
         assert_eq!(r.checksum(), crc);
@@ -716,7 +705,7 @@ fn mutations_never_panic() {
 fn absurd_lengths_fail_the_same_however_the_reads_are_split() {
     let d = b"REDIS0011\xfa\x81\xff\xff\xff\xff\xff\xff\xff\xf0abcdefgh";
     let whole = Reader::new(&d[..]).err();
-    let pieces = Reader::new(Trickle(&d[..], 7)).err();
+    let pieces = Reader::new(Pieces(&d[..], 7)).err();
     assert!(
         matches!(whole, Some(RdbError::Malformed { offset: 19, .. })),
         "{whole:?}"

@@ -21,10 +21,7 @@ use common::{
 const ROUNDS: usize = 3;
 
 fn main() {
-    let target_mb: u64 = std::env::var("RDBVAULT_BENCH_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
+    let target_mb = common::bench_mb(1024);
     let work = tempfile::tempdir().expect("tempdir");
     let (mut redis, port) = start_redis(work.path(), &[]);
     let started = Instant::now();

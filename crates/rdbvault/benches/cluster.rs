@@ -19,10 +19,7 @@ const MASTERS: usize = 3;
 const ROUNDS: usize = 2;
 
 fn main() {
-    let mb: u64 = std::env::var("RDBVAULT_BENCH_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(768);
+    let mb = common::bench_mb(768);
     let work = tempfile::tempdir().expect("tempdir");
     let ports: Vec<u16> = (0..MASTERS).map(|_| cluster_port()).collect();
     let mut nodes: Vec<_> = ports

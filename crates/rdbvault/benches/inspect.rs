@@ -65,10 +65,7 @@ fn make_dump(dir: &Path, rdb_mb: u64) -> std::path::PathBuf {
 }
 
 fn main() {
-    let rdb_mb: u64 = std::env::var("RDBVAULT_BENCH_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
+    let rdb_mb = common::bench_mb(1024);
     let work = tempfile::tempdir().expect("tempdir");
     // RDBVAULT_BENCH_RDB: a dump to reuse across runs (made there if absent).
     let file = match std::env::var_os("RDBVAULT_BENCH_RDB").map(std::path::PathBuf::from) {

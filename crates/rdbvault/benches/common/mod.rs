@@ -6,6 +6,14 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `RDBVAULT_BENCH_MB`, the dataset size in MiB, or this default.
+pub fn bench_mb(default: u64) -> u64 {
+    std::env::var("RDBVAULT_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 pub fn spawn(cmd: &mut Command) -> Child {
     cmd.stdout(Stdio::null()).spawn().expect("spawn")
 }
