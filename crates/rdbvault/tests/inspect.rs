@@ -24,6 +24,20 @@ fn inspect(args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The `.rdb` files under `dir`, at any depth.
+fn rdb_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(rdb_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rdb") {
+            found.push(path);
+        }
+    }
+    found
+}
+
 fn check(report: &serde_json::Value, redis: &RedisServer) {
     let dbsize = |db: &str| redis.cli(&["-n", db, "DBSIZE"]).parse::<u64>().unwrap();
     assert_eq!(report["keys"], dbsize("0") + dbsize("1") + dbsize("5"));
@@ -101,6 +115,24 @@ async fn inspect_a_file_and_a_backup() {
         ("RDBVAULT_PROJECT_ID", PROJECT),
     ];
     check(&inspect(&[&backup, "--instance", &instance], &env), &redis);
+
+    // A stored file damaged after the backup: the analysis streamed from
+    // the store fails, naming the file, instead of reporting on bad data.
+    let stored = rdb_files(server.dir.path());
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let mut bytes = std::fs::read(&stored[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&stored[0], &bytes).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rdbvault"))
+        .args(["inspect", &backup, "--instance", &instance, "--json"])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let name = stored[0].file_name().unwrap().to_string_lossy();
+    assert!(err.contains(name.as_ref()), "{err}");
 
     // A file that is not an RDB is refused with a clear error.
     let junk = redis.data_dir().join("junk.rdb");

@@ -64,7 +64,7 @@ pub async fn download_all(
     results.into_iter().collect()
 }
 
-fn style(name: &str) -> ProgressStyle {
+pub(crate) fn style(name: &str) -> ProgressStyle {
     ProgressStyle::with_template(&format!(
         "{{bar:30}} {{bytes:>10}}/{{total_bytes:10}} {{bytes_per_sec:>12}} {name}"
     ))

@@ -1,15 +1,20 @@
 //! `rdbvault inspect`: offline key analysis of an RDB file, read entry by
 //! entry (memory bounded by the largest value): version and aux fields, keys
 //! per database, counts and bytes by type and encoding, the biggest keys, key
-//! prefixes, and the TTL distribution.
+//! prefixes, and the TTL distribution. A backup's files are analyzed as they
+//! stream from the store through their links, never written to disk.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::io::Read;
 use std::path::Path;
 
+use futures::TryStreamExt;
 use rdb::{Magic, Reader, Value, types};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::api::links::LinksItem;
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -252,6 +257,100 @@ pub fn analyze_reader<R: Read>(
     p.truncate(prefixes);
     report.prefixes = p;
     Ok(report)
+}
+
+/// Passes bytes through, counting and hashing them, so that a file read
+/// once can be checked against its record afterwards.
+struct Tap<R> {
+    inner: R,
+    size: u64,
+    sha: Sha256,
+    bar: indicatif::ProgressBar,
+}
+
+impl<R: Read> Read for Tap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.size += n as u64;
+        self.sha.update(&buf[..n]);
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}
+
+/// Analyzes each file of a backup as it streams through its link (in
+/// parallel), then checks what was read against the record: the RDB's own
+/// CRC-64 (by the reader), the size and the SHA-256.
+pub async fn analyze_links(
+    links: Vec<LinksItem>,
+    top: usize,
+    separator: &str,
+    prefixes: usize,
+    show: bool,
+) -> anyhow::Result<Vec<Report>> {
+    let client = reqwest::Client::new();
+    let bars = indicatif::MultiProgress::new();
+    if !show {
+        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let tasks = links.into_iter().map(|link| {
+        let bar = bars.add(indicatif::ProgressBar::new(
+            u64::try_from(link.size).unwrap_or(0),
+        ));
+        bar.set_style(super::download::style(&link.file_name));
+        let (client, separator) = (client.clone(), separator.to_string());
+        async move {
+            let resp = client.get(&link.link).send().await?.error_for_status()?;
+            let body = tokio_util::io::StreamReader::new(
+                resp.bytes_stream().map_err(std::io::Error::other),
+            );
+            let input = tokio_util::io::SyncIoBridge::new(body);
+            let name = link.file_name.clone();
+            let (report, tap) = tokio::task::spawn_blocking(move || {
+                let mut tap = Tap {
+                    inner: input,
+                    size: 0,
+                    sha: Sha256::new(),
+                    bar,
+                };
+                let buffered = std::io::BufReader::with_capacity(1 << 20, &mut tap);
+                let report =
+                    analyze_reader(buffered, &name, top, &separator, prefixes).and_then(|r| {
+                        // The reader stops at the dump's end; the rest (there
+                        // should be none) still counts towards size and digest.
+                        std::io::copy(&mut tap, &mut std::io::sink())
+                            .map_err(|e| format!("{name}: {e}"))?;
+                        Ok(r)
+                    });
+                tap.bar.finish();
+                (report, tap)
+            })
+            .await?;
+            let report = report.map_err(anyhow::Error::msg)?;
+            check_record(&link, tap.size, &hex::encode(tap.sha.finalize()))?;
+            anyhow::Ok(report)
+        }
+    });
+    futures::future::try_join_all(tasks).await
+}
+
+fn check_record(link: &LinksItem, size: u64, sha256: &str) -> anyhow::Result<()> {
+    if i64::try_from(size).ok() != Some(link.size) {
+        anyhow::bail!(
+            "{}: read {size} bytes, the record says {}",
+            link.file_name,
+            link.size
+        );
+    }
+    if let Some(expected) = &link.sha256
+        && expected != sha256
+    {
+        anyhow::bail!(
+            "{}: SHA-256 {sha256}, the record says {expected}",
+            link.file_name
+        );
+    }
+    Ok(())
 }
 
 /// The human form of a report.

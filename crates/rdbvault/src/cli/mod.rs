@@ -196,23 +196,20 @@ async fn inspect_command(
     prefixes: usize,
     args: &ClientArgs,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let scratch;
-    let files: Vec<PathBuf> = match instance {
-        None => vec![PathBuf::from(target)],
+    let reports = match instance {
+        None => {
+            let (f, separator) = (PathBuf::from(target), separator.to_string());
+            let report = tokio::task::spawn_blocking(move || {
+                inspect::analyze(&f, top, &separator, prefixes)
+            })
+            .await?;
+            vec![report.map_err(anyhow::Error::msg)?]
+        }
         Some(instance) => {
-            scratch = tempfile::tempdir()?;
             let links = backup::fetch_links(&args.client()?, instance, target).await?;
-            download::download_all(links, scratch.path(), !args.json).await?
+            inspect::analyze_links(links, top, separator, prefixes, !args.json).await?
         }
     };
-    let mut reports = Vec::new();
-    for f in &files {
-        let (f, separator) = (f.clone(), separator.to_string());
-        let report =
-            tokio::task::spawn_blocking(move || inspect::analyze(&f, top, &separator, prefixes))
-                .await?;
-        reports.push(report.map_err(anyhow::Error::msg)?);
-    }
     if args.json {
         let value = if reports.len() == 1 {
             serde_json::to_value(&reports[0])?
