@@ -134,6 +134,19 @@ async fn inspect_a_file_and_a_backup() {
     let name = stored[0].file_name().unwrap().to_string_lossy();
     assert!(err.contains(name.as_ref()), "{err}");
 
+    // Gone from the store: the link answers 404, and the error names the
+    // file without printing the link (its query string is a signature).
+    std::fs::remove_file(&stored[0]).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rdbvault"))
+        .args(["inspect", &backup, "--instance", &instance])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(name.as_ref()) && err.contains("404"), "{err}");
+    assert!(!err.contains("Signature"), "{err}");
+
     // A file that is not an RDB is refused with a clear error.
     let junk = redis.data_dir().join("junk.rdb");
     std::fs::write(&junk, b"not an rdb at all").unwrap();

@@ -300,9 +300,18 @@ pub async fn analyze_links(
         bar.set_style(super::download::style(&link.file_name));
         let (client, separator) = (client.clone(), separator.to_string());
         async move {
-            let resp = client.get(&link.link).send().await?.error_for_status()?;
+            // Without the URL: its query string is the link's signature.
+            let fetch_failed =
+                |e: reqwest::Error| anyhow::anyhow!("{}: {}", link.file_name, e.without_url());
+            let resp = client
+                .get(&link.link)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(fetch_failed)?;
             let body = tokio_util::io::StreamReader::new(
-                resp.bytes_stream().map_err(std::io::Error::other),
+                resp.bytes_stream()
+                    .map_err(|e| std::io::Error::other(e.without_url())),
             );
             let input = tokio_util::io::SyncIoBridge::new(body);
             let name = link.file_name.clone();
