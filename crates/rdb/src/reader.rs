@@ -51,7 +51,7 @@ pub struct Entry {
     pub idle: Option<u64>,
     /// LFU frequency counter.
     pub freq: Option<u8>,
-    /// The RDB value type id (see [`types`]), which names the encoding.
+    /// The RDB value type id (see [`types`](crate::types)), which names the encoding.
     pub type_id: u8,
     /// The decoded value.
     pub value: Value,
