@@ -116,6 +116,35 @@ async fn inspect_a_file_and_a_backup() {
     ];
     check(&inspect(&[&backup, "--instance", &instance], &env), &redis);
 
+    // --keys: one JSON line per key of the backup, TTLs included.
+    let log = redis.data_dir().join("keys.jsonl");
+    inspect(
+        &[
+            &backup,
+            "--instance",
+            &instance,
+            "--keys",
+            log.to_str().unwrap(),
+        ],
+        &env,
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let dbsize = |db: &str| redis.cli(&["-n", db, "DBSIZE"]).parse::<usize>().unwrap();
+    assert_eq!(lines.len(), dbsize("0") + dbsize("1") + dbsize("5"));
+    let big = lines
+        .iter()
+        .find(|l| l["db"] == 0 && l["key"] == "zset:big")
+        .expect("zset:big in the key log");
+    assert_eq!(big["elements"], 300);
+    assert_eq!(big["kind"], "zset/skiplist");
+    assert!(big["bytes"].as_u64().unwrap() > 1000);
+    let ttls = lines.iter().filter(|l| l["expire_ms"].is_i64()).count();
+    assert_eq!(ttls, 9);
+
     // A stored file damaged after the backup: the analysis streamed from
     // the store fails, naming the file, instead of reporting on bad data.
     let stored = rdb_files(server.dir.path());

@@ -6,8 +6,9 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::io::Read;
+use std::io::{BufWriter, Read, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
 use rdb::{Magic, Reader, Value, types};
@@ -62,6 +63,66 @@ pub struct PrefixStat {
     pub prefix: String,
     pub keys: u64,
     pub bytes: u64,
+}
+
+/// What to report, and where each key's line goes, if anywhere.
+#[derive(Clone)]
+pub struct Options {
+    /// How many of the biggest keys to list.
+    pub top: usize,
+    /// Key prefixes end at this separator.
+    pub separator: String,
+    /// How many prefixes to list.
+    pub prefixes: usize,
+    /// One JSON line per key, for analyses the summary does not make.
+    pub keys: Option<KeyLog>,
+}
+
+/// A JSON-lines file of every key, shared by the files of a backup that are
+/// analyzed in parallel.
+#[derive(Clone)]
+pub struct KeyLog(Arc<Mutex<BufWriter<std::fs::File>>>);
+
+/// One line of the key log.
+#[derive(Serialize)]
+struct KeyLine<'a> {
+    file: &'a str,
+    db: u64,
+    /// The key, when it is UTF-8 ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    /// ... else its bytes in hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_hex: Option<String>,
+    kind: &'a str,
+    bytes: u64,
+    elements: u64,
+    expire_ms: Option<i64>,
+}
+
+impl KeyLog {
+    pub fn create(path: &Path) -> Result<KeyLog, String> {
+        let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(KeyLog(Arc::new(Mutex::new(BufWriter::new(f)))))
+    }
+
+    fn write(&self, line: &KeyLine<'_>) -> Result<(), String> {
+        let mut out = self
+            .0
+            .lock()
+            .map_err(|_| "the key log is unusable".to_string())?;
+        serde_json::to_writer(&mut *out, line).map_err(|e| e.to_string())?;
+        out.write_all(b"\n").map_err(|e| e.to_string())
+    }
+
+    pub fn finish(&self) -> Result<(), String> {
+        let mut out = self
+            .0
+            .lock()
+            .map_err(|_| "the key log is unusable".to_string())?;
+        out.flush().map_err(|e| e.to_string())?;
+        out.get_ref().sync_all().map_err(|e| e.to_string())
+    }
 }
 
 /// `type/encoding` of an RDB value type id, in a dump with this magic (the
@@ -159,29 +220,17 @@ fn ttl_bucket(expire_ms: i64, now_ms: i64) -> &'static str {
 }
 
 /// Reads the whole file once.
-pub fn analyze(
-    file: &Path,
-    top: usize,
-    separator: &str,
-    prefixes: usize,
-) -> Result<Report, String> {
+pub fn analyze(file: &Path, options: &Options) -> Result<Report, String> {
     let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
     analyze_reader(
         std::io::BufReader::with_capacity(1 << 20, f),
         &file.display().to_string(),
-        top,
-        separator,
-        prefixes,
+        options,
     )
 }
 
-pub fn analyze_reader<R: Read>(
-    input: R,
-    name: &str,
-    top: usize,
-    separator: &str,
-    prefixes: usize,
-) -> Result<Report, String> {
+pub fn analyze_reader<R: Read>(input: R, name: &str, options: &Options) -> Result<Report, String> {
+    let (top, separator, prefixes) = (options.top, options.separator.as_str(), options.prefixes);
     let mut reader = Reader::new(input).map_err(|e| format!("{name}: {e}"))?;
     let now_ms = chrono::Utc::now().timestamp_millis();
     let mut report = Report {
@@ -223,6 +272,20 @@ pub fn analyze_reader<R: Read>(
             key: key.clone(),
             kind: kind.to_string(),
         };
+        if let Some(log) = &options.keys {
+            let utf8 = std::str::from_utf8(&entry.key).ok();
+            log.write(&KeyLine {
+                file: name,
+                db: entry.db,
+                key: utf8,
+                key_hex: utf8.is_none().then(|| hex::encode(&entry.key)),
+                kind: &kind,
+                bytes: size,
+                elements: count,
+                expire_ms: entry.expire_ms,
+            })
+            .map_err(|e| format!("{name}: key log: {e}"))?;
+        }
         by_size.offer(|| stat(size), size);
         by_elements.offer(|| stat(count), count);
         if prefixes > 0 {
@@ -283,9 +346,7 @@ impl<R: Read> Read for Tap<R> {
 /// CRC-64 (by the reader), the size and the SHA-256.
 pub async fn analyze_links(
     links: Vec<LinksItem>,
-    top: usize,
-    separator: &str,
-    prefixes: usize,
+    options: &Options,
     show: bool,
 ) -> anyhow::Result<Vec<Report>> {
     let client = reqwest::Client::new();
@@ -298,7 +359,7 @@ pub async fn analyze_links(
             u64::try_from(link.size).unwrap_or(0),
         ));
         bar.set_style(super::download::style(&link.file_name));
-        let (client, separator) = (client.clone(), separator.to_string());
+        let (client, options) = (client.clone(), options.clone());
         async move {
             // Without the URL: its query string is the link's signature.
             let fetch_failed =
@@ -323,14 +384,13 @@ pub async fn analyze_links(
                     bar,
                 };
                 let buffered = std::io::BufReader::with_capacity(1 << 20, &mut tap);
-                let report =
-                    analyze_reader(buffered, &name, top, &separator, prefixes).and_then(|r| {
-                        // The reader stops at the dump's end; the rest (there
-                        // should be none) still counts towards size and digest.
-                        std::io::copy(&mut tap, &mut std::io::sink())
-                            .map_err(|e| format!("{name}: {e}"))?;
-                        Ok(r)
-                    });
+                let report = analyze_reader(buffered, &name, &options).and_then(|r| {
+                    // The reader stops at the dump's end; the rest (there
+                    // should be none) still counts towards size and digest.
+                    std::io::copy(&mut tap, &mut std::io::sink())
+                        .map_err(|e| format!("{name}: {e}"))?;
+                    Ok(r)
+                });
                 tap.bar.finish();
                 (report, tap)
             })
@@ -440,6 +500,41 @@ pub fn render(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key that is not UTF-8 goes to the key log as hex.
+    #[test]
+    fn key_log_lines() {
+        let mut dump = b"REDIS0011\xfe\x00".to_vec();
+        dump.extend_from_slice(b"\x00\x02\xff\xfe\x01v");
+        dump.extend_from_slice(b"\xfc");
+        dump.extend_from_slice(&1_900_000_000_000i64.to_le_bytes());
+        dump.extend_from_slice(b"\x00\x04user\x02vv\xff");
+        let crc = rdb::crc64::crc64(0, &dump);
+        dump.extend_from_slice(&crc.to_le_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.jsonl");
+        let options = Options {
+            top: 1,
+            separator: ":".into(),
+            prefixes: 1,
+            keys: Some(KeyLog::create(&path).unwrap()),
+        };
+        let report = analyze_reader(&dump[..], "d.rdb", &options).unwrap();
+        assert_eq!(report.keys, 2);
+        options.keys.unwrap().finish().unwrap();
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["key_hex"], "fffe");
+        assert!(lines[0].get("key").is_none());
+        assert_eq!(lines[0]["expire_ms"], serde_json::Value::Null);
+        assert_eq!(lines[1]["key"], "user");
+        assert_eq!(lines[1]["expire_ms"], 1_900_000_000_000i64);
+        assert_eq!(lines[1]["file"], "d.rdb");
+        assert_eq!(lines[1]["kind"], "string/raw");
+    }
 
     #[test]
     fn ttl_buckets() {

@@ -81,7 +81,7 @@ enum Command {
     Inspect {
         /// An RDB file, or a backup id when --instance is given.
         target: String,
-        /// Read the backup `target` of this instance (downloaded and verified first).
+        /// Read the backup `target` of this instance (streamed from the store, verified).
         #[arg(long)]
         instance: Option<String>,
         /// How many of the biggest keys to list.
@@ -93,6 +93,10 @@ enum Command {
         /// How many prefixes to list (by bytes).
         #[arg(long, default_value_t = 20)]
         prefixes: usize,
+        /// Also write one JSON line per key to this file (file, db, key or
+        /// key_hex, kind, bytes, elements, expire_ms).
+        #[arg(long)]
+        keys: Option<PathBuf>,
         #[command(flatten)]
         client: Box<ClientArgs>,
     },
@@ -137,17 +141,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             top,
             separator,
             prefixes,
+            keys,
             client,
         } => {
-            inspect_command(
-                &target,
-                instance.as_deref(),
+            let keys = keys
+                .as_deref()
+                .map(inspect::KeyLog::create)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let options = inspect::Options {
                 top,
-                &separator,
+                separator,
                 prefixes,
-                &client,
-            )
-            .await
+                keys,
+            };
+            inspect_command(&target, instance.as_deref(), &options, &client).await
         }
     }
 }
@@ -191,25 +199,24 @@ async fn serve(file: Option<PathBuf>) -> anyhow::Result<std::process::ExitCode> 
 async fn inspect_command(
     target: &str,
     instance: Option<&str>,
-    top: usize,
-    separator: &str,
-    prefixes: usize,
+    options: &inspect::Options,
     args: &ClientArgs,
 ) -> anyhow::Result<std::process::ExitCode> {
     let reports = match instance {
         None => {
-            let (f, separator) = (PathBuf::from(target), separator.to_string());
-            let report = tokio::task::spawn_blocking(move || {
-                inspect::analyze(&f, top, &separator, prefixes)
-            })
-            .await?;
+            let (f, options) = (PathBuf::from(target), options.clone());
+            let report =
+                tokio::task::spawn_blocking(move || inspect::analyze(&f, &options)).await?;
             vec![report.map_err(anyhow::Error::msg)?]
         }
         Some(instance) => {
             let links = backup::fetch_links(&args.client()?, instance, target).await?;
-            inspect::analyze_links(links, top, separator, prefixes, !args.json).await?
+            inspect::analyze_links(links, options, !args.json).await?
         }
     };
+    if let Some(log) = &options.keys {
+        log.finish().map_err(anyhow::Error::msg)?;
+    }
     if args.json {
         let value = if reports.len() == 1 {
             serde_json::to_value(&reports[0])?
