@@ -117,6 +117,40 @@ async fn three_shards_three_files_each_a_shard() {
         firsts,
         vec![0, masters[1].1[0].0 as u32, masters[2].1[0].0 as u32]
     );
+
+    // `rdbvault inspect` of the backup: the three files streamed from the
+    // store in parallel, one report each, every key counted once.
+    let inspect = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rdbvault"))
+            .args(["inspect", &backup, "--instance", &instance, "--json"])
+            .env("RDBVAULT_ENDPOINT", &server.base)
+            .env("RDBVAULT_AK", common::AK)
+            .env("RDBVAULT_SK", common::SK)
+            .env("RDBVAULT_PROJECT_ID", PROJECT)
+            .output()
+            .unwrap()
+    };
+    let out = inspect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reports = reports.as_array().expect("one report per file");
+    assert_eq!(reports.len(), 3);
+    let counted: u64 = reports.iter().map(|r| r["keys"].as_u64().unwrap()).sum();
+    assert_eq!(counted as usize, expected);
+    // One shard's file damaged in the store: the whole analysis fails.
+    let mut bytes = std::fs::read(&files[1]).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(&files[1], &bytes).unwrap();
+    let out = inspect();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let name = files[1].file_name().unwrap().to_string_lossy();
+    assert!(err.contains(name.as_ref()), "{err}");
     server.stop().await;
 }
 

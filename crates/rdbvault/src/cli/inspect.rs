@@ -8,6 +8,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
@@ -323,16 +324,22 @@ pub fn analyze_reader<R: Read>(input: R, name: &str, options: &Options) -> Resul
 }
 
 /// Passes bytes through, counting and hashing them, so that a file read
-/// once can be checked against its record afterwards.
+/// once can be checked against its record afterwards; fails as soon as
+/// `stop` is set (another file of the backup failed), since the blocking
+/// reader would otherwise read its file to the end regardless.
 struct Tap<R> {
     inner: R,
     size: u64,
     sha: Sha256,
     bar: indicatif::ProgressBar,
+    stop: Arc<AtomicBool>,
 }
 
 impl<R: Read> Read for Tap<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("stopped: another file failed"));
+        }
         let n = self.inner.read(buf)?;
         self.size += n as u64;
         self.sha.update(&buf[..n]);
@@ -343,7 +350,8 @@ impl<R: Read> Read for Tap<R> {
 
 /// Analyzes each file of a backup as it streams through its link (in
 /// parallel), then checks what was read against the record: the RDB's own
-/// CRC-64 (by the reader), the size and the SHA-256.
+/// CRC-64 (by the reader), the size and the SHA-256. The first failure
+/// stops the others.
 pub async fn analyze_links(
     links: Vec<LinksItem>,
     options: &Options,
@@ -354,53 +362,67 @@ pub async fn analyze_links(
     if !show {
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
+    let stop = Arc::new(AtomicBool::new(false));
     let tasks = links.into_iter().map(|link| {
         let bar = bars.add(indicatif::ProgressBar::new(
             u64::try_from(link.size).unwrap_or(0),
         ));
         bar.set_style(super::download::style(&link.file_name));
-        let (client, options) = (client.clone(), options.clone());
+        let (client, options, stop) = (client.clone(), options.clone(), stop.clone());
         async move {
-            // Without the URL: its query string is the link's signature.
-            let fetch_failed =
-                |e: reqwest::Error| anyhow::anyhow!("{}: {}", link.file_name, e.without_url());
-            let resp = client
-                .get(&link.link)
-                .send()
-                .await
-                .and_then(reqwest::Response::error_for_status)
-                .map_err(fetch_failed)?;
-            let body = tokio_util::io::StreamReader::new(
-                resp.bytes_stream()
-                    .map_err(|e| std::io::Error::other(e.without_url())),
-            );
-            let input = tokio_util::io::SyncIoBridge::new(body);
-            let name = link.file_name.clone();
-            let (report, tap) = tokio::task::spawn_blocking(move || {
-                let mut tap = Tap {
-                    inner: input,
-                    size: 0,
-                    sha: Sha256::new(),
-                    bar,
-                };
-                let buffered = std::io::BufReader::with_capacity(1 << 20, &mut tap);
-                let report = analyze_reader(buffered, &name, &options).and_then(|r| {
-                    // The reader stops at the dump's end; the rest (there
-                    // should be none) still counts towards size and digest.
-                    std::io::copy(&mut tap, &mut std::io::sink())
-                        .map_err(|e| format!("{name}: {e}"))?;
-                    Ok(r)
-                });
-                tap.bar.finish();
-                (report, tap)
-            })
-            .await?;
-            let report = report.map_err(anyhow::Error::msg)?;
-            check_record(&link, tap.size, &hex::encode(tap.sha.finalize()))?;
-            anyhow::Ok(report)
+            let result = analyze_link(&client, &link, options, bar, stop.clone()).await;
+            if result.is_err() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            result
         }
     });
     futures::future::try_join_all(tasks).await
+}
+
+async fn analyze_link(
+    client: &reqwest::Client,
+    link: &LinksItem,
+    options: Options,
+    bar: indicatif::ProgressBar,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<Report> {
+    // Without the URL: its query string is the link's signature.
+    let fetch_failed =
+        |e: reqwest::Error| anyhow::anyhow!("{}: {}", link.file_name, e.without_url());
+    let resp = client
+        .get(&link.link)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(fetch_failed)?;
+    let body = tokio_util::io::StreamReader::new(
+        resp.bytes_stream()
+            .map_err(|e| std::io::Error::other(e.without_url())),
+    );
+    let mut tap = Tap {
+        inner: tokio_util::io::SyncIoBridge::new(body),
+        size: 0,
+        sha: Sha256::new(),
+        bar,
+        stop,
+    };
+    let name = link.file_name.clone();
+    let (report, tap) = tokio::task::spawn_blocking(move || {
+        let buffered = std::io::BufReader::with_capacity(1 << 20, &mut tap);
+        let report = analyze_reader(buffered, &name, &options).and_then(|r| {
+            // The reader stops at the dump's end; the rest (there should be
+            // none) still counts towards size and digest.
+            std::io::copy(&mut tap, &mut std::io::sink()).map_err(|e| format!("{name}: {e}"))?;
+            Ok(r)
+        });
+        tap.bar.finish();
+        (report, tap)
+    })
+    .await?;
+    let report = report.map_err(anyhow::Error::msg)?;
+    check_record(link, tap.size, &hex::encode(tap.sha.finalize()))?;
+    Ok(report)
 }
 
 fn check_record(link: &LinksItem, size: u64, sha256: &str) -> anyhow::Result<()> {
