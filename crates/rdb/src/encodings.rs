@@ -98,6 +98,23 @@ fn int(v: i64) -> Vec<u8> {
     v.to_string().into_bytes()
 }
 
+/// One element of a compact container, as stored: bytes, or an integer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Elem<'a> {
+    Bytes(&'a [u8]),
+    Int(i64),
+}
+
+impl Elem<'_> {
+    /// As Redis hands it to clients: integers as decimal text.
+    fn to_vec(self) -> Vec<u8> {
+        match self {
+            Elem::Bytes(b) => b.to_vec(),
+            Elem::Int(v) => int(v),
+        }
+    }
+}
+
 fn check_count(what: &str, announced: u16, found: usize) -> Result<(), Reason> {
     // u16::MAX means "too many to count" in both ziplist and listpack.
     if announced != u16::MAX && usize::from(announced) != found {
@@ -110,14 +127,18 @@ fn check_count(what: &str, announced: u16, found: usize) -> Result<(), Reason> {
 
 const END: u8 = 0xff;
 
-/// Decodes a ziplist (Redis < 7 lists, hashes and sorted sets).
-pub(crate) fn ziplist(blob: &[u8]) -> Result<Vec<Vec<u8>>, Reason> {
+/// Walks a ziplist (Redis < 7 lists, hashes and sorted sets), handing
+/// each element to `f`; returns how many there were.
+pub(crate) fn walk_ziplist<'a>(
+    blob: &'a [u8],
+    mut f: impl FnMut(Elem<'a>),
+) -> Result<usize, Reason> {
     let mut b = Bytes::new(blob, "ziplist");
     let total = b.u32_le()?;
     b.check_total(total)?;
     let _tail = b.u32_le()?;
     let count = b.u16_le()?;
-    let mut out = Vec::with_capacity(usize::from(count).min(1024));
+    let mut n = 0usize;
     loop {
         if b.peek()? == END {
             b.byte()?;
@@ -129,33 +150,48 @@ pub(crate) fn ziplist(blob: &[u8]) -> Result<Vec<Vec<u8>>, Reason> {
         }
         let e = b.byte()?;
         let value = match e >> 6 {
-            0 => b.take(usize::from(e & 0x3f))?.to_vec(),
+            0 => Elem::Bytes(b.take(usize::from(e & 0x3f))?),
             1 => {
                 let n = (usize::from(e & 0x3f) << 8) | usize::from(b.byte()?);
-                b.take(n)?.to_vec()
+                Elem::Bytes(b.take(n)?)
             }
             2 => {
                 let n = u32::from_be_bytes(b.array()?);
-                b.take(usize::try_from(n).map_err(|_| b.short())?)?.to_vec()
+                Elem::Bytes(b.take(usize::try_from(n).map_err(|_| b.short())?)?)
             }
-            _ => match e {
-                0xc0 => int(i64::from(i16::from_le_bytes(b.array()?))),
-                0xd0 => int(i64::from(i32::from_le_bytes(b.array()?))),
-                0xe0 => int(i64::from_le_bytes(b.array()?)),
+            _ => Elem::Int(match e {
+                0xc0 => i64::from(i16::from_le_bytes(b.array()?)),
+                0xd0 => i64::from(i32::from_le_bytes(b.array()?)),
+                0xe0 => i64::from_le_bytes(b.array()?),
                 0xf0 => {
                     let [x, y, z] = b.array()?;
-                    int(i64::from(i32::from_le_bytes([0, x, y, z]) >> 8))
+                    i64::from(i32::from_le_bytes([0, x, y, z]) >> 8)
                 }
-                0xfe => int(i64::from(i8::from_le_bytes(b.array()?))),
-                0xf1..=0xfd => int(i64::from(e & 0x0f) - 1),
+                0xfe => i64::from(i8::from_le_bytes(b.array()?)),
+                0xf1..=0xfd => i64::from(e & 0x0f) - 1,
                 _ => return Err(format!("ziplist entry has unknown encoding {e:#04x}")),
-            },
+            }),
         };
-        out.push(value);
+        f(value);
+        n += 1;
     }
     b.check_end()?;
-    check_count("ziplist", count, out.len())?;
+    check_count("ziplist", count, n)?;
+    Ok(n)
+}
+
+/// Decodes a ziplist.
+pub(crate) fn ziplist(blob: &[u8]) -> Result<Vec<Vec<u8>>, Reason> {
+    let mut out = Vec::with_capacity(header_count(blob, 8));
+    walk_ziplist(blob, |e| out.push(e.to_vec()))?;
     Ok(out)
+}
+
+/// The element count a header announces at `at`, capped, for preallocation.
+fn header_count(blob: &[u8], at: usize) -> usize {
+    blob.get(at..at + 2)
+        .map_or(0, |c| usize::from(u16::from_le_bytes([c[0], c[1]])))
+        .min(1024)
 }
 
 /// Size of a listpack entry's back-length field for an entry of `len`
@@ -170,54 +206,66 @@ fn backlen_size(len: usize) -> usize {
     }
 }
 
-/// Decodes a listpack (Redis >= 7 small hashes, sets, sorted sets, list
-/// nodes, and stream nodes).
-pub(crate) fn listpack(blob: &[u8]) -> Result<Vec<Vec<u8>>, Reason> {
+/// Walks a listpack (Redis >= 7 small hashes, sets, sorted sets, list
+/// nodes, and stream nodes), handing each element to `f`; returns how many
+/// there were.
+pub(crate) fn walk_listpack<'a>(
+    blob: &'a [u8],
+    mut f: impl FnMut(Elem<'a>),
+) -> Result<usize, Reason> {
     let mut b = Bytes::new(blob, "listpack");
     let total = b.u32_le()?;
     b.check_total(total)?;
     let count = b.u16_le()?;
-    let mut out = Vec::with_capacity(usize::from(count).min(1024));
+    let mut n = 0usize;
     loop {
         let start = b.pos;
         let e = b.byte()?;
         let value = if e & 0x80 == 0 {
-            int(i64::from(e & 0x7f))
+            Elem::Int(i64::from(e & 0x7f))
         } else if e & 0xc0 == 0x80 {
-            b.take(usize::from(e & 0x3f))?.to_vec()
+            Elem::Bytes(b.take(usize::from(e & 0x3f))?)
         } else if e & 0xe0 == 0xc0 {
             let v = (i64::from(e & 0x1f) << 8) | i64::from(b.byte()?);
-            int(if v >= 1 << 12 { v - (1 << 13) } else { v })
+            Elem::Int(if v >= 1 << 12 { v - (1 << 13) } else { v })
         } else if e & 0xf0 == 0xe0 {
             let n = (usize::from(e & 0x0f) << 8) | usize::from(b.byte()?);
-            b.take(n)?.to_vec()
+            Elem::Bytes(b.take(n)?)
         } else {
             match e {
                 0xf0 => {
                     let n = b.u32_le()?;
-                    b.take(usize::try_from(n).map_err(|_| b.short())?)?.to_vec()
+                    Elem::Bytes(b.take(usize::try_from(n).map_err(|_| b.short())?)?)
                 }
-                0xf1 => int(i64::from(i16::from_le_bytes(b.array()?))),
+                0xf1 => Elem::Int(i64::from(i16::from_le_bytes(b.array()?))),
                 0xf2 => {
                     let [x, y, z] = b.array()?;
-                    int(i64::from(i32::from_le_bytes([0, x, y, z]) >> 8))
+                    Elem::Int(i64::from(i32::from_le_bytes([0, x, y, z]) >> 8))
                 }
-                0xf3 => int(i64::from(i32::from_le_bytes(b.array()?))),
-                0xf4 => int(i64::from_le_bytes(b.array()?)),
+                0xf3 => Elem::Int(i64::from(i32::from_le_bytes(b.array()?))),
+                0xf4 => Elem::Int(i64::from_le_bytes(b.array()?)),
                 END => break,
                 _ => return Err(format!("listpack entry has unknown encoding {e:#04x}")),
             }
         };
         b.take(backlen_size(b.pos - start))?;
-        out.push(value);
+        f(value);
+        n += 1;
     }
     b.check_end()?;
-    check_count("listpack", count, out.len())?;
+    check_count("listpack", count, n)?;
+    Ok(n)
+}
+
+/// Decodes a listpack.
+pub(crate) fn listpack(blob: &[u8]) -> Result<Vec<Vec<u8>>, Reason> {
+    let mut out = Vec::with_capacity(header_count(blob, 4));
+    walk_listpack(blob, |e| out.push(e.to_vec()))?;
     Ok(out)
 }
 
-/// Decodes an intset (small sets of integers).
-pub(crate) fn intset(blob: &[u8]) -> Result<Vec<Vec<u8>>, Reason> {
+/// Checks an intset's header against its size: (integer width, count).
+fn intset_header(blob: &[u8]) -> Result<(u32, u32), Reason> {
     let mut b = Bytes::new(blob, "intset");
     let width = b.u32_le()?;
     let len = b.u32_le()?;
@@ -231,6 +279,19 @@ pub(crate) fn intset(blob: &[u8]) -> Result<Vec<Vec<u8>>, Reason> {
             blob.len()
         ));
     }
+    Ok((width, len))
+}
+
+/// How many integers an intset holds.
+pub(crate) fn intset_len(blob: &[u8]) -> Result<usize, Reason> {
+    Ok(intset_header(blob)?.1 as usize)
+}
+
+/// Decodes an intset (small sets of integers).
+pub(crate) fn intset(blob: &[u8]) -> Result<Vec<Vec<u8>>, Reason> {
+    let (width, len) = intset_header(blob)?;
+    let mut b = Bytes::new(blob, "intset");
+    b.take(8)?;
     let mut out = Vec::with_capacity((len as usize).min(1024));
     while !b.at_end() {
         let v = match width {

@@ -17,7 +17,7 @@ mod verify;
 
 pub use error::RdbError;
 pub use head::{DEFAULT_AUX_LIMIT, MAX_VERSION, Magic, VALKEY_VERSIONS};
-pub use reader::{Entry, Reader, dump_payload};
+pub use reader::{Entry, KeyInfo, Reader, dump_payload};
 pub use stream::{PendingEntry, Stream, StreamConsumer, StreamEntry, StreamGroup, StreamId};
 pub use value::{HashField, Value, module_type_name, types};
 pub use verify::{Checksum, Header, Summary, Verifier};

@@ -48,6 +48,69 @@ impl std::error::Error for LzfError {}
 /// [`LzfError`] for any input that is not exactly such a block.
 pub fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, LzfError> {
     let mut out = Vec::with_capacity(expected_len);
+    expand(input, expected_len, &mut out)?;
+    Ok(out)
+}
+
+/// Checks that `input` is a block [`decompress`] would accept, without
+/// producing its output: whether a block is valid depends only on lengths
+/// and distances, never on the bytes it expands to.
+///
+/// # Errors
+///
+/// As [`decompress`].
+pub fn check(input: &[u8], expected_len: usize) -> Result<(), LzfError> {
+    expand(input, expected_len, &mut Measure(0))
+}
+
+/// Where an expansion goes: the bytes themselves, or just their count.
+trait Output {
+    fn len(&self) -> usize;
+    fn literal(&mut self, bytes: &[u8]);
+    /// Appends `len` bytes copied from `start` on, which may overlap what
+    /// is being appended.
+    fn repeat(&mut self, start: usize, len: usize);
+}
+
+impl Output for Vec<u8> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+
+    fn literal(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+
+    fn repeat(&mut self, start: usize, len: usize) {
+        // Overlap is how LZF encodes runs: the copy repeats the last
+        // `distance` bytes, so copy what exists, then twice that, and so
+        // on, rather than one byte at a time.
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(Vec::len(self) - start);
+            self.extend_from_within(start..start + n);
+            left -= n;
+        }
+    }
+}
+
+struct Measure(usize);
+
+impl Output for Measure {
+    fn len(&self) -> usize {
+        self.0
+    }
+
+    fn literal(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len();
+    }
+
+    fn repeat(&mut self, _start: usize, len: usize) {
+        self.0 += len;
+    }
+}
+
+fn expand(input: &[u8], expected_len: usize, out: &mut impl Output) -> Result<(), LzfError> {
     let mut ip = 0usize;
     while ip < input.len() {
         let ctrl = usize::from(input[ip]);
@@ -59,7 +122,7 @@ pub fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, LzfError
             if run > expected_len - out.len() {
                 return Err(LzfError::OutputOverrun);
             }
-            out.extend_from_slice(lit);
+            out.literal(lit);
             ip += run;
         } else {
             // Back-reference: 3 bits of length (7 = read one more byte),
@@ -80,20 +143,11 @@ pub fn decompress(input: &[u8], expected_len: usize) -> Result<Vec<u8>, LzfError
                 .len()
                 .checked_sub(distance)
                 .ok_or(LzfError::BadReference)?;
-            // The source may overlap what is being written (that is how
-            // LZF encodes runs): the copy repeats the last `distance` bytes,
-            // so copy what exists, then twice that, and so on, rather than
-            // one byte at a time.
-            let mut left = len;
-            while left > 0 {
-                let n = left.min(out.len() - start);
-                out.extend_from_within(start..start + n);
-                left -= n;
-            }
+            out.repeat(start, len);
         }
     }
     if out.len() == expected_len {
-        Ok(out)
+        Ok(())
     } else {
         Err(LzfError::ShortOutput)
     }
@@ -187,9 +241,11 @@ mod tests {
                 })
                 .collect();
             for expected in [0, 1, 7, 64, 300] {
-                if let Ok(out) = decompress(&data, expected) {
+                let out = decompress(&data, expected);
+                if let Ok(out) = &out {
                     assert_eq!(out.len(), expected);
                 }
+                assert_eq!(check(&data, expected), out.map(drop), "{data:?}");
             }
         }
     }

@@ -74,7 +74,7 @@ pub fn dump_payload(type_id: u8, value: &[u8], rdb_version: u32) -> Vec<u8> {
 }
 
 /// What one opcode (or key-value pair) decoded to.
-enum Item {
+enum Item<V> {
     Aux(String, String),
     SelectDb(u64),
     Expire(i64),
@@ -84,8 +84,38 @@ enum Item {
     /// RESIZEDB, SLOT_INFO and MODULE_AUX: consumed, nothing to keep.
     Skipped,
     Eof,
-    /// Type, key, value, and where the value's bytes lie in the buffer.
-    Pair(u8, Vec<u8>, Value, std::ops::Range<usize>),
+    /// Type, key, value (decoded, or counted), and where the value's
+    /// bytes lie in the buffer.
+    Pair(u8, Vec<u8>, V, std::ops::Range<usize>),
+}
+
+/// Decodes one value as `next_entry` or `next_key` wants it.
+type Decoder<V> = fn(&mut Cursor<'_>, u8, usize, Ctx) -> Result<V, Stop>;
+
+/// One key as [`Reader::next_key`] gives it: everything but the value,
+/// which is only measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The database number.
+    pub db: u64,
+    /// The key.
+    pub key: Vec<u8>,
+    /// Absolute expiry, ms since the epoch.
+    pub expire_ms: Option<i64>,
+    /// LRU idle time in seconds.
+    pub idle: Option<u64>,
+    /// LFU frequency counter.
+    pub freq: Option<u8>,
+    /// The RDB value type id.
+    pub type_id: u8,
+    /// Elements, as [`Value::elements`] counts them.
+    pub elements: u64,
+    /// For a module value, its module type id ([`crate::module_type_name`]).
+    pub module_id: Option<u64>,
+    /// Bytes the key and its value take in the dump, with whatever came
+    /// since the previous key: its expiry and LRU/LFU opcodes, and at the
+    /// start of a database its SELECTDB and RESIZEDB.
+    pub bytes: u64,
 }
 
 /// Reads an RDB dump entry by entry.
@@ -176,7 +206,8 @@ impl<R: Read> Reader<R> {
                 }
                 Err(Stop::Fail(e)) => return Err(r.rebase(e)),
             }
-            if let Item::Aux(k, v) = r.item()? {
+            // An aux field, so the value decoder is never called.
+            if let Item::Aux(k, v) = r.item(value::count)? {
                 r.aux.push((k, v));
             }
         }
@@ -259,22 +290,61 @@ impl<R: Read> Reader<R> {
     /// [`RdbError::Io`] if reading fails. After an error every later call
     /// returns it again.
     pub fn next_entry(&mut self) -> Result<Option<Entry>, RdbError> {
+        let Some((head, value)) = self.next_with(value::read)? else {
+            return Ok(None);
+        };
+        Ok(Some(Entry {
+            db: head.db,
+            key: head.key,
+            expire_ms: head.expire_ms,
+            idle: head.idle,
+            freq: head.freq,
+            type_id: head.type_id,
+            value,
+            dump: self.last_dump.take(),
+        }))
+    }
+
+    /// The next key with its value measured rather than decoded: every
+    /// length and structure is checked as [`next_entry`](Self::next_entry)
+    /// checks them (and the CRC-64 at the end), but no element is copied and
+    /// no string decompressed, which is what a key analysis needs. Mixes
+    /// freely with `next_entry`.
+    ///
+    /// # Errors
+    ///
+    /// As [`next_entry`](Self::next_entry).
+    pub fn next_key(&mut self) -> Result<Option<KeyInfo>, RdbError> {
+        let next = self.next_with(value::count)?;
+        // A payload built for this key is not the next entry's.
+        self.last_dump = None;
+        Ok(next.map(|(head, counted)| KeyInfo {
+            elements: counted.elements,
+            module_id: counted.module_id,
+            ..head
+        }))
+    }
+
+    /// The next key, its value decoded by `decode`; the key's `elements`
+    /// and `module_id` are left for the caller.
+    fn next_with<V>(&mut self, decode: Decoder<V>) -> Result<Option<(KeyInfo, V)>, RdbError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
         if self.checksum.is_some() {
             return Ok(None);
         }
-        let result = self.next_inner();
+        let result = self.next_inner(decode);
         if let Err(e) = &result {
             self.failed = Some(e.clone());
         }
         result
     }
 
-    fn next_inner(&mut self) -> Result<Option<Entry>, RdbError> {
+    fn next_inner<V>(&mut self, decode: Decoder<V>) -> Result<Option<(KeyInfo, V)>, RdbError> {
+        let from = self.offset();
         loop {
-            match self.item()? {
+            match self.item(decode)? {
                 Item::Aux(k, v) => self.aux.push((k, v)),
                 Item::SelectDb(db) => self.db = db,
                 Item::Expire(t) => self.expire = Some(t),
@@ -287,17 +357,18 @@ impl<R: Read> Reader<R> {
                     return Ok(None);
                 }
                 Item::Pair(type_id, key, value, _) => {
-                    let dump = self.last_dump.take();
-                    return Ok(Some(Entry {
+                    let head = KeyInfo {
                         db: self.db,
                         key,
                         expire_ms: self.expire.take(),
                         idle: self.idle.take(),
                         freq: self.freq.take(),
                         type_id,
-                        value,
-                        dump,
-                    }));
+                        elements: 0,
+                        module_id: None,
+                        bytes: self.offset() - from,
+                    };
+                    return Ok(Some((head, value)));
                 }
             }
         }
@@ -338,14 +409,14 @@ impl<R: Read> Reader<R> {
     }
 
     /// Decodes one item, reading more input until it is whole.
-    fn item(&mut self) -> Result<Item, RdbError> {
+    fn item<V>(&mut self, decode: Decoder<V>) -> Result<Item<V>, RdbError> {
         loop {
             let mut c = Cursor::new(&self.buf[..self.end], self.start);
             let ctx = Ctx {
                 max: self.max_value,
                 magic: self.magic,
             };
-            match item(&mut c, ctx) {
+            match item(&mut c, ctx, decode) {
                 Ok(it) => {
                     if let (true, Item::Pair(type_id, _, _, span)) = (self.want_dumps, &it) {
                         self.last_dump = Some(dump_payload(
@@ -466,7 +537,7 @@ impl<R: Read> Iterator for Reader<R> {
     }
 }
 
-fn item(c: &mut Cursor<'_>, ctx: Ctx) -> Result<Item, Stop> {
+fn item<V>(c: &mut Cursor<'_>, ctx: Ctx, decode: Decoder<V>) -> Result<Item<V>, Stop> {
     let max = ctx.max;
     let at = c.pos();
     let op = c.byte()?;
@@ -531,7 +602,7 @@ fn item(c: &mut Cursor<'_>, ctx: Ctx) -> Result<Item, Stop> {
         type_id => {
             let key = c.string(max)?;
             let from = c.pos();
-            let value = value::read(c, type_id, at, ctx)?;
+            let value = decode(c, type_id, at, ctx)?;
             Item::Pair(type_id, key, value, from..c.pos())
         }
     })

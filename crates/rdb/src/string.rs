@@ -6,6 +6,8 @@
 //! needs ([`Stop::Need`]); the caller waits for that many before trying
 //! again, which keeps byte-by-byte feeding linear rather than quadratic.
 
+use std::borrow::Cow;
+
 use crate::error::RdbError;
 use crate::lzf;
 
@@ -140,6 +142,34 @@ impl<'a> Cursor<'a> {
     /// Reads an RDB string of at most `max` bytes once decoded; `max` also
     /// bounds the one allocation an LZF string makes.
     pub(crate) fn string(&mut self, max: usize) -> Result<Vec<u8>, Stop> {
+        self.string_ref(max).map(Cow::into_owned)
+    }
+
+    /// [`string`](Self::string), borrowing from the buffer unless the
+    /// string had to be decompressed or rendered from an integer.
+    pub(crate) fn string_ref(&mut self, max: usize) -> Result<Cow<'a, [u8]>, Stop> {
+        match self.stored_string(max)? {
+            Stored::Bytes(b) => Ok(Cow::Borrowed(b)),
+            Stored::Int(v) => Ok(Cow::Owned(v.to_string().into_bytes())),
+            Stored::Lzf { data, at, len } => lzf::decompress(data, len)
+                .map(Cow::Owned)
+                .map_err(|e| RdbError::malformed(at, e.reason()).into()),
+        }
+    }
+
+    /// Steps over a string, checked as [`string`](Self::string) checks it
+    /// (an LZF block too), but neither copied nor decompressed.
+    pub(crate) fn skip_string(&mut self, max: usize) -> Result<(), Stop> {
+        match self.stored_string(max)? {
+            Stored::Bytes(_) | Stored::Int(_) => Ok(()),
+            Stored::Lzf { data, at, len } => {
+                lzf::check(data, len).map_err(|e| RdbError::malformed(at, e.reason()).into())
+            }
+        }
+    }
+
+    /// A string as the dump stores it.
+    fn stored_string(&mut self, max: usize) -> Result<Stored<'a>, Stop> {
         let start = self.pos;
         let too_long = |n: u64| {
             Stop::Fail(RdbError::malformed(
@@ -152,17 +182,11 @@ impl<'a> Cursor<'a> {
                 if n > max as u64 {
                     return Err(too_long(n));
                 }
-                Ok(self.take(n)?.to_vec())
+                Ok(Stored::Bytes(self.take(n)?))
             }
-            Length::Encoded(ENC_INT8) => {
-                Ok(i8::from_le_bytes(self.array()?).to_string().into_bytes())
-            }
-            Length::Encoded(ENC_INT16) => {
-                Ok(i16::from_le_bytes(self.array()?).to_string().into_bytes())
-            }
-            Length::Encoded(ENC_INT32) => {
-                Ok(i32::from_le_bytes(self.array()?).to_string().into_bytes())
-            }
+            Length::Encoded(ENC_INT8) => Ok(Stored::Int(i8::from_le_bytes(self.array()?).into())),
+            Length::Encoded(ENC_INT16) => Ok(Stored::Int(i16::from_le_bytes(self.array()?).into())),
+            Length::Encoded(ENC_INT32) => Ok(Stored::Int(i32::from_le_bytes(self.array()?).into())),
             Length::Encoded(ENC_LZF) => {
                 let compressed = self.plain_length()?;
                 let original = self.plain_length()?;
@@ -184,17 +208,32 @@ impl<'a> Cursor<'a> {
                     )
                     .into());
                 }
-                let data_start = self.pos;
+                let at = self.pos;
                 let data = self.take(compressed)?;
                 // `original <= max`, a usize, so the cast is lossless.
-                lzf::decompress(data, original as usize)
-                    .map_err(|e| RdbError::malformed(data_start, e.reason()).into())
+                Ok(Stored::Lzf {
+                    data,
+                    at,
+                    len: original as usize,
+                })
             }
             Length::Encoded(other) => {
                 Err(RdbError::malformed(start, format!("unknown string encoding {other}")).into())
             }
         }
     }
+}
+
+/// A string as stored: plain bytes, an integer, or an LZF block (at its
+/// offset, with its decompressed length).
+enum Stored<'a> {
+    Bytes(&'a [u8]),
+    Int(i64),
+    Lzf {
+        data: &'a [u8],
+        at: usize,
+        len: usize,
+    },
 }
 
 #[cfg(test)]

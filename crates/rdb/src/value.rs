@@ -1,7 +1,7 @@
 //! RDB values: the type ids, the decoded [`Value`], and the decoder of
 //! each type and encoding from a [`Cursor`].
 
-use crate::encodings::{self, Reason};
+use crate::encodings::{self, Elem, Reason};
 use crate::error::RdbError;
 use crate::head::Magic;
 use crate::stream::{self, Stream};
@@ -84,6 +84,23 @@ pub enum Value {
         /// The raw payload.
         raw: Vec<u8>,
     },
+}
+
+impl Value {
+    /// Its size as Redis counts it: elements of a collection (`LLEN`,
+    /// `SCARD`, `ZCARD`, `HLEN`, `XLEN`), 1 for a string or module value.
+    #[must_use]
+    pub fn elements(&self) -> u64 {
+        let n = match self {
+            Value::String(_) | Value::Module { .. } => 1,
+            Value::List(v) | Value::Set(v) => v.len(),
+            Value::SortedSet(v) => v.len(),
+            Value::Hash(v) => v.len(),
+            Value::HashWithExpiry(v) => v.len(),
+            Value::Stream(s) => return s.length,
+        };
+        n as u64
+    }
 }
 
 /// The name and encoding version packed into a module type id: nine
@@ -221,6 +238,145 @@ fn listpack_ex(at: usize, blob: &[u8]) -> Result<Vec<HashField>, Stop> {
         });
     }
     Ok(out)
+}
+
+/// Counts a compact container's elements; `pairs` if they must pair up (as
+/// field-value or member-score), `scored` if every second one must be a
+/// number.
+fn count_blob(
+    at: usize,
+    blob: &[u8],
+    walk: impl FnOnce(&[u8], &mut dyn FnMut(Elem<'_>)) -> Result<usize, Reason>,
+    pairs: bool,
+    scored: bool,
+) -> Result<u64, Stop> {
+    let mut i = 0usize;
+    let mut bad_score = None;
+    let n = walk(blob, &mut |e| {
+        if scored
+            && i % 2 == 1
+            && bad_score.is_none()
+            && let Elem::Bytes(b) = e
+            && score_text(at, b).is_err()
+        {
+            bad_score = Some(b.escape_ascii().to_string());
+        }
+        i += 1;
+    })
+    .map_err(blob_err(at))?;
+    if let Some(s) = bad_score {
+        return Err(malformed(
+            at,
+            format!("sorted set score {s:?} is not a number"),
+        ));
+    }
+    if pairs && !n.is_multiple_of(2) {
+        return Err(malformed(
+            at,
+            format!("the container holds {n} elements, not a whole number of pairs"),
+        ));
+    }
+    Ok((if pairs { n / 2 } else { n }) as u64)
+}
+
+/// How many elements the value of type `type_id` holds (as
+/// [`Value::elements`] counts them), every length and structure checked as
+/// [`read`] checks them, but nothing copied: strings are stepped over (an
+/// LZF block checked, not expanded) and compact containers walked in place.
+/// Rare types (streams, modules, field-expiry hashes) are decoded and
+/// counted.
+pub(crate) fn count(c: &mut Cursor<'_>, type_id: u8, at: usize, ctx: Ctx) -> Result<Counted, Stop> {
+    use encodings::{walk_listpack, walk_ziplist};
+    use types::*;
+    let max = ctx.max;
+    let strings = |c: &mut Cursor<'_>, each: u64| -> Result<u64, Stop> {
+        let n = c.plain_length()?;
+        for _ in 0..n {
+            for _ in 0..each {
+                c.skip_string(max)?;
+            }
+        }
+        Ok(n)
+    };
+    let lp = |b: &[u8], f: &mut dyn FnMut(Elem<'_>)| walk_listpack(b, f);
+    let zl = |b: &[u8], f: &mut dyn FnMut(Elem<'_>)| walk_ziplist(b, f);
+    let p = c.pos();
+    let elements = match type_id {
+        STRING => {
+            c.skip_string(max)?;
+            1
+        }
+        LIST | SET => strings(c, 1)?,
+        HASH => strings(c, 2)?,
+        ZSET | ZSET_2 => {
+            let n = c.plain_length()?;
+            for _ in 0..n {
+                c.skip_string(max)?;
+                if type_id == ZSET_2 {
+                    c.array::<8>()?;
+                } else {
+                    let p = c.pos();
+                    if let len @ 0..=252 = c.byte()? {
+                        score_text(p, c.take(u64::from(len))?)?;
+                    }
+                }
+            }
+            n
+        }
+        LIST_ZIPLIST => count_blob(p, &c.string_ref(max)?, zl, false, false)?,
+        SET_LISTPACK => count_blob(p, &c.string_ref(max)?, lp, false, false)?,
+        SET_INTSET => encodings::intset_len(&c.string_ref(max)?).map_err(blob_err(p))? as u64,
+        ZSET_ZIPLIST => count_blob(p, &c.string_ref(max)?, zl, true, true)?,
+        ZSET_LISTPACK => count_blob(p, &c.string_ref(max)?, lp, true, true)?,
+        HASH_ZIPLIST => count_blob(p, &c.string_ref(max)?, zl, true, false)?,
+        HASH_LISTPACK => count_blob(p, &c.string_ref(max)?, lp, true, false)?,
+        LIST_QUICKLIST | LIST_QUICKLIST_2 => {
+            let nodes = c.plain_length()?;
+            let mut n = 0u64;
+            for _ in 0..nodes {
+                let plain = type_id == LIST_QUICKLIST_2 && {
+                    let p = c.pos();
+                    match c.plain_length()? {
+                        QUICKLIST_PLAIN => true,
+                        QUICKLIST_PACKED => false,
+                        x => return Err(malformed(p, format!("unknown quicklist container {x}"))),
+                    }
+                };
+                let p = c.pos();
+                n = n.saturating_add(if plain {
+                    c.skip_string(max)?;
+                    1
+                } else if type_id == LIST_QUICKLIST {
+                    count_blob(p, &c.string_ref(max)?, zl, false, false)?
+                } else {
+                    count_blob(p, &c.string_ref(max)?, lp, false, false)?
+                });
+            }
+            n
+        }
+        _ => {
+            let value = read(c, type_id, at, ctx)?;
+            let module_id = match &value {
+                Value::Module { id, .. } => Some(*id),
+                _ => None,
+            };
+            return Ok(Counted {
+                elements: value.elements(),
+                module_id,
+            });
+        }
+    };
+    Ok(Counted {
+        elements,
+        module_id: None,
+    })
+}
+
+/// What [`count`] learns of a value.
+pub(crate) struct Counted {
+    pub(crate) elements: u64,
+    /// The module type id of a module value.
+    pub(crate) module_id: Option<u64>,
 }
 
 fn scored(at: usize, flat: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, f64)>, Stop> {

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufReader;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rdb::{Checksum, Entry, Reader, StreamId, Value, types};
+use rdb::{Checksum, Entry, KeyInfo, Reader, StreamId, Value, types};
 
 mod common;
 use common::{Conn, Reply, Server, Version};
@@ -536,6 +536,25 @@ fn check_release(version: Version) {
             assert_eq!(&again, payload, "{version:?}: DUMP of restored {:?}", e.key);
         }
     }
+
+    // Measured instead of decoded: the same keys, types, TTLs, LFU/LRU data
+    // and element counts, sizes that add up to the dump, the same checksum.
+    let mut m = Reader::new(&dump[..]).expect("header");
+    let keys: Vec<KeyInfo> = std::iter::from_fn(|| m.next_key().transpose())
+        .collect::<Result<_, _>>()
+        .expect("keys");
+    assert_eq!(m.checksum(), r.checksum());
+    assert_eq!(keys.len(), entries.len());
+    for (k, e) in keys.iter().zip(&entries) {
+        let from_entry = (e.db, &e.key, e.expire_ms, e.idle, e.freq, e.type_id);
+        assert_eq!(
+            (k.db, &k.key, k.expire_ms, k.idle, k.freq, k.type_id),
+            from_entry
+        );
+        assert_eq!(k.elements, e.value.elements(), "{version:?}: {:?}", e.key);
+    }
+    let sized: u64 = keys.iter().map(|k| k.bytes).sum();
+    assert!(sized > 0 && sized < dump.len() as u64);
 
     // Read in odd-sized pieces: the same entries.
     for n in [1, 13, 1000] {

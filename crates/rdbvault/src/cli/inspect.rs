@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
-use rdb::{Magic, Reader, Value, types};
+use rdb::{Magic, Reader, types};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -158,18 +158,6 @@ pub fn encoding_name(type_id: u8, magic: Magic) -> &'static str {
     }
 }
 
-fn elements(value: &Value) -> u64 {
-    let n = match value {
-        Value::String(_) | Value::Module { .. } => 1,
-        Value::List(v) | Value::Set(v) => v.len(),
-        Value::SortedSet(v) => v.len(),
-        Value::Hash(v) => v.len(),
-        Value::HashWithExpiry(v) => v.len(),
-        Value::Stream(s) => return s.length,
-    };
-    n as u64
-}
-
 /// Keeps the `n` largest items seen.
 struct Top {
     n: usize,
@@ -242,17 +230,15 @@ pub fn analyze_reader<R: Read>(input: R, name: &str, options: &Options) -> Resul
     let mut by_size = Top::new(top);
     let mut by_elements = Top::new(top);
     let mut prefix_stats: HashMap<String, (u64, u64)> = HashMap::new();
-    let mut before = reader.offset();
-    while let Some(entry) = reader.next_entry().map_err(|e| format!("{name}: {e}"))? {
-        let after = reader.offset();
-        let size = after.saturating_sub(before);
-        before = after;
-        let kind: std::borrow::Cow<'static, str> = match &entry.value {
-            Value::Module { id, .. } => format!("module/{}", rdb::module_type_name(*id).0).into(),
-            _ => encoding_name(entry.type_id, reader.magic()).into(),
+    // Measured, not decoded: the analysis needs sizes and counts, not
+    // values, and that spares a copy of every element.
+    while let Some(entry) = reader.next_key().map_err(|e| format!("{name}: {e}"))? {
+        let (size, count) = (entry.bytes, entry.elements);
+        let kind: std::borrow::Cow<'static, str> = match entry.module_id {
+            Some(id) => format!("module/{}", rdb::module_type_name(id).0).into(),
+            None => encoding_name(entry.type_id, reader.magic()).into(),
         };
-        let count = elements(&entry.value);
-        let key = String::from_utf8_lossy(&entry.key).into_owned();
+        let key = String::from_utf8_lossy(&entry.key);
         report.keys += 1;
         let db = report.databases.entry(entry.db).or_default();
         db.keys += 1;
@@ -263,14 +249,21 @@ pub fn analyze_reader<R: Read>(input: R, name: &str, options: &Options) -> Resul
                 .entry(ttl_bucket(expire, now_ms).to_string())
                 .or_default() += 1;
         }
-        let tally = report.by_encoding.entry(kind.to_string()).or_default();
-        tally.keys += 1;
-        tally.bytes += size;
-        tally.elements += count;
+        // Looked up by &str first: a String per key is what it would cost.
+        if !report.by_encoding.contains_key(kind.as_ref()) {
+            report
+                .by_encoding
+                .insert(kind.to_string(), Tally::default());
+        }
+        if let Some(tally) = report.by_encoding.get_mut(kind.as_ref()) {
+            tally.keys += 1;
+            tally.bytes += size;
+            tally.elements += count;
+        }
         let stat = |measure| KeyStat {
             measure,
             db: entry.db,
-            key: key.clone(),
+            key: key.to_string(),
             kind: kind.to_string(),
         };
         if let Some(log) = &options.keys {
@@ -291,18 +284,22 @@ pub fn analyze_reader<R: Read>(input: R, name: &str, options: &Options) -> Resul
         by_elements.offer(|| stat(count), count);
         if prefixes > 0 {
             let prefix = match key.split_once(separator) {
-                Some((p, _)) if !separator.is_empty() => p.to_string(),
-                _ => "(no prefix)".to_string(),
+                Some((p, _)) if !separator.is_empty() => p,
+                _ => "(no prefix)",
             };
             // Bounded: past 100 000 distinct prefixes, the rest are pooled.
-            let slot = if prefix_stats.len() < 100_000 || prefix_stats.contains_key(&prefix) {
+            let slot = if prefix_stats.len() < 100_000 || prefix_stats.contains_key(prefix) {
                 prefix
             } else {
-                "(other)".to_string()
+                "(other)"
             };
-            let e = prefix_stats.entry(slot).or_default();
-            e.0 += 1;
-            e.1 += size;
+            if !prefix_stats.contains_key(slot) {
+                prefix_stats.insert(slot.to_string(), (0, 0));
+            }
+            if let Some(e) = prefix_stats.get_mut(slot) {
+                e.0 += 1;
+                e.1 += size;
+            }
         }
     }
     report.aux = reader.aux().iter().cloned().collect();
