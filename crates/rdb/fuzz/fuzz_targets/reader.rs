@@ -9,7 +9,9 @@
 //! fields, function libraries and offset, or the same error. The documented
 //! after-end behaviour is checked too: after an error `next_entry` repeats
 //! it and the iterator yields `None`; after the end `next_entry` stays
-//! `Ok(None)`.
+//! `Ok(None)`. A third reader, in lockstep too, measures instead of decoding
+//! (`next_key`): it must accept and refuse the same input, and find the same
+//! keys, types, expiries and element counts.
 #![no_main]
 
 use std::io::Read;
@@ -63,6 +65,9 @@ fuzz_target!(|data: &[u8]| {
         ),
     };
     let (mut whole, mut trickle) = (whole, trickle);
+    let mut measured = Reader::new(data)
+        .expect("the same header was accepted above")
+        .with_max_value_bytes(MAX_VALUE);
     assert_eq!(whole.version(), trickle.version());
     assert_eq!(whole.magic(), trickle.magic());
     assert_eq!(whole.aux(), trickle.aux());
@@ -73,6 +78,21 @@ fuzz_target!(|data: &[u8]| {
         // through the `Iterator` impl.
         let a = whole.next_entry();
         let b = trickle.next();
+        let m = measured.next_key();
+        assert_eq!(
+            a.is_err(),
+            m.is_err(),
+            "after {n} entries, decoding and measuring disagree: {a:?} / {m:?}"
+        );
+        if let (Ok(Some(a)), Ok(Some(m))) = (&a, &m) {
+            assert_eq!(
+                (&m.key, m.type_id, m.expire_ms, m.elements),
+                (&a.key, a.type_id, a.expire_ms, a.value.elements()),
+                "entry {n}: measured differently"
+            );
+        } else {
+            assert_eq!(matches!(a, Ok(None)), matches!(m, Ok(None)), "entry {n}: one ended");
+        }
         match (a, b) {
             (Ok(Some(a)), Some(Ok(b))) => {
                 assert!(same(&a, &b), "entry {n} differs:\n{a:?}\n{b:?}");
