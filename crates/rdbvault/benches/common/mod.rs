@@ -255,6 +255,66 @@ pub fn delete(base: &str, path: &str) {
     call("DELETE", base, path, None);
 }
 
+/// Many small collections until used_memory reaches `bytes`: user-like
+/// hashes of five short fields, sorted sets of ten members, sets of eight
+/// tags, lists of twenty integers, all in compact encodings, so a reader
+/// spends its time on elements rather than on bulk bytes.
+pub fn fill_collections(port: u16, bytes: u64) {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut word = [0u8; 8];
+    let mut next = move || {
+        rng.fill(&mut word);
+        u64::from_le_bytes(word)
+    };
+    let (mut out, drain) = pipeline(port);
+    let mut n: u64 = 0;
+    while info_field(port, "used_memory") < bytes {
+        for _ in 0..10_000 {
+            n += 1;
+            let key = |kind: &str| format!("{kind}:{n}").into_bytes();
+            let num = |v: u64| v.to_string().into_bytes();
+            let mut args: Vec<Vec<u8>> = match n % 4 {
+                0 => {
+                    let mut a = vec![b"HSET".to_vec(), key("user")];
+                    for (f, v) in [
+                        ("name", format!("n{}", next() % 1_000_000)),
+                        ("age", (next() % 99).to_string()),
+                        ("city", format!("c{}", next() % 500)),
+                        ("score", format!("{:.6}", (next() % 1_000_000) as f64 / 7.0)),
+                        ("flag", "1".to_string()),
+                    ] {
+                        a.push(f.as_bytes().to_vec());
+                        a.push(v.into_bytes());
+                    }
+                    a
+                }
+                1 => {
+                    let mut a = vec![b"ZADD".to_vec(), key("rank")];
+                    for j in 0..10 {
+                        a.push(num(next() % 100_000));
+                        a.push(format!("m{j}:{}", next() % (1 << 30)).into_bytes());
+                    }
+                    a
+                }
+                2 => {
+                    let mut a = vec![b"SADD".to_vec(), key("tags")];
+                    a.extend((0..8).map(|_| format!("t{}", next() % 1000).into_bytes()));
+                    a
+                }
+                _ => {
+                    let mut a = vec![b"RPUSH".to_vec(), key("queue")];
+                    a.extend((0..20).map(|_| num(next() % (1 << 40))));
+                    a
+                }
+            };
+            let refs: Vec<&[u8]> = args.iter_mut().map(|a| a.as_slice()).collect();
+            resp(&mut out, &refs);
+        }
+        out.flush().expect("flush");
+    }
+    finish(out, drain);
+}
+
 /// Random 4 KiB strings until used_memory reaches `bytes`: an RDB about as
 /// large as the dataset (LZF cannot shrink random bytes).
 pub fn fill_random(port: u16, bytes: u64) {
