@@ -207,7 +207,7 @@ impl<R: Read> Reader<R> {
                 Err(Stop::Fail(e)) => return Err(r.rebase(e)),
             }
             // An aux field, so the value decoder is never called.
-            if let Item::Aux(k, v) = r.item(value::count)? {
+            if let Item::Aux(k, v) = r.item(value::count, false)? {
                 r.aux.push((k, v));
             }
         }
@@ -290,7 +290,7 @@ impl<R: Read> Reader<R> {
     /// [`RdbError::Io`] if reading fails. After an error every later call
     /// returns it again.
     pub fn next_entry(&mut self) -> Result<Option<Entry>, RdbError> {
-        let Some((head, value)) = self.next_with(value::read)? else {
+        let Some((head, value)) = self.next_with(value::read, self.want_dumps)? else {
             return Ok(None);
         };
         Ok(Some(Entry {
@@ -315,9 +315,7 @@ impl<R: Read> Reader<R> {
     ///
     /// As [`next_entry`](Self::next_entry).
     pub fn next_key(&mut self) -> Result<Option<KeyInfo>, RdbError> {
-        let next = self.next_with(value::count)?;
-        // A payload built for this key is not the next entry's.
-        self.last_dump = None;
+        let next = self.next_with(value::count, false)?;
         Ok(next.map(|(head, counted)| KeyInfo {
             elements: counted.elements,
             module_id: counted.module_id,
@@ -325,26 +323,35 @@ impl<R: Read> Reader<R> {
         }))
     }
 
-    /// The next key, its value decoded by `decode`; the key's `elements`
-    /// and `module_id` are left for the caller.
-    fn next_with<V>(&mut self, decode: Decoder<V>) -> Result<Option<(KeyInfo, V)>, RdbError> {
+    /// The next key, its value decoded by `decode` (and its `DUMP` payload
+    /// kept in `last_dump` if `dumps`); the key's `elements` and
+    /// `module_id` are left for the caller.
+    fn next_with<V>(
+        &mut self,
+        decode: Decoder<V>,
+        dumps: bool,
+    ) -> Result<Option<(KeyInfo, V)>, RdbError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
         if self.checksum.is_some() {
             return Ok(None);
         }
-        let result = self.next_inner(decode);
+        let result = self.next_inner(decode, dumps);
         if let Err(e) = &result {
             self.failed = Some(e.clone());
         }
         result
     }
 
-    fn next_inner<V>(&mut self, decode: Decoder<V>) -> Result<Option<(KeyInfo, V)>, RdbError> {
+    fn next_inner<V>(
+        &mut self,
+        decode: Decoder<V>,
+        dumps: bool,
+    ) -> Result<Option<(KeyInfo, V)>, RdbError> {
         let from = self.offset();
         loop {
-            match self.item(decode)? {
+            match self.item(decode, dumps)? {
                 Item::Aux(k, v) => self.aux.push((k, v)),
                 Item::SelectDb(db) => self.db = db,
                 Item::Expire(t) => self.expire = Some(t),
@@ -409,7 +416,7 @@ impl<R: Read> Reader<R> {
     }
 
     /// Decodes one item, reading more input until it is whole.
-    fn item<V>(&mut self, decode: Decoder<V>) -> Result<Item<V>, RdbError> {
+    fn item<V>(&mut self, decode: Decoder<V>, dumps: bool) -> Result<Item<V>, RdbError> {
         loop {
             let mut c = Cursor::new(&self.buf[..self.end], self.start);
             let ctx = Ctx {
@@ -418,7 +425,7 @@ impl<R: Read> Reader<R> {
             };
             match item(&mut c, ctx, decode) {
                 Ok(it) => {
-                    if let (true, Item::Pair(type_id, _, _, span)) = (self.want_dumps, &it) {
+                    if let (true, Item::Pair(type_id, _, _, span)) = (dumps, &it) {
                         self.last_dump = Some(dump_payload(
                             *type_id,
                             &self.buf[span.clone()],

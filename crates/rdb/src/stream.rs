@@ -142,7 +142,7 @@ pub(crate) fn read(c: &mut Cursor<'_>, type_id: u8, max: usize) -> Result<Stream
             .try_into()
             .map_err(|_| malformed(p, format!("stream node key is {} bytes, not 16", key.len())))?;
         let p = c.pos();
-        let blob = c.string(max)?;
+        let blob = c.string_ref(max)?;
         let budget = blob
             .len()
             .saturating_mul(MAX_EXPANSION)

@@ -1,6 +1,8 @@
 //! RDB values: the type ids, the decoded [`Value`], and the decoder of
 //! each type and encoding from a [`Cursor`].
 
+use std::borrow::Cow;
+
 use crate::encodings::{self, Elem, Reason};
 use crate::error::RdbError;
 use crate::head::Magic;
@@ -388,14 +390,20 @@ fn scored(at: usize, flat: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, f64)>, Stop> {
 }
 
 /// Decodes the value of type `type_id` (whose type byte is at `at`).
-pub(crate) fn read(c: &mut Cursor<'_>, type_id: u8, at: usize, ctx: Ctx) -> Result<Value, Stop> {
+pub(crate) fn read<'a>(
+    c: &mut Cursor<'a>,
+    type_id: u8,
+    at: usize,
+    ctx: Ctx,
+) -> Result<Value, Stop> {
     use types::*;
     let max = ctx.max;
     let redis = ctx.magic == Magic::Redis;
     // A blob-encoded value: its position (for errors) and bytes.
-    let blob = |c: &mut Cursor<'_>| -> Result<(usize, Vec<u8>), Stop> {
+    // A blob is decoded where it lies, copied only if it was compressed.
+    let blob = |c: &mut Cursor<'a>| -> Result<(usize, Cow<'a, [u8]>), Stop> {
         let p = c.pos();
-        Ok((p, c.string(max)?))
+        Ok((p, c.string_ref(max)?))
     };
     Ok(match type_id {
         STRING => Value::String(c.string(max)?),
@@ -573,7 +581,7 @@ pub(crate) fn read(c: &mut Cursor<'_>, type_id: u8, at: usize, ctx: Ctx) -> Resu
                 };
                 let (p, b) = blob(c)?;
                 if container == QUICKLIST_PLAIN {
-                    v.push(b);
+                    v.push(b.into_owned());
                 } else if type_id == LIST_QUICKLIST {
                     v.extend(encodings::ziplist(&b).map_err(blob_err(p))?);
                 } else {
