@@ -19,7 +19,7 @@ all_backends!(
 async fn backup_is_a_real_snapshot(db: Db) {
     // Disk-based and diskless transfers take different code paths; cover both.
     for diskless in ["no", "yes"] {
-        let redis = RedisServer::start(&["--repl-diskless-sync", diskless]);
+        let redis = RedisServer::start_fast(&["--repl-diskless-sync", diskless]);
         fill_all_types(&redis).await;
         let digest = redis.digest().await;
         let server = TestServer::start(db).await;
@@ -64,7 +64,7 @@ async fn backup_is_a_real_snapshot(db: Db) {
 }
 
 async fn one_backup_at_a_time_and_delete_cancels(db: Db) {
-    let redis = RedisServer::start(&[]);
+    let redis = RedisServer::start_fast(&[]);
     redis.slow_snapshots(20_000, 500); // about 10 s per snapshot
     let server = TestServer::start(db).await;
     let instance = server.register_single(&redis.addr()).await;
@@ -150,8 +150,8 @@ async fn one_backup_at_a_time_and_delete_cancels(db: Db) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ha_backups_come_from_a_healthy_replica_and_follow_failover() {
-    let master = RedisServer::start(&[]);
-    let replica = RedisServer::start(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+    let master = RedisServer::start_fast(&[]);
+    let replica = RedisServer::start_fast(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
     fill_all_types(&master).await;
     // Wait for the replica to be in sync.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -195,7 +195,7 @@ async fn ha_backups_come_from_a_healthy_replica_and_follow_failover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_requests_are_validated() {
-    let redis = RedisServer::start(&[]);
+    let redis = RedisServer::start_fast(&[]);
     let server = TestServer::start(Db::Sqlite).await;
     let instance = server.register_single(&redis.addr()).await;
     let path = format!("/v2/{PROJECT}/instances/{instance}/backups");

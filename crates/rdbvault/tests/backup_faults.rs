@@ -149,14 +149,14 @@ fn find_command_end(buf: &[u8]) -> Option<usize> {
 
 /// A real dump of a small dataset, as a disk-based payload would carry it.
 async fn real_dump() -> Vec<u8> {
-    let redis = RedisServer::start(&[]);
+    let redis = RedisServer::start_fast(&[]);
     redis.cli(&["DEBUG", "POPULATE", "1000"]);
     assert_eq!(redis.cli(&["SAVE"]), "OK");
     std::fs::read(redis.data_dir().join("dump.rdb")).unwrap()
 }
 
 async fn refused_credentials_and_permissions(db: Db) {
-    let redis = RedisServer::start(&["--requirepass", "right"]);
+    let redis = RedisServer::start_fast(&["--requirepass", "right"]);
     redis.cli(&[
         "-a", "right", "ACL", "SETUSER", "reader", "on", ">pw", "~*", "+@read", "+ping", "+info",
     ]);
@@ -282,7 +282,7 @@ async fn unreachable_garbage_corrupt_and_silent_servers(db: Db) {
 async fn redis_dies_or_drops_the_replica_mid_transfer(db: Db) {
     let server = TestServer::start(db).await;
     for fault in ["kill", "client-kill"] {
-        let mut redis = RedisServer::start(&[]);
+        let mut redis = RedisServer::start_fast(&[]);
         redis.slow_snapshots(20_000, 500);
         let instance = server.register_single(&redis.addr()).await;
         let backup = server.start_backup(&instance).await;
@@ -303,7 +303,7 @@ async fn redis_dies_or_drops_the_replica_mid_transfer(db: Db) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_service_leaves_no_stuck_record_and_no_partial_file() {
-    let redis = RedisServer::start(&[]);
+    let redis = RedisServer::start_fast(&[]);
     redis.slow_snapshots(20_000, 500);
     let data = tempfile::tempdir().unwrap();
     let mut serve = ServeProcess::start(data.path(), &[]);
@@ -345,7 +345,7 @@ async fn a_killed_service_leaves_no_stuck_record_and_no_partial_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_fails_the_backup_cleanly() {
-    let redis = RedisServer::start(&[]);
+    let redis = RedisServer::start_fast(&[]);
     // About 10 MB of incompressible data; the service may write files of at most 4 MB.
     let mut c = redis.conn().await;
     for i in 0..10_000u32 {
@@ -408,7 +408,7 @@ async fn servers_without_psync_are_backed_up_with_sync(db: Db) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_down_mid_upload() {
     let db = Db::S3;
-    let redis = RedisServer::start(&[]);
+    let redis = RedisServer::start_fast(&[]);
     redis.slow_snapshots(20_000, 300);
     let mut server = TestServer::start_with(db, |c| c.sweep_interval_secs = 1).await;
     let instance = server.register_single(&redis.addr()).await;

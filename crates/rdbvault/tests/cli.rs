@@ -72,7 +72,7 @@ fn cli(env: &[(String, String)], args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn quickstart_with_generated_credentials() {
-    let redis = RedisServer::start(&["--requirepass", "pw-from-env"]);
+    let redis = RedisServer::start_fast(&["--requirepass", "pw-from-env"]);
     let dir = tempfile::tempdir().unwrap();
     let mut server = serve(dir.path());
     let creds = std::fs::metadata(dir.path().join("credentials.toml")).unwrap();
@@ -207,7 +207,7 @@ fn serve_refuses_a_bad_config() {
 
 #[test]
 fn backup_commands() {
-    let redis = RedisServer::start(&[]);
+    let redis = RedisServer::start_fast(&[]);
     redis.cli(&["DEBUG", "POPULATE", "1000"]);
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path());
@@ -284,4 +284,119 @@ fn backup_commands() {
         err.contains("failed") && err.contains("dcs.08.0101"),
         "{err}"
     );
+}
+
+/// The client flags before the command group, `backup show`, the follow-up
+/// hint of `backup create`, and the reason of a failure in `backup list`.
+#[test]
+fn client_flags_anywhere_and_backup_show() {
+    let redis = RedisServer::start_fast(&[]);
+    redis.cli(&["DEBUG", "POPULATE", "100"]);
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let env = server.env.clone();
+    let json = |out: &str| -> serde_json::Value {
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    };
+
+    let (ok, out, err) = cli(
+        &env,
+        &[
+            "--json",
+            "instance",
+            "add",
+            "--name",
+            "f1",
+            "--mode",
+            "single",
+            "--addr",
+            &redis.addr(),
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let id = json(&out)["instance_id"].as_str().unwrap().to_string();
+
+    // Without --wait: the id, and how to follow it.
+    let (ok, out, err) = cli(&env, &["backup", "create", &id]);
+    assert!(ok, "{out}{err}");
+    let backup = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(';')
+        .to_string();
+    assert!(
+        out.contains(&format!("rdbvault backup show {id} {backup} --wait")),
+        "{out}"
+    );
+    let (ok, out, err) = cli(&env, &["backup", "show", &id, &backup, "--wait"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("succeed") && out.contains(&backup), "{out}");
+
+    // --json before the group, between group and command, and at the end.
+    for args in [
+        vec!["--json", "backup", "list", &id],
+        vec!["backup", "--json", "list", &id],
+        vec!["backup", "list", &id, "--json"],
+    ] {
+        let (ok, out, err) = cli(&env, &args);
+        assert!(ok, "{args:?}: {out}{err}");
+        let listed = json(&out);
+        assert_eq!(
+            listed["backup_record_response"][0]["backup_id"], backup,
+            "{args:?}"
+        );
+    }
+    let (ok, out, err) = cli(&env, &["--json", "backup", "show", &id, &backup]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(json(&out)["status"], "succeed");
+    let (ok, out, err) = cli(&env, &["--json", "instance", "list"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(json(&out)["instances"][0]["status"], "RUNNING");
+
+    // `serve` takes none of them.
+    let (ok, _, err) = cli(&env, &["--json", "serve"]);
+    assert!(!ok);
+    assert!(err.contains("client option"), "{err}");
+
+    // A failed backup: `list` shows the code and the reason, `show` all of it.
+    let dead = format!("127.0.0.1:{}", common::free_port());
+    let (ok, out, err) = cli(
+        &env,
+        &[
+            "--json",
+            "instance",
+            "add",
+            "--name",
+            "f2",
+            "--mode",
+            "single",
+            "--addr",
+            &dead,
+            "--no-verify",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let gone = json(&out)["instance_id"].as_str().unwrap().to_string();
+    let (ok, _, _) = cli(&env, &["backup", "create", &gone, "--wait"]);
+    assert!(!ok);
+    let (ok, out, err) = cli(&env, &["--json", "backup", "list", &gone]);
+    assert!(ok, "{out}{err}");
+    let record = json(&out)["backup_record_response"][0].clone();
+    let failed = record["backup_id"].as_str().unwrap().to_string();
+    let full = format!(
+        "{}: {}",
+        record["error_code"].as_str().unwrap(),
+        record["error_msg"].as_str().unwrap()
+    );
+    assert!(full.starts_with("dcs.08.0101: "), "{full}");
+    let (ok, out, err) = cli(&env, &["backup", "list", &gone]);
+    assert!(ok, "{out}{err}");
+    let row = out.lines().find(|l| l.contains(&failed)).unwrap();
+    let shown = row.split_once("dcs.08.0101").unwrap().1;
+    assert!(shown.starts_with(": ") && shown.trim().len() > 2, "{row}");
+    assert!(row.trim_end().chars().count() < 200, "{row}");
+    let (ok, out, err) = cli(&env, &["backup", "show", &gone, &failed, "--wait"]);
+    assert!(!ok, "a failed backup waited for exits non-zero: {out}{err}");
+    assert!(out.contains(&full), "{out}");
 }

@@ -27,7 +27,7 @@ fn keys(server: &RedisServer) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_shards_three_files_each_a_shard() {
-    let cluster = RedisCluster::start(3, 1);
+    let cluster = RedisCluster::start_fast(3, 1);
     cluster.fill(3000).await;
     cluster.wait_ok();
     let server = TestServer::start(Db::Sqlite).await;
@@ -156,7 +156,7 @@ async fn three_shards_three_files_each_a_shard() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn six_masters_and_non_contiguous_slots() {
-    let cluster = RedisCluster::start(6, 0);
+    let cluster = RedisCluster::start_fast(6, 0);
     // Move the empty slots 100..=199 from the first master to the second:
     // the second then owns two ranges.
     let masters = cluster.masters();
@@ -217,7 +217,7 @@ async fn six_masters_and_non_contiguous_slots() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_moved_mid_backup_fails_it_and_leaves_nothing() {
-    let cluster = RedisCluster::start(3, 1);
+    let cluster = RedisCluster::start_fast(3, 1);
     cluster.fill(3000).await;
     cluster.wait_ok();
     cluster.slow_snapshots(3000);
@@ -248,7 +248,7 @@ async fn a_slot_moved_mid_backup_fails_it_and_leaves_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_killed_mid_backup_fails_it_and_leaves_nothing() {
-    let cluster = RedisCluster::start(3, 1);
+    let cluster = RedisCluster::start_fast(3, 1);
     cluster.fill(3000).await;
     cluster.wait_ok();
     cluster.slow_snapshots(3000);
@@ -278,7 +278,7 @@ async fn a_master_killed_mid_backup_fails_it_and_leaves_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shard_lost_mid_transfer_fails_the_backup_naming_it() {
-    let cluster = RedisCluster::start(3, 0);
+    let cluster = RedisCluster::start_fast(3, 0);
     cluster.fill(3000).await;
     cluster.slow_snapshots(3000);
     let server = TestServer::start(Db::Sqlite).await;
@@ -303,7 +303,7 @@ async fn a_shard_lost_mid_transfer_fails_the_backup_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incomplete_clusters_are_refused_at_creation() {
-    let cluster = RedisCluster::start(3, 0);
+    let cluster = RedisCluster::start_fast(3, 0);
     let server = TestServer::start(Db::Sqlite).await;
     let instance = register_cluster(&server, &cluster).await;
     // Unassign a slot everywhere: the cluster no longer covers all slots.

@@ -95,7 +95,7 @@ fn check(report: &serde_json::Value, redis: &RedisServer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspect_a_file_and_a_backup() {
-    let redis = RedisServer::start(&[]);
+    let redis = RedisServer::start_fast(&[]);
     fill_all_types(&redis).await;
     assert_eq!(redis.cli(&["SAVE"]), "OK");
     let dump = redis.data_dir().join("dump.rdb");

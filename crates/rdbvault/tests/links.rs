@@ -20,7 +20,7 @@ struct Fixture {
 }
 
 async fn fixture(db: Db) -> Fixture {
-    let redis = RedisServer::start(&[]);
+    let redis = RedisServer::start_fast(&[]);
     fill_all_types(&redis).await;
     let server = TestServer::start(db).await;
     let instance = server.register_single(&redis.addr()).await;
@@ -582,7 +582,7 @@ async fn s3_links_are_verified_by_the_store() {
         rdbvault::config::LinkSigning::V4,
         rdbvault::config::LinkSigning::V2,
     ] {
-        let redis = RedisServer::start(&[]);
+        let redis = RedisServer::start_fast(&[]);
         fill_all_types(&redis).await;
         let server = TestServer::start_with(Db::S3, |c| c.s3.link_signing = signing).await;
         let instance = server.register_single(&redis.addr()).await;

@@ -26,7 +26,7 @@ pub async fn run_sdk_script(script: &str, args: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdk_lists_and_shows_instances() {
-    let redis = RedisServer::start(&[]);
+    let redis = RedisServer::start_fast(&[]);
     let server = TestServer::start(Db::Sqlite).await;
     let body = serde_json::json!({"name": "sdk-cache", "mode": "single", "addrs": [redis.addr()]});
     let r = server
@@ -46,7 +46,7 @@ async fn official_sdk_lists_and_shows_instances() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdk_lists_backups_and_gets_working_links() {
-    let redis = RedisServer::start(&[]);
+    let redis = RedisServer::start_fast(&[]);
     redis.cli(&["DEBUG", "POPULATE", "1000"]);
     let server = TestServer::start(Db::Sqlite).await;
     let instance = server.register_single(&redis.addr()).await;

@@ -69,6 +69,9 @@ pub struct BackupRecord {
     pub execution_at: String,
     /// The node the snapshot was pulled from (rdbvault extension).
     pub source_node: Option<String>,
+    /// What a running backup is doing now, e.g. `waiting for the fork`,
+    /// `transferring` (rdbvault extension; null once it ended).
+    pub stage: Option<String>,
 }
 
 impl From<&Backup> for BackupRecord {
@@ -96,6 +99,7 @@ impl From<&Backup> for BackupRecord {
             backup_format: b.backup_format.clone(),
             execution_at: b.started_at.map(dcs_time).unwrap_or_default(),
             source_node: b.source_node.clone(),
+            stage: b.stage.clone(),
         }
     }
 }

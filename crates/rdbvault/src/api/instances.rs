@@ -430,7 +430,18 @@ fn endpoint(
     }
 }
 
-/// Probes the addresses in order; the first that answers describes the instance.
+/// Addresses of one instance probed at once.
+const ADDRESS_PROBES: usize = 8;
+/// Instances of a listing probed at once (each with up to `ADDRESS_PROBES`
+/// connections): a page of dead instances costs one probe timeout per this
+/// many, not one per instance.
+const INSTANCE_PROBES: usize = 64;
+
+/// Probes the addresses at once (up to `ADDRESS_PROBES`); the first that
+/// answers describes the instance, so a dead address costs nothing when
+/// another answers. Each probe (connect, AUTH, INFO, ...) is bounded by
+/// `timeout` as a whole. A refused login ends the search: the other
+/// addresses would refuse it too.
 async fn probe_any(
     addrs: &[RedisAddr],
     user: &Option<String>,
@@ -438,19 +449,34 @@ async fn probe_any(
     tls: &TlsConfig,
     timeout: Duration,
 ) -> Result<NodeInfo, crate::replication::ConnError> {
+    // Owned endpoints: a stream of futures borrowing them would not be `Send`
+    // for every lifetime, as axum's handlers must be.
+    let endpoints: Vec<Endpoint> = addrs
+        .iter()
+        .map(|addr| endpoint(user, password, tls, addr))
+        .collect();
+    let mut probes = futures::stream::iter(endpoints)
+        .map(move |endpoint| async move {
+            tokio::time::timeout(timeout, probe(&endpoint, timeout))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(crate::replication::ConnError::Timeout {
+                        addr: endpoint.addr.to_string(),
+                        command: "the status probe".into(),
+                        ms: timeout.as_millis(),
+                    })
+                })
+        })
+        .buffer_unordered(ADDRESS_PROBES);
     let mut last = None;
-    for addr in addrs {
-        match probe(&endpoint(user, password, tls, addr), timeout).await {
+    while let Some(result) = probes.next().await {
+        match result {
             Ok(info) => return Ok(info),
             Err(e) if e.is_auth() => return Err(e),
             Err(e) => last = Some(e),
         }
     }
-    Err(
-        last.unwrap_or(crate::replication::ConnError::ConnectTimeout(
-            "no address".into(),
-        )),
-    )
+    Err(last.unwrap_or(crate::replication::ConnError::NoAddress))
 }
 
 async fn verify_live(
@@ -484,7 +510,7 @@ async fn describe_all(
             let state = state.clone();
             async move { describe(&state, &i, detail).await }
         })
-        .buffered(16)
+        .buffered(INSTANCE_PROBES)
         .collect()
         .await
 }

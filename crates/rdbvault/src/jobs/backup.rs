@@ -8,7 +8,7 @@
 //! a slot move in between fails the backup rather than leave an
 //! inconsistent set of files.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -26,17 +26,92 @@ use crate::replication::{Connection, Endpoint};
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Upper bound of parallel shard transfers when the configuration sets none.
 const MAX_PARALLEL_SHARDS: usize = 16;
+/// RDB bytes per byte of `used_memory` assumed for a diskless transfer when
+/// the instance has no earlier backup to learn from (values are compressed
+/// and stripped of their in-memory overhead; 0.2 to 0.6 is usual).
+const DEFAULT_RDB_RATIO: f64 = 0.4;
 
 /// What a successful backup stored.
 pub struct Stored {
     pub size: u64,
+    /// The sources' `used_memory` summed, for the next backup's estimate.
+    pub used_memory: u64,
 }
 
-/// Bytes moved and expected, summed over every transfer of the backup.
+/// Bytes moved and expected, summed over every transfer of the backup, and
+/// how many transfers are at which step.
 #[derive(Default)]
 struct Progress {
     done: AtomicU64,
     total: AtomicU64,
+    used_memory: AtomicU64,
+    /// Transfers that sent `PSYNC` and have no payload yet: the master is
+    /// waiting to fork (its delay, or another child) or writing its file.
+    waiting: AtomicUsize,
+    /// Transfers whose payload is flowing.
+    moving: AtomicUsize,
+    /// Transfers stored.
+    stored: AtomicUsize,
+}
+
+impl Progress {
+    fn stage(&self) -> String {
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        let moving = self.moving.load(Ordering::Relaxed);
+        let stored = self.stored.load(Ordering::Relaxed);
+        match (waiting, moving) {
+            (0, 0) if stored > 0 => "checking the cluster".into(),
+            (0, 0) => "connecting".into(),
+            (_, 0) => "waiting for the fork".into(),
+            (0, _) => "transferring".into(),
+            (w, _) => format!("transferring ({w} more waiting for the fork)"),
+        }
+    }
+
+    /// The report for the record. Diskless transfers announce no length, so
+    /// `total` may be an estimate: past 90 % of it the percentage only creeps
+    /// towards 99.99, and it never goes below the last report (`floor`).
+    fn report(&self, floor: i64) -> crate::meta::ProgressReport {
+        let done = self.done.load(Ordering::Relaxed);
+        let total = self.total.load(Ordering::Relaxed);
+        crate::meta::ProgressReport {
+            bytes_done: i64::try_from(done).unwrap_or(i64::MAX),
+            bytes_total: (total > 0).then(|| i64::try_from(total).unwrap_or(i64::MAX)),
+            basis_points: basis_points(done, total).max(floor),
+            stage: self.stage(),
+        }
+    }
+}
+
+/// `done / total` in basis points, linear to 90 %, then approaching 99.99 %
+/// without reaching it however far `done` passes an underestimated `total`.
+fn basis_points(done: u64, total: u64) -> i64 {
+    if total == 0 {
+        return 0;
+    }
+    let x = done as f64 / total as f64;
+    let pct = if x <= 0.9 {
+        x
+    } else {
+        0.9 + 0.0999 * (1.0 - (-(x - 0.9) / 0.1).exp())
+    };
+    ((pct * 10_000.0) as i64).clamp(0, 9999)
+}
+
+/// Counts a transfer in one step of [`Progress`] while alive.
+struct InStep<'a>(&'a AtomicUsize);
+
+impl<'a> InStep<'a> {
+    fn enter(counter: &'a AtomicUsize) -> InStep<'a> {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InStep(counter)
+    }
+}
+
+impl Drop for InStep<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The object prefix of a backup: `{instance_id}/{backup_id}/`.
@@ -67,21 +142,28 @@ pub async fn take(
     instance: &Instance,
 ) -> Result<Stored, Failure> {
     let progress = Progress::default();
+    let ratio = ctx
+        .meta
+        .last_rdb_ratio(&instance.id)
+        .await?
+        .unwrap_or(DEFAULT_RDB_RATIO)
+        .clamp(0.01, 4.0);
     let work = async {
         match instance.mode {
-            Mode::Single | Mode::Ha => take_node(ctx, backup, instance, &progress).await,
-            Mode::Cluster => take_cluster(ctx, backup, instance, &progress).await,
+            Mode::Single | Mode::Ha => take_node(ctx, backup, instance, &progress, ratio).await,
+            Mode::Cluster => take_cluster(ctx, backup, instance, &progress, ratio).await,
         }
     };
     tokio::pin!(work);
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    let mut reported = 0;
     loop {
         tokio::select! {
             result = &mut work => return result,
             _ = tick.tick() => {
-                let done = i64::try_from(progress.done.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
-                let total = i64::try_from(progress.total.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
-                ctx.meta.set_backup_progress(&backup.id, done, (total > 0).then_some(total)).await?;
+                let report = progress.report(reported);
+                reported = report.basis_points;
+                ctx.meta.set_backup_progress(&backup.id, &report).await?;
                 ctx.meta.heartbeat_job(job_id).await?;
             }
         }
@@ -106,6 +188,7 @@ async fn take_node(
     backup: &Backup,
     instance: &Instance,
     progress: &Progress,
+    ratio: f64,
 ) -> Result<Stored, Failure> {
     let template = Endpoint::of(instance, &ctx.redis_tls);
     let source = match instance.mode {
@@ -117,9 +200,10 @@ async fn take_node(
     };
     let source_node = format!("{} ({})", source.endpoint.addr, source.role);
     mark_started(ctx, backup, &source_node).await?;
-    let file = pull(ctx, backup, &source, None, progress).await?;
+    let file = pull(ctx, backup, &source, None, progress, ratio).await?;
     Ok(Stored {
         size: u64::try_from(file.size).unwrap_or(0),
+        used_memory: progress.used_memory.load(Ordering::Relaxed),
     })
 }
 
@@ -128,6 +212,7 @@ async fn take_cluster(
     backup: &Backup,
     instance: &Instance,
     progress: &Progress,
+    ratio: f64,
 ) -> Result<Stored, Failure> {
     let template = Endpoint::of(instance, &ctx.redis_tls);
     let timeout = ctx.timeouts.connect;
@@ -162,7 +247,7 @@ async fn take_cluster(
             let Some((shard, source)) = waiting.next() else {
                 break;
             };
-            running.push(pull_shard(ctx, backup, shard, source, progress));
+            running.push(pull_shard(ctx, backup, shard, source, progress, ratio));
         }
         match running.next().await {
             Some(result) => files.push(result?),
@@ -214,6 +299,7 @@ async fn take_cluster(
             .iter()
             .map(|f| u64::try_from(f.size).unwrap_or(0))
             .sum(),
+        used_memory: progress.used_memory.load(Ordering::Relaxed),
     })
 }
 
@@ -223,8 +309,9 @@ async fn pull_shard(
     shard: &Shard,
     source: &Source,
     progress: &Progress,
+    ratio: f64,
 ) -> Result<BackupFile, Failure> {
-    pull(ctx, backup, source, Some(shard), progress)
+    pull(ctx, backup, source, Some(shard), progress, ratio)
         .await
         .map_err(|f| Failure {
             kind: f.kind,
@@ -251,21 +338,30 @@ async fn pull(
     source: &Source,
     shard: Option<&Shard>,
     progress: &Progress,
+    ratio: f64,
 ) -> Result<BackupFile, Failure> {
     let addr = source.endpoint.addr.clone();
     tracing::info!(backup_id = %backup.id, node = %addr, role = source.role, "pulling snapshot");
     let mut conn = Connection::open(&source.endpoint, ctx.timeouts.connect).await?;
-    // Diskless transfers announce no length: the RDB is usually smaller than
-    // used memory, so that bounds the estimate (progress stays below 100 until the end).
     let used_memory = conn
         .info("memory")
         .await?
         .get("used_memory")
-        .and_then(|v| v.parse::<u64>().ok());
-    let mut transfer = snapshot::start(conn, ctx.timeouts.snapshot).await?;
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    progress
+        .used_memory
+        .fetch_add(used_memory, Ordering::Relaxed);
+    let mut transfer = {
+        let _waiting = InStep::enter(&progress.waiting);
+        snapshot::start(conn, ctx.timeouts.snapshot).await?
+    };
+    let _moving = InStep::enter(&progress.moving);
+    // Diskless transfers announce no length: estimate it from what the
+    // instance's last backup weighed against its used memory then.
     let estimate = match transfer.payload {
         Payload::Sized(len) => len,
-        Payload::EofMarked(_) => used_memory.unwrap_or(0),
+        Payload::EofMarked(_) => (used_memory as f64 * ratio) as u64,
     };
     progress.total.fetch_add(estimate, Ordering::Relaxed);
 
@@ -317,6 +413,7 @@ async fn pull(
         status: "stored".into(),
     };
     ctx.meta.add_backup_file(&file).await?;
+    progress.stored.fetch_add(1, Ordering::Relaxed);
     tracing::info!(
         backup_id = %backup.id, file = %name, bytes = size, rdb_version = summary.version,
         transfer_secs, commit_secs, "backup file stored"
@@ -356,6 +453,38 @@ async fn forget_upload(ctx: &JobContext, upload_id: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_creeps_past_an_underestimate_and_never_reaches_100() {
+        assert_eq!(basis_points(0, 0), 0);
+        assert_eq!(basis_points(50, 100), 5000);
+        assert_eq!(basis_points(90, 100), 9000);
+        let mut last = 0;
+        for done in (0..2000).step_by(7) {
+            let bp = basis_points(done, 100);
+            assert!(bp >= last, "went back at {done}");
+            assert!(bp <= 9999);
+            last = bp;
+        }
+        assert!(last > 9900, "{last}");
+        let p = Progress::default();
+        p.done.store(10, Ordering::Relaxed);
+        p.total.store(100, Ordering::Relaxed);
+        assert_eq!(p.report(4000).basis_points, 4000, "the floor holds");
+        assert_eq!(p.report(0).basis_points, 1000);
+    }
+
+    #[test]
+    fn stages() {
+        let p = Progress::default();
+        assert_eq!(p.stage(), "connecting");
+        let waiting = InStep::enter(&p.waiting);
+        assert_eq!(p.stage(), "waiting for the fork");
+        let _moving = InStep::enter(&p.moving);
+        assert_eq!(p.stage(), "transferring (1 more waiting for the fork)");
+        drop(waiting);
+        assert_eq!(p.stage(), "transferring");
+    }
 
     #[test]
     fn dcs_file_names() {

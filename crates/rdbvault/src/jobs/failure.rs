@@ -107,7 +107,9 @@ impl From<SnapshotError> for Failure {
         let kind = match &e {
             SnapshotError::Conn(c) => return Failure::new(Failure::from_conn_kind(c), &e),
             SnapshotError::Refused { .. } => FailureKind::ReplicationRefused,
-            SnapshotError::FirstByteTimeout(_) | SnapshotError::Stalled(_) => FailureKind::TimedOut,
+            SnapshotError::ForkTimeout { .. }
+            | SnapshotError::FirstByteTimeout { .. }
+            | SnapshotError::Stalled { .. } => FailureKind::TimedOut,
             SnapshotError::Closed { .. } | SnapshotError::Io { .. } => FailureKind::ConnectionLost,
             SnapshotError::Protocol { .. } => FailureKind::Protocol,
         };
@@ -119,8 +121,10 @@ impl Failure {
     fn from_conn_kind(c: &ConnError) -> FailureKind {
         match c {
             _ if c.is_auth() => FailureKind::AuthRefused,
-            ConnError::Connect { .. } | ConnError::Tls { .. } => FailureKind::Unreachable,
-            ConnError::ConnectTimeout(_) | ConnError::Timeout(_) => FailureKind::TimedOut,
+            ConnError::Connect { .. } | ConnError::Tls { .. } | ConnError::NoAddress => {
+                FailureKind::Unreachable
+            }
+            ConnError::ConnectTimeout { .. } | ConnError::Timeout { .. } => FailureKind::TimedOut,
             ConnError::Auth(_) => FailureKind::AuthRefused,
             ConnError::Command { .. } => FailureKind::ReplicationRefused,
             ConnError::Resp { source, .. } => match source {

@@ -192,7 +192,8 @@ async fn run_backup(ctx: &JobContext, job: &Job, cancel: CancellationToken) {
         }
         Some(Ok(stored)) => {
             let size = i64::try_from(stored.size).unwrap_or(i64::MAX);
-            match ctx.meta.succeed_backup(&backup.id, size).await {
+            let used_memory = i64::try_from(stored.used_memory).unwrap_or(i64::MAX);
+            match ctx.meta.succeed_backup(&backup.id, size, used_memory).await {
                 Ok(true) => {
                     tracing::info!(backup_id = %backup.id, bytes = stored.size, "backup succeeded");
                     "done"

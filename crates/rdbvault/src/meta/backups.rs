@@ -64,6 +64,10 @@ pub struct Backup {
     pub error_code: Option<String>,
     pub error_msg: Option<String>,
     pub source_node: Option<String>,
+    /// What a running backup is doing now (rdbvault extension).
+    pub stage: Option<String>,
+    /// Progress in basis points as the job last reported it.
+    pub progress_bp: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -76,12 +80,7 @@ impl Backup {
         let pct = match self.status {
             BackupStatus::Succeed => 100.0,
             BackupStatus::Waiting => 0.0,
-            _ => match self.bytes_total {
-                Some(total) if total > 0 => {
-                    (self.bytes_done as f64 / total as f64 * 100.0).min(99.99)
-                }
-                _ => 0.0,
-            },
+            _ => self.progress_bp.unwrap_or(0).clamp(0, 9999) as f64 / 100.0,
         };
         format!("{pct:.2}")
     }
@@ -110,6 +109,17 @@ pub struct NewBackup {
     pub remark: Option<String>,
 }
 
+/// A running backup's progress, as the job reports it.
+#[derive(Debug, Clone)]
+pub struct ProgressReport {
+    pub bytes_done: i64,
+    /// Announced or estimated; `None` while unknown.
+    pub bytes_total: Option<i64>,
+    /// 0..=9999 while running; never lower than the last report.
+    pub basis_points: i64,
+    pub stage: String,
+}
+
 /// A claimed job.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -134,6 +144,8 @@ struct Row {
     error_code: Option<String>,
     error_msg: Option<String>,
     source_node: Option<String>,
+    stage: Option<String>,
+    progress_bp: Option<i64>,
     created_at: i64,
     started_at: Option<i64>,
     finished_at: Option<i64>,
@@ -164,6 +176,8 @@ impl TryFrom<Row> for Backup {
             error_code: r.error_code,
             error_msg: r.error_msg,
             source_node: r.source_node,
+            stage: r.stage,
+            progress_bp: r.progress_bp,
         })
     }
 }
@@ -198,8 +212,8 @@ struct FileRow {
 }
 
 const COLUMNS: &str = "id, instance_id, project_id, name, backup_type, backup_format, status, remark, \
-    bytes_done, bytes_total, size, error_code, error_msg, source_node, created_at, started_at, \
-    finished_at, updated_at";
+    bytes_done, bytes_total, size, error_code, error_msg, source_node, stage, progress_bp, created_at, \
+    started_at, finished_at, updated_at";
 
 impl Meta {
     /// Records a new backup as `waiting` and queues its job, atomically.
@@ -358,23 +372,34 @@ impl Meta {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn set_backup_progress(
-        &self,
-        id: &str,
-        bytes_done: i64,
-        bytes_total: Option<i64>,
-    ) -> Result<()> {
+    /// What a running backup reports each second (and on its stage changes).
+    pub async fn set_backup_progress(&self, id: &str, progress: &ProgressReport) -> Result<()> {
         sqlx::query(
-            "UPDATE backups SET bytes_done = $1, bytes_total = COALESCE($2, bytes_total), updated_at = $3 \
-             WHERE id = $4 AND status = 'backuping'",
+            "UPDATE backups SET bytes_done = $1, bytes_total = $2, progress_bp = $3, stage = $4, \
+             updated_at = $5 WHERE id = $6 AND status = 'backuping'",
         )
-        .bind(bytes_done)
-        .bind(bytes_total)
+        .bind(progress.bytes_done)
+        .bind(progress.bytes_total)
+        .bind(progress.basis_points)
+        .bind(&progress.stage)
         .bind(now_ms())
         .bind(id)
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    /// Stored bytes per byte of `used_memory` in the instance's last
+    /// successful backup: how big its next diskless transfer will likely be.
+    pub async fn last_rdb_ratio(&self, instance_id: &str) -> Result<Option<f64>> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT size, used_memory FROM backups WHERE instance_id = $1 AND status = 'succeed' \
+             AND used_memory > 0 AND size > 0 ORDER BY finished_at DESC LIMIT 1",
+        )
+        .bind(instance_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|(size, used)| size as f64 / used as f64))
     }
 
     /// Records a stored, verified file of a backup.
@@ -477,13 +502,16 @@ impl Meta {
     }
 
     /// `backuping → succeed`; false when the backup was deleted meanwhile.
-    pub async fn succeed_backup(&self, id: &str, size: i64) -> Result<bool> {
+    /// `used_memory`: the source's (summed over shards) when it was taken.
+    pub async fn succeed_backup(&self, id: &str, size: i64, used_memory: i64) -> Result<bool> {
         let now = now_ms();
         let done = sqlx::query(
-            "UPDATE backups SET status = 'succeed', size = $1, bytes_done = $1, finished_at = $2, updated_at = $2 \
-             WHERE id = $3 AND status = 'backuping'",
+            "UPDATE backups SET status = 'succeed', size = $1, bytes_done = $1, used_memory = $2, \
+             stage = NULL, progress_bp = 10000, finished_at = $3, updated_at = $3 \
+             WHERE id = $4 AND status = 'backuping'",
         )
         .bind(size)
+        .bind(used_memory)
         .bind(now)
         .bind(id)
         .execute(self.pool())
@@ -495,8 +523,8 @@ impl Meta {
     pub async fn fail_backup(&self, id: &str, code: &str, msg: &str) -> Result<bool> {
         let now = now_ms();
         let done = sqlx::query(
-            "UPDATE backups SET status = 'failed', error_code = $1, error_msg = $2, finished_at = $3, \
-             updated_at = $3 WHERE id = $4 AND status IN ('waiting', 'backuping')",
+            "UPDATE backups SET status = 'failed', error_code = $1, error_msg = $2, stage = NULL, \
+             finished_at = $3, updated_at = $3 WHERE id = $4 AND status IN ('waiting', 'backuping')",
         )
         .bind(code)
         .bind(msg)

@@ -10,7 +10,7 @@ mod instances;
 mod link_keys;
 mod uploads;
 
-pub use backups::{Backup, BackupFile, BackupStatus, Job, NewBackup};
+pub use backups::{Backup, BackupFile, BackupStatus, Job, NewBackup, ProgressReport};
 pub use instances::{Instance, InstanceFilter, Mode, NewInstance, Secret};
 pub use link_keys::LinkKey;
 pub use uploads::PendingUpload;

@@ -62,8 +62,10 @@ pub enum ConnError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("connecting to {0}: timed out")]
-    ConnectTimeout(String),
+    #[error("connecting to {addr}: no connection within the connect timeout ({ms} ms)")]
+    ConnectTimeout { addr: String, ms: u128 },
+    #[error("no address to connect to")]
+    NoAddress,
     #[error("TLS handshake with {addr}: {reason}")]
     Tls { addr: String, reason: String },
     #[error("authentication refused: {0}")]
@@ -76,8 +78,12 @@ pub enum ConnError {
     },
     #[error("{addr}: {source}")]
     Resp { addr: String, source: RespError },
-    #[error("{0}: timed out waiting for a reply")]
-    Timeout(String),
+    #[error("{addr}: no reply to {command} within the connect timeout ({ms} ms)")]
+    Timeout {
+        addr: String,
+        command: String,
+        ms: u128,
+    },
 }
 
 impl ConnError {
@@ -108,7 +114,10 @@ impl Connection {
             TcpStream::connect((endpoint.addr.host.as_str(), endpoint.addr.port)),
         )
         .await
-        .map_err(|_| ConnError::ConnectTimeout(addr.clone()))?
+        .map_err(|_| ConnError::ConnectTimeout {
+            addr: addr.clone(),
+            ms: timeout.as_millis(),
+        })?
         .map_err(|source| ConnError::Connect {
             addr: addr.clone(),
             source,
@@ -160,7 +169,11 @@ impl Connection {
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| ConnError::Timeout(self.addr.clone()))?
+            .map_err(|_| ConnError::Timeout {
+                addr: self.addr.clone(),
+                command: command_name(args),
+                ms: self.timeout.as_millis(),
+            })?
     }
 
     /// Sends a command whose answer is not a reply (`SYNC` answers with the payload).
@@ -187,8 +200,7 @@ impl Connection {
         match self.request(args).await? {
             Reply::Error(message) => Err(ConnError::Command {
                 addr: self.addr.clone(),
-                command: String::from_utf8_lossy(args.first().copied().unwrap_or_default())
-                    .into_owned(),
+                command: command_name(args),
                 message,
             }),
             reply => Ok(reply),
@@ -204,6 +216,23 @@ impl Connection {
 
     pub async fn shutdown(mut self) {
         let _ = self.stream.shutdown().await;
+    }
+}
+
+/// `CLUSTER SHARDS`, `INFO`: the command and, for container commands, its
+/// subcommand, as ACL errors and operators name them.
+fn command_name(args: &[&[u8]]) -> String {
+    let name = |a: &[u8]| String::from_utf8_lossy(a).to_ascii_uppercase();
+    match args {
+        [cmd, sub, ..]
+            if [&b"CLUSTER"[..], b"CONFIG", b"CLIENT", b"ACL"]
+                .iter()
+                .any(|c| cmd.eq_ignore_ascii_case(c)) =>
+        {
+            format!("{} {}", name(cmd), name(sub))
+        }
+        [cmd, ..] => name(cmd),
+        [] => String::new(),
     }
 }
 

@@ -6,12 +6,21 @@
 //! towards its output-buffer limits), then `PSYNC ? -1` (or `SYNC` for servers
 //! that refuse it). The payload comes in one of two forms: `$<len>\r\n` and
 //! exactly that many bytes (disk-based), or `$EOF:<40-byte mark>\r\n` and bytes
-//! until the mark (diskless). Before it, the master sends bare `\n` keep-alives
-//! while it forks; they are skipped.
+//! until the mark (diskless).
+//!
+//! A master does not always fork at once: with `repl-diskless-sync-delay`
+//! (5 s by default) it waits for more replicas, and while another child runs
+//! (a `BGSAVE`, a `BGREWRITEAOF`, a transfer to another replica) it waits for
+//! that child to end. Until it forks it answers `PSYNC` with nothing but a
+//! bare `\n` about once a second, and a disk-based transfer sends more of
+//! them after `+FULLRESYNC` while the file is written. Both waits are skipped
+//! over and bounded together by the first-byte timeout, never by the short
+//! timeout of ordinary commands.
 
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
+use tokio::time::Instant;
 
 use super::conn::{ConnError, Connection};
 use super::resp::{self, Reply, RespError};
@@ -36,10 +45,25 @@ pub enum SnapshotError {
     Conn(#[from] ConnError),
     #[error("{addr} refused to replicate: {message}")]
     Refused { addr: String, message: String },
-    #[error("{0}: no payload within the first-byte timeout (the fork may still be running)")]
-    FirstByteTimeout(String),
-    #[error("{0}: the transfer stalled")]
-    Stalled(String),
+    #[error(
+        "{addr}: the master did not start its snapshot within the first-byte timeout ({secs} s): \
+         no +FULLRESYNC, only keep-alives (it waits for its repl-diskless-sync-delay or for \
+         another child process, such as a BGSAVE, a BGREWRITEAOF or a transfer to another replica)"
+    )]
+    ForkTimeout { addr: String, secs: u64 },
+    #[error(
+        "{addr}: the snapshot's first byte did not arrive within the first-byte timeout ({secs} s) \
+         after +FULLRESYNC (a disk-based master writes the whole file before sending it)"
+    )]
+    FirstByteTimeout { addr: String, secs: u64 },
+    #[error(
+        "{addr}: the transfer stalled: nothing for the stall timeout ({secs} s) after {received} bytes"
+    )]
+    Stalled {
+        addr: String,
+        secs: u64,
+        received: u64,
+    },
     #[error("{addr}: the connection closed after {received} bytes of the payload")]
     Closed { addr: String, received: u64 },
     #[error("{addr}: protocol error: {reason}")]
@@ -88,7 +112,18 @@ pub async fn start(mut conn: Connection, timeouts: Timeouts) -> Result<Transfer,
         &addr,
     )?;
 
-    let (replid, offset) = match conn.request(&[b"PSYNC", b"?", b"-1"]).await? {
+    // From here on the master may keep us waiting for its fork: its answer
+    // is bounded by the first-byte timeout, not by the command timeout.
+    conn.send_only(&[b"PSYNC", b"?", b"-1"]).await?;
+    let deadline = Instant::now() + timeouts.first_byte;
+    let secs = timeouts.first_byte.as_secs();
+    let answer = tokio::time::timeout_at(deadline, read_sync_answer(&mut conn))
+        .await
+        .map_err(|_| SnapshotError::ForkTimeout {
+            addr: addr.clone(),
+            secs,
+        })??;
+    let (replid, offset) = match answer {
         Reply::Simple(line) if line.starts_with("FULLRESYNC") => parse_fullresync(&line, &addr)?,
         Reply::Error(e) if e.starts_with("NOPERM") || e.starts_with("NOAUTH") => {
             return Err(ConnError::Auth(e).into());
@@ -107,9 +142,12 @@ pub async fn start(mut conn: Connection, timeouts: Timeouts) -> Result<Transfer,
         }
     };
 
-    let payload = tokio::time::timeout(timeouts.first_byte, read_payload_header(&mut conn))
+    let payload = tokio::time::timeout_at(deadline, read_payload_header(&mut conn))
         .await
-        .map_err(|_| SnapshotError::FirstByteTimeout(addr.clone()))??;
+        .map_err(|_| SnapshotError::FirstByteTimeout {
+            addr: addr.clone(),
+            secs,
+        })??;
     Ok(Transfer {
         conn,
         payload,
@@ -145,37 +183,66 @@ fn parse_fullresync(line: &str, addr: &str) -> Result<(String, i64), SnapshotErr
     }
 }
 
-async fn read_payload_header(conn: &mut Connection) -> Result<Payload, SnapshotError> {
-    let addr = conn.addr().to_string();
-    let stream = conn.stream_mut();
+/// Skips the bare `\n` keep-alives a master sends while it waits for its
+/// fork; returns the first byte of what follows, left in the buffer.
+async fn skip_keepalives<R: AsyncBufRead + Unpin>(
+    stream: &mut R,
+    addr: &str,
+) -> Result<u8, SnapshotError> {
     loop {
-        // Keep-alive newlines come one by one while the master forks.
         let buf = stream
             .fill_buf()
             .await
             .map_err(|source| SnapshotError::Io {
-                addr: addr.clone(),
+                addr: addr.into(),
                 source,
             })?;
-        match buf.first() {
-            None => return Err(SnapshotError::Closed { addr, received: 0 }),
-            Some(b'\n') => stream.consume(1),
-            Some(b'$') => break,
-            Some(b'-') => {
-                let line = resp::read_line(stream)
-                    .await
-                    .map_err(|e| resp_error(&addr, e))?;
-                return Err(SnapshotError::Refused {
-                    addr,
-                    message: String::from_utf8_lossy(&line[1..]).into_owned(),
-                });
+        let Some(&first) = buf.first() else {
+            return Err(SnapshotError::Closed {
+                addr: addr.into(),
+                received: 0,
+            });
+        };
+        match buf.iter().position(|&b| b != b'\n') {
+            Some(0) => return Ok(first),
+            Some(n) => stream.consume(n),
+            None => {
+                let n = buf.len();
+                stream.consume(n);
             }
-            Some(other) => {
-                return Err(SnapshotError::Protocol {
-                    addr,
-                    reason: format!("expected the payload header, got byte 0x{other:02x}"),
-                });
-            }
+        }
+    }
+}
+
+/// The master's answer to `PSYNC`, after any keep-alives.
+async fn read_sync_answer(conn: &mut Connection) -> Result<Reply, SnapshotError> {
+    let addr = conn.addr().to_string();
+    let stream = conn.stream_mut();
+    skip_keepalives(stream, &addr).await?;
+    resp::read_reply(stream)
+        .await
+        .map_err(|e| resp_error(&addr, e))
+}
+
+async fn read_payload_header(conn: &mut Connection) -> Result<Payload, SnapshotError> {
+    let addr = conn.addr().to_string();
+    let stream = conn.stream_mut();
+    match skip_keepalives(stream, &addr).await? {
+        b'$' => {}
+        b'-' => {
+            let line = resp::read_line(stream)
+                .await
+                .map_err(|e| resp_error(&addr, e))?;
+            return Err(SnapshotError::Refused {
+                addr,
+                message: String::from_utf8_lossy(&line[1..]).into_owned(),
+            });
+        }
+        other => {
+            return Err(SnapshotError::Protocol {
+                addr,
+                reason: format!("expected the payload header, got byte 0x{other:02x}"),
+            });
         }
     }
     let line = resp::read_line(stream)
@@ -255,7 +322,11 @@ impl Transfer {
             self.conn.stream_mut().read(&mut self.buf[start..end]),
         )
         .await
-        .map_err(|_| SnapshotError::Stalled(addr.clone()))?
+        .map_err(|_| SnapshotError::Stalled {
+            addr: addr.clone(),
+            secs: self.stall.as_secs(),
+            received: self.received,
+        })?
         .map_err(|source| SnapshotError::Io {
             addr: addr.clone(),
             source,
@@ -349,6 +420,24 @@ mod tests {
             assert!(done, "mark not found with chunks of {chunk}");
             assert_eq!(out, payload, "chunks of {chunk}");
         }
+    }
+
+    #[tokio::test]
+    async fn keepalives_before_the_answer_are_skipped() {
+        // What a master waiting for its fork sends: bare newlines, in reads
+        // of any size, then the answer.
+        let wire = b"\n\n\n+FULLRESYNC x 0\r\n\n\n$EOF:";
+        let mut r = tokio::io::BufReader::with_capacity(2, &wire[..]);
+        assert_eq!(skip_keepalives(&mut r, "x").await.expect("answer"), b'+');
+        let reply = resp::read_reply(&mut r).await.expect("reply");
+        assert_eq!(reply, Reply::Simple("FULLRESYNC x 0".into()));
+        assert_eq!(skip_keepalives(&mut r, "x").await.expect("header"), b'$');
+
+        let mut closed = tokio::io::BufReader::new(&b"\n\n"[..]);
+        assert!(matches!(
+            skip_keepalives(&mut closed, "x").await,
+            Err(SnapshotError::Closed { .. })
+        ));
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub async fn choose(
         }
     }
     let Some((master_addr, master_info)) = master else {
-        return Err(last_err.unwrap_or_else(|| ConnError::ConnectTimeout("no address".into())));
+        return Err(last_err.unwrap_or(ConnError::NoAddress));
     };
     if prefer_replica {
         let mut replicas: Vec<ReplicaEntry> = master_info

@@ -430,33 +430,98 @@ fn rand_u16() -> u16 {
 
 /// Where `.ci/redis-releases` unpacks Redis 8.2 and the FalkorDB module.
 pub fn redis_8_2_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/redis-releases/8.2");
-    assert!(
-        dir.join("redis-server").is_file(),
-        "no Redis 8.2 in {}: run .ci/redis-releases",
-        dir.display()
-    );
-    dir
+    Release::V8_2.dir()
+}
+
+/// A Redis release this machine runs: 7.0 is Debian's `redis-server` on the
+/// PATH, 6.2 and 8.2 are unpacked by `.ci/redis-releases`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    V6_2,
+    V7_0,
+    V8_2,
+}
+
+impl Release {
+    pub const ALL: [Release; 3] = [Release::V6_2, Release::V7_0, Release::V8_2];
+
+    fn dir(self) -> PathBuf {
+        let name = match self {
+            Release::V6_2 => "6.2",
+            Release::V7_0 => return PathBuf::new(),
+            Release::V8_2 => "8.2",
+        };
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/redis-releases")
+            .join(name);
+        assert!(
+            dir.join("redis-server").is_file(),
+            "no Redis {name} in {}: run .ci/redis-releases",
+            dir.display()
+        );
+        dir
+    }
+
+    pub fn binary(self) -> PathBuf {
+        match self {
+            Release::V7_0 => PathBuf::from("redis-server"),
+            other => other.dir().join("redis-server"),
+        }
+    }
+
+    /// Redis 7 refuses `DEBUG` (our integrity judge, `DEBUG DIGEST`) unless
+    /// enabled; 6.2 has no such setting and always allows it.
+    fn debug_args(self) -> &'static [&'static str] {
+        match self {
+            Release::V6_2 => &[],
+            _ => &["--enable-debug-command", "local"],
+        }
+    }
+}
+
+/// How much of a test server's configuration is the release's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tuning {
+    /// Nothing but port, address, directory and `DEBUG`: diskless sync with
+    /// its 5 s delay on 7.0+, disk-based on 6.2, RDB save points that fork
+    /// now and then. What production runs, and what a backup path is proven on.
+    Defaults,
+    /// No delay before a replication fork and no save points: quick, but it
+    /// hides what a real master does while a replica waits for its fork.
+    /// For tests about something else than talking to a default master.
+    Fast,
 }
 
 /// A real redis-server on a free loopback port, killed on drop.
 pub struct RedisServer {
     pub port: u16,
     pub dir: tempfile::TempDir,
+    pub release: Release,
     child: Child,
     extra_dir: Option<tempfile::TempDir>,
 }
 
 impl RedisServer {
+    /// Redis 7.0 on its default configuration.
     pub fn start(extra: &[&str]) -> RedisServer {
-        Self::start_on(free_port(), extra)
+        Self::start_release(Release::V7_0, extra)
     }
 
-    /// Redis 8.2 (RDB 12: hash field expiry, set listpacks, streams 3) from
-    /// `target/redis-releases`, where `.ci/redis-releases` puts it; with
-    /// `--loadmodule` of the FalkorDB module beside it, module values too.
+    /// A release on its default configuration.
+    pub fn start_release(release: Release, extra: &[&str]) -> RedisServer {
+        Self::spawn(release, Tuning::Defaults, free_port(), extra)
+    }
+
+    /// Redis 7.0 tuned for speed ([`Tuning::Fast`]).
+    pub fn start_fast(extra: &[&str]) -> RedisServer {
+        Self::spawn(Release::V7_0, Tuning::Fast, free_port(), extra)
+    }
+
+    /// Redis 8.2 (RDB 12: hash field expiry, set listpacks, streams 3) tuned
+    /// for speed; with `--loadmodule` of the FalkorDB module in
+    /// [`redis_8_2_dir`], module values too.
     pub fn start_8_2(extra: &[&str]) -> RedisServer {
-        Self::start_binary(&redis_8_2_dir().join("redis-server"), free_port(), extra)
+        Self::spawn(Release::V8_2, Tuning::Fast, free_port(), extra)
     }
 
     /// A server speaking only TLS, with a certificate for 127.0.0.1 signed by
@@ -523,7 +588,9 @@ impl RedisServer {
         ]);
         let port = free_port();
         let port_s = port.to_string();
-        let server = Self::start_on(
+        let server = Self::spawn(
+            Release::V7_0,
+            Tuning::Fast,
             port,
             &[
                 "--port",
@@ -546,34 +613,35 @@ impl RedisServer {
         (server, pki, ca)
     }
 
-    fn start_on(port: u16, extra: &[&str]) -> RedisServer {
-        Self::start_binary(Path::new("redis-server"), port, extra)
-    }
-
-    fn start_binary(binary: &Path, port: u16, extra: &[&str]) -> RedisServer {
+    fn spawn(release: Release, tuning: Tuning, port: u16, extra: &[&str]) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut args: Vec<String> = [
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--repl-diskless-sync-delay",
-            "0",
-            "--enable-debug-command",
-            "local",
-            "--daemonize",
-            "no",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(["--dir".into(), dir.path().display().to_string()]);
+        let mut args: Vec<String> = vec![
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--daemonize".into(),
+            "no".into(),
+            "--dir".into(),
+            dir.path().display().to_string(),
+        ];
+        args.extend(release.debug_args().iter().map(|s| s.to_string()));
+        if tuning == Tuning::Fast {
+            args.extend(
+                [
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--repl-diskless-sync-delay",
+                    "0",
+                ]
+                .map(String::from),
+            );
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Command::new(binary)
+        let binary = release.binary();
+        let child = Command::new(&binary)
             .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -582,6 +650,7 @@ impl RedisServer {
         let server = RedisServer {
             port,
             dir,
+            release,
             child,
             extra_dir: None,
         };
@@ -781,12 +850,23 @@ impl RedisServer {
         );
     }
 
-    /// Starts a fresh redis-server that loads `rdb` at start.
+    /// Starts a fresh Redis 7.0 that loads `rdb` at start.
     pub fn load(rdb: &std::path::Path) -> RedisServer {
+        Self::load_release(Release::V7_0, rdb)
+    }
+
+    /// Starts a fresh server of `release` that loads `rdb` at start (a
+    /// release refuses RDB versions newer than its own).
+    pub fn load_release(release: Release, rdb: &std::path::Path) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
         std::fs::copy(rdb, dir.path().join("dump.rdb")).unwrap();
         let dir_str = dir.path().display().to_string();
-        let mut server = RedisServer::start(&["--dir", &dir_str, "--dbfilename", "dump.rdb"]);
+        let mut server = Self::spawn(
+            release,
+            Tuning::Fast,
+            free_port(),
+            &["--dir", &dir_str, "--dbfilename", "dump.rdb"],
+        );
         // Keep the loaded dir alive with the server.
         server.extra_dir = Some(dir);
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -974,19 +1054,37 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
-    pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+    /// Redis 7.0 nodes tuned for speed ([`Tuning::Fast`]).
+    pub fn start_fast(masters: usize, replicas: usize) -> RedisCluster {
+        Self::start_with(Release::V7_0, Tuning::Fast, masters, replicas)
+    }
+
+    /// Nodes of `release` on their default configuration (but cluster mode).
+    pub fn start_release(release: Release, masters: usize, replicas: usize) -> RedisCluster {
+        Self::start_with(release, Tuning::Defaults, masters, replicas)
+    }
+
+    fn start_with(
+        release: Release,
+        tuning: Tuning,
+        masters: usize,
+        replicas: usize,
+    ) -> RedisCluster {
         let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
             .map(|_| {
-                RedisServer::start(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "2000",
-                    "--appendonly",
-                    "no",
-                ])
+                RedisServer::spawn(
+                    release,
+                    tuning,
+                    free_port(),
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "2000",
+                    ],
+                )
             })
             .collect();
         let addrs: Vec<String> = nodes.iter().map(RedisServer::addr).collect();
