@@ -111,13 +111,14 @@ async fn registration_is_validated(db: Db) {
     let path = format!("/v2/{PROJECT}/rdbvault/instances");
     let post = |body: serde_json::Value| server.req("POST", &path).json(&body.to_string()).send();
 
-    // Wrong or missing password: refused at registration, nothing stored.
+    // Wrong or missing password: refused at registration with a code of
+    // its own (not "unreachable"), nothing stored.
     post(json!({"name": "a", "mode": "single", "addrs": [redis.addr()]}))
         .await
-        .assert_error(400, "DCS.4920");
+        .assert_error(400, "DCS.4922");
     post(json!({"name": "a", "mode": "single", "addrs": [redis.addr()], "password": "nope"}))
         .await
-        .assert_error(400, "DCS.4920");
+        .assert_error(400, "DCS.4922");
     // Nothing listens there.
     let dead = format!("127.0.0.1:{}", common::free_port());
     post(json!({"name": "a", "mode": "single", "addrs": [dead]}))
@@ -466,5 +467,93 @@ async fn auth_none_accepts_unsigned_requests() {
     let mut r = server.req("GET", &format!("/v2/{PROJECT}/instances"));
     r.sign = false;
     assert_eq!(r.send().await.status, 200);
+    server.stop().await;
+}
+
+/// `list_instances` probes instances, and the addresses of each, in parallel:
+/// dead instances cost one probe timeout in all, not one each, and a dead
+/// address ahead of a live one costs nothing. The dead here are silent (a
+/// listener that never answers, so each probe waits its whole timeout) or
+/// refuse connections (a closed port).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_probes_in_parallel() {
+    let redis = RedisServer::start(&[]);
+    let server = TestServer::start_with(Db::Sqlite, |c| c.probe_timeout_ms = 1000).await;
+    // The kernel completes connections to a listener nobody accepts from; the
+    // INFO sent on them gets no answer.
+    let silent: Vec<std::net::TcpListener> = (0..4)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let silent: Vec<String> = silent
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect();
+    let closed = format!("127.0.0.1:{}", common::free_port());
+    let mut expected = Vec::new();
+    let mut add = async |name: String, mode: &str, addrs: Vec<String>, status: &str| {
+        server
+            .register(json!({"name": name, "mode": mode, "addrs": addrs, "verify": false}))
+            .await;
+        expected.push((name, status.to_string()));
+        // Listed by registration time (milliseconds): keep them apart.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    };
+    for n in 0..20 {
+        let addr = silent[n % silent.len()].clone();
+        add(format!("silent-{n}"), "single", vec![addr], "ERROR").await;
+    }
+    add("closed".into(), "single", vec![closed.clone()], "ERROR").await;
+    let mut ha = silent.clone();
+    ha.push(closed);
+    ha.push(redis.addr());
+    add("ha-live-last".into(), "ha", ha, "RUNNING").await;
+    add("live".into(), "single", vec![redis.addr()], "RUNNING").await;
+    // 20 + 1 + 4 silent probes of 1 s each: 25 s one after the other, 5 s in
+    // waves of 16 instances with each instance's addresses in turn.
+    for query in ["limit=1000", "limit=1000&status=ERROR"] {
+        let start = std::time::Instant::now();
+        let r = server
+            .req("GET", &format!("/v2/{PROJECT}/instances?{query}"))
+            .send()
+            .await;
+        let elapsed = start.elapsed();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert!(
+            elapsed < std::time::Duration::from_millis(2500),
+            "{query}: listing took {elapsed:?}"
+        );
+        let listed: Vec<(String, String)> = r.json()["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["name"].as_str().unwrap().to_string(),
+                    i["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let wanted: Vec<_> = expected
+            .iter()
+            .filter(|(_, status)| !query.contains("status") || status == "ERROR")
+            .cloned()
+            .collect();
+        assert_eq!(listed, wanted, "{query}");
+    }
+    let live = server
+        .req(
+            "GET",
+            &format!("/v2/{PROJECT}/instances?name_equal=ha-live-last"),
+        )
+        .send()
+        .await
+        .json();
+    assert_eq!(live["instances"][0]["status"], "RUNNING");
+    assert!(
+        !live["instances"][0]["engine_version"]
+            .as_str()
+            .unwrap()
+            .is_empty()
+    );
     server.stop().await;
 }

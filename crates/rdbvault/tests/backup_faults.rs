@@ -175,9 +175,11 @@ async fn refused_credentials_and_permissions(db: Db) {
         json!({"mode": "single", "addrs": [redis.addr()], "user": "reader", "password": "pw"}),
     )
     .await;
-    assert_failed(&record, "dcs.08.0102");
+    // A missing right is its own failure, naming what to grant.
+    assert_failed(&record, "dcs.08.0111");
+    let msg = record["error_msg"].as_str().unwrap();
     assert!(
-        record["error_msg"].as_str().unwrap().contains("NOPERM"),
+        msg.contains("NOPERM") && msg.contains("grant it +replconf"),
         "{record}"
     );
     assert_nothing_stored(&server, &instance).await;

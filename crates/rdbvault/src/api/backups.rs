@@ -156,6 +156,7 @@ async fn check_cluster(
         Ok(_) => Ok(()),
         Err(TopologyError::Uncovered(n)) => Err(ApiError::ClusterIncomplete(n)),
         Err(TopologyError::TooManyShards(n)) => Err(ApiError::ClusterTooLarge(n)),
+        Err(TopologyError::Conn(e)) => Err(ApiError::from_redis(e)),
         Err(e) => Err(ApiError::InstanceUnreachable(e.to_string())),
     }
 }

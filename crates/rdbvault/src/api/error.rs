@@ -49,6 +49,10 @@ pub enum ApiError {
     InstanceNameTaken(String),
     #[error("the instance cannot be reached: {0}")]
     InstanceUnreachable(String),
+    #[error("Redis refused the credentials: {0}")]
+    CredentialsRefused(String),
+    #[error("{0}")]
+    PermissionMissing(String),
     #[error("the instance does not match its registration: {0}")]
     InstanceMismatch(String),
     #[error("operation not allowed in the instance's current state: {0}")]
@@ -119,6 +123,18 @@ impl ApiError {
         self.entry().1
     }
 
+    /// What a registration or a check of a live instance answers when
+    /// talking to it failed: a refused login and a missing ACL right are
+    /// the operator's to fix, and said so, not taken for an unreachable node.
+    pub fn from_redis(e: crate::replication::ConnError) -> ApiError {
+        use crate::replication::ConnError;
+        match e {
+            ConnError::Auth(_) => ApiError::CredentialsRefused(e.to_string()),
+            ConnError::NoPermission { .. } => ApiError::PermissionMissing(e.to_string()),
+            other => ApiError::InstanceUnreachable(other.to_string()),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         self.entry().0
     }
@@ -145,10 +161,16 @@ impl ApiError {
             ),
             InstanceNotFound(_) => ("DCS.3022", S::NOT_FOUND, "instance does not exist"),
             InstanceNameTaken(_) => ("DCS.4909", S::CONFLICT, "instance name already registered"),
-            InstanceUnreachable(_) => (
-                "DCS.4920",
+            InstanceUnreachable(_) => ("DCS.4920", S::BAD_REQUEST, "instance unreachable"),
+            CredentialsRefused(_) => (
+                "DCS.4922",
                 S::BAD_REQUEST,
-                "instance unreachable or authentication refused",
+                "Redis refused the password or ACL user",
+            ),
+            PermissionMissing(_) => (
+                "DCS.4923",
+                S::BAD_REQUEST,
+                "the ACL user lacks a right rdbvault needs (named in error_msg)",
             ),
             InstanceMismatch(_) => (
                 "DCS.4921",
@@ -241,6 +263,8 @@ impl ApiError {
             InstanceNotFound(s()),
             InstanceNameTaken(s()),
             InstanceUnreachable(s()),
+            CredentialsRefused(s()),
+            PermissionMissing(s()),
             InstanceMismatch(s()),
             InstanceBusy(s()),
             InvalidBackupId(s()),

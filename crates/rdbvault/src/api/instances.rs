@@ -486,7 +486,7 @@ async fn verify_live(
 ) -> Result<(), ApiError> {
     let info = probe_any(&new.addrs, &new.username, &new.password, tls, timeout)
         .await
-        .map_err(|e| ApiError::InstanceUnreachable(e.to_string()))?;
+        .map_err(ApiError::from_redis)?;
     match (new.mode, info.cluster_enabled) {
         (Mode::Cluster, false) => Err(ApiError::InstanceMismatch(
             "mode is cluster but the server has cluster mode disabled".into(),

@@ -21,6 +21,7 @@ pub enum FailureKind {
     Interrupted,
     Internal,
     TopologyChanged,
+    PermissionMissing,
 }
 
 impl FailureKind {
@@ -37,6 +38,7 @@ impl FailureKind {
             FailureKind::Interrupted => "dcs.08.0108",
             FailureKind::Internal => "dcs.08.0109",
             FailureKind::TopologyChanged => "dcs.08.0110",
+            FailureKind::PermissionMissing => "dcs.08.0111",
         }
     }
 
@@ -46,9 +48,7 @@ impl FailureKind {
                 "execution timed out (connect, first payload byte, or a stall)"
             }
             FailureKind::Unreachable => "no node of the instance could be reached",
-            FailureKind::AuthRefused => {
-                "Redis refused the credentials or the ACL user lacks replication rights"
-            }
+            FailureKind::AuthRefused => "Redis refused the credentials",
             FailureKind::ReplicationRefused => "Redis refused the replication handshake",
             FailureKind::ConnectionLost => "the connection closed in the middle of the transfer",
             FailureKind::Protocol => "the server did not speak the Redis protocol",
@@ -61,10 +61,13 @@ impl FailureKind {
             FailureKind::TopologyChanged => {
                 "the cluster failed over or resharded during the backup"
             }
+            FailureKind::PermissionMissing => {
+                "the ACL user lacks a right the backup needs (the message names it)"
+            }
         }
     }
 
-    pub const ALL: [FailureKind; 11] = [
+    pub const ALL: [FailureKind; 12] = [
         FailureKind::TimedOut,
         FailureKind::Unreachable,
         FailureKind::AuthRefused,
@@ -76,6 +79,7 @@ impl FailureKind {
         FailureKind::Interrupted,
         FailureKind::Internal,
         FailureKind::TopologyChanged,
+        FailureKind::PermissionMissing,
     ];
 }
 
@@ -120,7 +124,7 @@ impl From<SnapshotError> for Failure {
 impl Failure {
     fn from_conn_kind(c: &ConnError) -> FailureKind {
         match c {
-            _ if c.is_auth() => FailureKind::AuthRefused,
+            ConnError::NoPermission { .. } => FailureKind::PermissionMissing,
             ConnError::Connect { .. } | ConnError::Tls { .. } | ConnError::NoAddress => {
                 FailureKind::Unreachable
             }

@@ -140,15 +140,20 @@ async fn discover_from(endpoint: &Endpoint, timeout: Duration) -> Result<Topolog
     let mut conn = Connection::open(endpoint, timeout).await?;
     let shards = match conn.request(&[b"CLUSTER", b"SHARDS"]).await? {
         Reply::Array(Some(items)) => parse_shards(&items, &endpoint.addr)?,
-        // Before Redis 7: CLUSTER NODES.
-        Reply::Error(_) => {
-            let text = conn
-                .command(&[b"CLUSTER", b"NODES"])
-                .await?
-                .into_string()
-                .unwrap_or_default();
-            parse_nodes(&text, &endpoint.addr)?
-        }
+        // Before Redis 7, or an ACL user allowed only CLUSTER NODES.
+        Reply::Error(shards_error) => match conn.command(&[b"CLUSTER", b"NODES"]).await {
+            Ok(reply) => parse_nodes(&reply.into_string().unwrap_or_default(), &endpoint.addr)?,
+            // Both refused: on Redis 7+ name the right the docs ask for.
+            Err(ConnError::NoPermission { .. }) if shards_error.starts_with("NOPERM") => {
+                return Err(ConnError::refused(
+                    conn.addr(),
+                    &[b"CLUSTER", b"SHARDS"],
+                    shards_error,
+                )
+                .into());
+            }
+            Err(e) => return Err(e.into()),
+        },
         other => {
             return Err(TopologyError::Malformed(format!(
                 "unexpected CLUSTER SHARDS answer {other:?}"

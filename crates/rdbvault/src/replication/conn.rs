@@ -70,6 +70,15 @@ pub enum ConnError {
     Tls { addr: String, reason: String },
     #[error("authentication refused: {0}")]
     Auth(String),
+    /// The ACL user lacks a right: named, so the operator knows what to grant.
+    #[error("{addr}: the ACL user may not run {command} ({message}); grant it +{acl}")]
+    NoPermission {
+        addr: String,
+        command: String,
+        /// The ACL rule that allows it, e.g. `cluster|shards`.
+        acl: String,
+        message: String,
+    },
     #[error("{addr} answered {command} with an error: {message}")]
     Command {
         addr: String,
@@ -88,10 +97,32 @@ pub enum ConnError {
 
 impl ConnError {
     /// True when the server refused our credentials or permissions, as
-    /// opposed to a network or protocol failure.
+    /// opposed to a network or protocol failure: another node of the same
+    /// deployment would refuse them too.
     pub fn is_auth(&self) -> bool {
-        matches!(self, ConnError::Auth(_))
-            || matches!(self, ConnError::Command { message, .. } if message.starts_with("NOPERM") || message.starts_with("NOAUTH"))
+        matches!(self, ConnError::Auth(_) | ConnError::NoPermission { .. })
+    }
+
+    /// The error for a server's `-ERR...` answer to `args`: a missing ACL
+    /// right and a missing login are told apart from other refusals.
+    pub fn refused(addr: &str, args: &[&[u8]], message: String) -> ConnError {
+        if message.starts_with("NOPERM") {
+            let command = command_name(args);
+            ConnError::NoPermission {
+                addr: addr.into(),
+                acl: command.to_ascii_lowercase().replace(' ', "|"),
+                command,
+                message,
+            }
+        } else if message.starts_with("NOAUTH") || message.starts_with("WRONGPASS") {
+            ConnError::Auth(message)
+        } else {
+            ConnError::Command {
+                addr: addr.into(),
+                command: command_name(args),
+                message,
+            }
+        }
     }
 }
 
@@ -198,11 +229,7 @@ impl Connection {
     /// Like [`request`](Self::request), with a server error turned into `Err`.
     pub async fn command(&mut self, args: &[&[u8]]) -> Result<Reply, ConnError> {
         match self.request(args).await? {
-            Reply::Error(message) => Err(ConnError::Command {
-                addr: self.addr.clone(),
-                command: command_name(args),
-                message,
-            }),
+            Reply::Error(message) => Err(ConnError::refused(&self.addr, args, message)),
             reply => Ok(reply),
         }
     }

@@ -102,15 +102,12 @@ pub struct Transfer {
 pub async fn start(mut conn: Connection, timeouts: Timeouts) -> Result<Transfer, SnapshotError> {
     let addr = conn.addr().to_string();
     // Old servers answer these with an error; that only means no diskless/psync2.
-    check_permission(
-        conn.request(&[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"])
-            .await?,
-        &addr,
-    )?;
-    check_permission(
-        conn.request(&[b"REPLCONF", b"rdb-only", b"1"]).await?,
-        &addr,
-    )?;
+    for replconf in [
+        &[&b"REPLCONF"[..], b"capa", b"eof", b"capa", b"psync2"][..],
+        &[b"REPLCONF", b"rdb-only", b"1"],
+    ] {
+        check_permission(conn.request(replconf).await?, &addr, replconf)?;
+    }
 
     // From here on the master may keep us waiting for its fork: its answer
     // is bounded by the first-byte timeout, not by the command timeout.
@@ -125,8 +122,8 @@ pub async fn start(mut conn: Connection, timeouts: Timeouts) -> Result<Transfer,
         })??;
     let (replid, offset) = match answer {
         Reply::Simple(line) if line.starts_with("FULLRESYNC") => parse_fullresync(&line, &addr)?,
-        Reply::Error(e) if e.starts_with("NOPERM") || e.starts_with("NOAUTH") => {
-            return Err(ConnError::Auth(e).into());
+        Reply::Error(e) if is_refusal(&e) => {
+            return Err(ConnError::refused(&addr, &[b"PSYNC"], e).into());
         }
         Reply::Error(e) if e.contains("unknown command") => {
             // Pre-2.8 servers: SYNC answers with the payload directly.
@@ -161,11 +158,15 @@ pub async fn start(mut conn: Connection, timeouts: Timeouts) -> Result<Transfer,
     })
 }
 
-fn check_permission(reply: Reply, _addr: &str) -> Result<(), SnapshotError> {
+fn is_refusal(e: &str) -> bool {
+    e.starts_with("NOPERM") || e.starts_with("NOAUTH")
+}
+
+/// Old servers answer some `REPLCONF`s with an error, which only means no
+/// diskless or psync2; a missing right or login is an error of its own.
+fn check_permission(reply: Reply, addr: &str, args: &[&[u8]]) -> Result<(), SnapshotError> {
     match reply {
-        Reply::Error(e) if e.starts_with("NOPERM") || e.starts_with("NOAUTH") => {
-            Err(ConnError::Auth(e).into())
-        }
+        Reply::Error(e) if is_refusal(&e) => Err(ConnError::refused(addr, args, e).into()),
         _ => Ok(()),
     }
 }

@@ -1,0 +1,210 @@
+//! The ACL user the README documents backs up every mode on every release,
+//! on their default configurations; a right taken away is reported by name
+//! (registration `DCS.4923`, backup `dcs.08.0111`), never as an unreachable
+//! node, and refused credentials have a code of their own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Db, PROJECT, RedisCluster, RedisServer, Release, TestServer, fill_all_types};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "backup-pw";
+
+macro_rules! per_release {
+    ($($name:ident),* $(,)?) => {
+        mod v6_2 { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Release::V6_2).await } )* }
+        mod v7_0 { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Release::V7_0).await } )* }
+        mod v8_2 { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Release::V8_2).await } )* }
+    };
+}
+
+per_release!(
+    documented_user_backs_up_single_and_ha,
+    documented_user_backs_up_a_cluster
+);
+
+/// The `ACL SETUSER rdbvault ...` rules exactly as the README gives them.
+fn documented_rules() -> Vec<String> {
+    let readme = include_str!("../../../README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("ACL SETUSER rdbvault "))
+        .expect("the README documents the ACL user");
+    line.split_whitespace()
+        .skip(2)
+        .map(|w| match w {
+            ">PASSWORD" => format!(">{PASSWORD}"),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+/// Creates user `rdbvault` with `rules` (minus those in `without`).
+fn create_user(redis: &RedisServer, without: &[&str]) {
+    let rules: Vec<String> = documented_rules()
+        .into_iter()
+        .filter(|r| !without.contains(&r.as_str()))
+        .collect();
+    let mut args = vec!["ACL", "SETUSER"];
+    args.extend(rules.iter().map(String::as_str));
+    assert_eq!(redis.cli(&args), "OK", "{args:?} on {:?}", redis.release);
+}
+
+fn with_user(mut body: Value) -> Value {
+    body["user"] = json!("rdbvault");
+    body["password"] = json!(PASSWORD);
+    body
+}
+
+async fn backup(server: &TestServer, instance: &str) -> Value {
+    let backup = server.start_backup(instance).await;
+    server.wait_backup(instance, &backup).await
+}
+
+async fn documented_user_backs_up_single_and_ha(release: Release) {
+    let master = RedisServer::start_release(release, &[]);
+    fill_all_types(&master).await;
+    let replica = RedisServer::start_release(
+        release,
+        &["--replicaof", "127.0.0.1", &master.port.to_string()],
+    );
+    for node in [&master, &replica] {
+        create_user(node, &[]);
+    }
+    let server = TestServer::start(Db::Sqlite).await;
+    let single = server
+        .register(with_user(
+            json!({"name": "s", "mode": "single", "addrs": [master.addr()]}),
+        ))
+        .await;
+    let record = backup(&server, &single).await;
+    assert_eq!(record["status"], "succeed", "{release:?}: {record}");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !replica
+        .cli(&["INFO", "replication"])
+        .contains("master_link_status:up")
+    {
+        assert!(std::time::Instant::now() < deadline, "replica never synced");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ha = server
+        .register(with_user(
+            json!({"name": "h", "mode": "ha", "addrs": [master.addr(), replica.addr()]}),
+        ))
+        .await;
+    let record = backup(&server, &ha).await;
+    assert_eq!(record["status"], "succeed", "{release:?}: {record}");
+    assert_eq!(
+        record["source_node"],
+        format!("{} (replica)", replica.addr())
+    );
+    let file = &server.stored_files(&ha, record["backup_id"].as_str().unwrap())[0];
+    let loaded = RedisServer::load_release(release, file);
+    assert_eq!(loaded.digest().await, master.digest().await);
+    server.stop().await;
+}
+
+async fn documented_user_backs_up_a_cluster(release: Release) {
+    let cluster = RedisCluster::start_release(release, 3, 1);
+    cluster.fill(500).await;
+    cluster.wait_ok();
+    for node in &cluster.nodes {
+        create_user(node, &[]);
+    }
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = server
+        .register(with_user(
+            json!({"name": "c", "mode": "cluster", "addrs": [cluster.seed()]}),
+        ))
+        .await;
+    let shown = server
+        .req("GET", &format!("/v2/{PROJECT}/instances/{instance}"))
+        .send()
+        .await
+        .json();
+    assert_eq!(shown["status"], "RUNNING", "{shown}");
+    assert_eq!(shown["sharding_count"], 3, "{shown}");
+    let record = backup(&server, &instance).await;
+    assert_eq!(record["status"], "succeed", "{release:?}: {record}");
+    assert_eq!(
+        server
+            .stored_files(&instance, record["backup_id"].as_str().unwrap())
+            .len(),
+        3
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_rights_are_named() {
+    let cluster = RedisCluster::start_fast(3, 0);
+    let server = TestServer::start(Db::Sqlite).await;
+    let register = |name: &str| {
+        server
+            .req("POST", &format!("/v2/{PROJECT}/rdbvault/instances"))
+            .json(
+                &with_user(json!({"name": name, "mode": "cluster", "addrs": [cluster.seed()]}))
+                    .to_string(),
+            )
+            .send()
+    };
+
+    // Without +cluster|info the registration says so.
+    for node in &cluster.nodes {
+        create_user(node, &["+cluster|info"]);
+    }
+    let r = register("a").await;
+    r.assert_error(400, "DCS.4923");
+    let msg = r.json()["error_msg"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("CLUSTER INFO") && msg.contains("+cluster|info"),
+        "{msg}"
+    );
+
+    // Without the topology rights, asking for a backup says which to grant.
+    for node in &cluster.nodes {
+        assert_eq!(node.cli(&["ACL", "DELUSER", "rdbvault"]), "1");
+        create_user(node, &["+cluster|shards", "+cluster|nodes"]);
+    }
+    let r = register("b").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let instance = r.json()["instance_id"].as_str().unwrap().to_string();
+    let r = server
+        .req(
+            "POST",
+            &format!("/v2/{PROJECT}/instances/{instance}/backups"),
+        )
+        .json(r#"{"backup_format": "rdb"}"#)
+        .send()
+        .await;
+    r.assert_error(400, "DCS.4923");
+    let msg = r.json()["error_msg"].as_str().unwrap().to_string();
+    assert!(msg.contains("+cluster|shards"), "{msg}");
+
+    // Granted CLUSTER NODES alone (as on Redis 6.2), the backup works.
+    for node in &cluster.nodes {
+        assert_eq!(
+            node.cli(&["ACL", "SETUSER", "rdbvault", "+cluster|nodes"]),
+            "OK"
+        );
+    }
+    let record = backup(&server, &instance).await;
+    assert_eq!(record["status"], "succeed", "{record}");
+
+    // A right lost between registration and backup fails the backup by name.
+    for node in &cluster.nodes {
+        assert_eq!(node.cli(&["ACL", "SETUSER", "rdbvault", "-psync"]), "OK");
+    }
+    let record = backup(&server, &instance).await;
+    assert_eq!(record["status"], "failed", "{record}");
+    assert_eq!(record["error_code"], "dcs.08.0111", "{record}");
+    let msg = record["error_msg"].as_str().unwrap();
+    assert!(
+        msg.contains("PSYNC") && msg.contains("grant it +psync"),
+        "{msg}"
+    );
+    server.stop().await;
+}
