@@ -400,3 +400,35 @@ fn client_flags_anywhere_and_backup_show() {
     assert!(!ok, "a failed backup waited for exits non-zero: {out}{err}");
     assert!(out.contains(&full), "{out}");
 }
+
+/// A log that is not a terminal (a file, a pipe, a journal) gets no colours.
+#[test]
+fn serve_logs_without_colours_off_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let log = dir.path().join("serve.log");
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("RDBVAULT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RDBVAULT_DATA_DIR", dir.path().join("data"))
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text.contains("rdbvault serving") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "serve did not start: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !text.contains('\x1b'),
+        "escape sequences in the log: {text:?}"
+    );
+}

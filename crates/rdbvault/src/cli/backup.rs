@@ -1,4 +1,4 @@
-//! `rdbvault backup create|list|delete`.
+//! `rdbvault backup create|list|show|delete|links|download`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -20,6 +20,14 @@ pub enum BackupCommand {
         instance_id: String,
         #[arg(long)]
         remark: Option<String>,
+        /// Wait for the backup to end, with a progress bar; exit non-zero if it fails.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show one backup: status, stage, progress, size, source, error.
+    Show {
+        instance_id: String,
+        backup_id: String,
         /// Wait for the backup to end, with a progress bar; exit non-zero if it fails.
         #[arg(long)]
         wait: bool,
@@ -113,7 +121,11 @@ pub async fn run(command: BackupCommand, args: &ClientArgs) -> anyhow::Result<Ex
             let created: CopyInstanceResponse = serde_json::from_slice(&raw)?;
             if !wait {
                 output(args.json, &raw, |v: CopyInstanceResponse| {
-                    format!("backup {} queued", v.backup_id)
+                    format!(
+                        "backup {id} queued; follow it with: rdbvault backup show {instance} {id} --wait",
+                        id = v.backup_id,
+                        instance = instance_id,
+                    )
                 })?;
                 return Ok(ExitCode::SUCCESS);
             }
@@ -129,17 +141,33 @@ pub async fn run(command: BackupCommand, args: &ClientArgs) -> anyhow::Result<Ex
                 );
             } else {
                 eprintln!(
-                    "backup {} {}: {} {}",
+                    "backup {} {}: {}",
                     record.backup_id,
                     record.status,
-                    record.error_code.as_deref().unwrap_or(""),
-                    record.error_msg.as_deref().unwrap_or("")
+                    error_text(&record)
                 );
             }
-            return Ok(if record.status == "succeed" {
-                ExitCode::SUCCESS
+            return Ok(ended(&record));
+        }
+        BackupCommand::Show {
+            instance_id,
+            backup_id,
+            wait,
+        } => {
+            let record = if wait {
+                wait_for(&client, &instance_id, &backup_id, !args.json).await?
             } else {
-                ExitCode::FAILURE
+                find_record(&client, &instance_id, &backup_id).await?
+            };
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&record)?);
+            } else {
+                println!("{}", record_table(&record));
+            }
+            return Ok(if wait {
+                ended(&record)
+            } else {
+                ExitCode::SUCCESS
             });
         }
         BackupCommand::List { instance_id, limit } => {
@@ -159,20 +187,21 @@ pub async fn run(command: BackupCommand, args: &ClientArgs) -> anyhow::Result<Ex
                         "PROGRESS",
                         "SIZE",
                         "CREATED_AT",
-                        "ERROR",
                         "REMARK",
+                        "ERROR",
                     ],
                     v.backup_record_response
                         .into_iter()
                         .map(|b| {
+                            let error = truncate(&error_text(&b), ERROR_COLUMN_CHARS);
                             vec![
                                 b.backup_id,
                                 b.status,
                                 b.progress,
                                 b.size.to_string(),
                                 b.created_at,
-                                b.error_code.unwrap_or_default(),
                                 b.remark.unwrap_or_default(),
+                                error,
                             ]
                         })
                         .collect(),
@@ -230,6 +259,63 @@ pub async fn run(command: BackupCommand, args: &ClientArgs) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
+/// The widest the ERROR column of `backup list` gets; `backup show` and
+/// `--json` give the whole message.
+const ERROR_COLUMN_CHARS: usize = 60;
+
+/// `code: message` of a failed backup (either part may be missing).
+fn error_text(record: &BackupRecord) -> String {
+    match (record.error_code.as_deref(), record.error_msg.as_deref()) {
+        (Some(code), Some(msg)) if !msg.is_empty() => format!("{code}: {msg}"),
+        (Some(code), _) => code.to_string(),
+        (None, Some(msg)) => msg.to_string(),
+        (None, None) => String::new(),
+    }
+}
+
+/// At most `max` characters, the cut marked with `…`.
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// The exit code of a backup that was waited for.
+fn ended(record: &BackupRecord) -> ExitCode {
+    if record.status == "succeed" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn record_table(r: &BackupRecord) -> String {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    table(
+        &["FIELD", "VALUE"],
+        [
+            ("backup_id", r.backup_id.clone()),
+            ("instance_id", r.instance_id.clone()),
+            ("status", r.status.clone()),
+            ("stage", opt(&r.stage)),
+            ("progress", r.progress.clone()),
+            ("size", r.size.to_string()),
+            ("source_node", opt(&r.source_node)),
+            ("backup_format", r.backup_format.clone()),
+            ("created_at", r.created_at.clone()),
+            ("updated_at", r.updated_at.clone()),
+            ("remark", opt(&r.remark)),
+            ("error", error_text(r)),
+        ]
+        .into_iter()
+        .map(|(k, v)| vec![k.to_string(), v])
+        .collect(),
+    )
+}
+
 /// Polls the backup's record until it leaves waiting/backuping.
 async fn wait_for(
     client: &Client,
@@ -249,7 +335,10 @@ async fn wait_for(
         let record = find_record(client, instance_id, backup_id).await?;
         let pct: f64 = record.progress.parse().unwrap_or(0.0);
         progress.set_position((pct * 100.0) as u64);
-        progress.set_message(record.status.clone());
+        progress.set_message(match &record.stage {
+            Some(stage) => format!("{}: {stage}", record.status),
+            None => record.status.clone(),
+        });
         if !matches!(record.status.as_str(), "waiting" | "backuping") {
             progress.finish_and_clear();
             return Ok(record);
@@ -285,5 +374,35 @@ async fn find_record(
         if n == 0 || offset >= page.total_num {
             anyhow::bail!("backup {backup_id} is not listed for instance {instance_id}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_counts_characters_and_marks_the_cut() {
+        assert_eq!(truncate("short", 10), "short");
+        assert_eq!(truncate("0123456789", 10), "0123456789");
+        assert_eq!(truncate("0123456789a", 10), "012345678…");
+        assert_eq!(truncate("ééééé", 3), "éé…");
+    }
+
+    #[test]
+    fn error_text_joins_code_and_message() {
+        let mut record: BackupRecord = serde_json::from_value(json!({
+            "backup_id": "b", "period": "", "backup_name": "", "instance_id": "i",
+            "size": 0, "backup_type": "manual", "created_at": "", "updated_at": "",
+            "progress": "0.00", "error_code": null, "error_msg": null, "remark": null,
+            "status": "succeed", "is_support_restore": "TRUE", "backup_format": "rdb",
+            "execution_at": "", "source_node": null, "stage": null,
+        }))
+        .expect("a record");
+        assert_eq!(error_text(&record), "");
+        record.error_code = Some("dcs.08.0101".into());
+        assert_eq!(error_text(&record), "dcs.08.0101");
+        record.error_msg = Some("no node answered".into());
+        assert_eq!(error_text(&record), "dcs.08.0101: no node answered");
     }
 }

@@ -9,7 +9,7 @@ mod instance;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{Config, LogFormat};
 use client::{Client, ClientConfig};
@@ -21,12 +21,19 @@ use client::{Client, ClientConfig};
     about = "Backups of Redis and Valkey, behind the DCS v2 API"
 )]
 pub struct Cli {
+    /// Declared once here and global, so they are accepted anywhere on the
+    /// command line: `rdbvault --json backup list X`, `rdbvault backup --json
+    /// list X` and `rdbvault backup list X --json` are the same. `serve`
+    /// refuses them (see `refuse_client_flags`).
+    #[command(flatten)]
+    client: ClientArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 /// How the client commands reach the service.
 #[derive(clap::Args, Clone)]
+#[command(next_help_heading = "Client options")]
 pub struct ClientArgs {
     /// Base URL of the rdbvault service.
     #[arg(long, env = "RDBVAULT_ENDPOINT", global = true)]
@@ -74,8 +81,6 @@ enum Command {
     Backup {
         #[command(subcommand)]
         command: backup::BackupCommand,
-        #[command(flatten)]
-        client: Box<ClientArgs>,
     },
     /// Offline key analysis of an RDB file, or of a backup's files (with --instance).
     Inspect {
@@ -97,20 +102,34 @@ enum Command {
         /// key_hex, kind, bytes, elements, expire_ms).
         #[arg(long)]
         keys: Option<PathBuf>,
-        #[command(flatten)]
-        client: Box<ClientArgs>,
     },
     /// Register, list, show and remove instances.
     Instance {
         #[command(subcommand)]
         command: instance::InstanceCommand,
-        #[command(flatten)]
-        client: Box<ClientArgs>,
     },
 }
 
+/// The ids of `ClientArgs`' flags (clap names them after the fields).
+const CLIENT_FLAGS: [&str; 6] = [
+    "endpoint",
+    "ak",
+    "sk",
+    "project_id",
+    "client_config",
+    "json",
+];
+
 pub fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let mut command = command();
+    let matches = command.get_matches_mut();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.format(&mut command).exit(),
+    };
+    if matches!(cli.command, Command::Serve { .. }) {
+        refuse_client_flags(&matches);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -130,11 +149,53 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
+/// The command line, with the client flags kept out of `serve --help`.
+fn command() -> clap::Command {
+    let cli = Cli::command();
+    // clap hands a global argument to every subcommand that has none of that
+    // id: `serve` gets hidden copies instead (refused when given, see
+    // `refuse_client_flags`).
+    let hidden: Vec<clap::Arg> = cli
+        .get_arguments()
+        .filter(|a| CLIENT_FLAGS.contains(&a.get_id().as_str()))
+        .map(|a| a.clone().global(false).hide(true))
+        .collect();
+    cli.mut_subcommands(|sub| {
+        if sub.get_name() == "serve" {
+            sub.args(hidden.clone())
+        } else {
+            sub
+        }
+    })
+}
+
+/// The client flags are global so that they may stand before the command
+/// group, which makes clap accept them after `serve` too; `serve` reads its
+/// settings from `--config` and `RDBVAULT_<KEY>`, so such a flag is a mistake
+/// to report, not to ignore. (Their environment variables are not: the
+/// shell that runs `serve` may well have the client's set.)
+fn refuse_client_flags(matches: &clap::ArgMatches) {
+    for id in CLIENT_FLAGS {
+        if matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+            let flag = format!("--{}", id.replace('_', "-"));
+            command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "{flag} is a client option; `serve` takes --config (or RDBVAULT_<KEY> variables)"
+                    ),
+                )
+                .exit();
+        }
+    }
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let client = &cli.client;
     match cli.command {
         Command::Serve { config } => serve(config).await,
-        Command::Instance { command, client } => instance::run(command, &client).await,
-        Command::Backup { command, client } => backup::run(command, &client).await,
+        Command::Instance { command } => instance::run(command, client).await,
+        Command::Backup { command } => backup::run(command, client).await,
         Command::Inspect {
             target,
             instance,
@@ -142,7 +203,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             separator,
             prefixes,
             keys,
-            client,
         } => {
             let keys = keys
                 .as_deref()
@@ -155,7 +215,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 prefixes,
                 keys,
             };
-            inspect_command(&target, instance.as_deref(), &options, &client).await
+            inspect_command(&target, instance.as_deref(), &options, client).await
         }
     }
 }
@@ -235,8 +295,14 @@ async fn inspect_command(
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RDBVAULT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    // Colours only on a terminal: a log redirected to a file or a journal
+    // must not fill with escape sequences. NO_COLOR (no-color.org) turns
+    // them off on a terminal too.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
