@@ -14,6 +14,7 @@ mod stream;
 mod string;
 mod value;
 mod verify;
+mod write;
 
 pub use error::RdbError;
 pub use head::{DEFAULT_AUX_LIMIT, MAX_VERSION, Magic, VALKEY_VERSIONS};
@@ -21,3 +22,4 @@ pub use reader::{Entry, KeyInfo, Reader, dump_payload};
 pub use stream::{PendingEntry, Stream, StreamConsumer, StreamEntry, StreamGroup, StreamId};
 pub use value::{HashField, Value, module_type_name, types};
 pub use verify::{Checksum, Header, Summary, Verifier};
+pub use write::{PayloadError, Writer, payload_version};

@@ -115,7 +115,12 @@ pub struct InstanceInfo {
     pub created_at: String,
     pub no_password_access: String,
     pub access_user: String,
+    /// `normal`, or `degraded` when the node that answers is a replica cut
+    /// off from its master (an `ha` instance whose master is down).
     pub sub_status: String,
+    /// Why the instance is not `RUNNING`/`normal`, in words (rdbvault extension).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_detail: Option<String>,
     /// `show_instance` only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_mode: Option<Mode>,
@@ -499,6 +504,23 @@ async fn verify_live(
     }
 }
 
+fn status_detail(i: &Instance, live: Option<&NodeInfo>) -> Option<String> {
+    let Some(live) = live else {
+        return Some("no registered address answers".into());
+    };
+    let f = live.master_down.as_ref()?;
+    Some(format!(
+        "the master {} is unreachable: its replica has had no link to it for {} s; {}",
+        f.master,
+        f.down_secs,
+        if i.mode == Mode::Ha {
+            "backups copy the most up-to-date replica key by key"
+        } else {
+            "backups fail until it is back (register the instance as ha with its replicas)"
+        }
+    ))
+}
+
 async fn describe_all(
     state: &SharedState,
     instances: &[Instance],
@@ -551,6 +573,7 @@ async fn describe(state: &SharedState, i: &Instance, detail: bool) -> InstanceIn
             String::new()
         },
         status: if live.is_some() { "RUNNING" } else { "ERROR" }.into(),
+        status_detail: status_detail(i, live.as_ref()),
         ip,
         port: first.port,
         domain_name: if first.host.parse::<std::net::IpAddr>().is_ok() {
@@ -565,7 +588,11 @@ async fn describe(state: &SharedState, i: &Instance, detail: bool) -> InstanceIn
         created_at: dcs_time(i.created_at),
         no_password_access: i.password.is_none().to_string(),
         access_user: i.username.clone().unwrap_or_default(),
-        sub_status: "normal".into(),
+        sub_status: match live.as_ref().and_then(|l| l.master_down.as_ref()) {
+            Some(_) => "degraded",
+            None => "normal",
+        }
+        .into(),
         cache_mode: detail.then_some(i.mode),
         sharding_count: detail.then_some(if i.mode == Mode::Cluster {
             info.cluster_size.max(1)

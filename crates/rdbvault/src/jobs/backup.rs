@@ -18,7 +18,8 @@ use super::JobContext;
 use super::failure::{Failure, FailureKind};
 use crate::meta::{Backup, BackupFile, Instance, Mode};
 use crate::replication::cluster::{self, Shard, TopologyError};
-use crate::replication::snapshot::{self, Payload};
+use crate::replication::copy::Copy;
+use crate::replication::snapshot::{self, Payload, SnapshotError, Transfer};
 use crate::replication::source::{self, Source};
 use crate::replication::{Connection, Endpoint};
 
@@ -50,6 +51,8 @@ struct Progress {
     waiting: AtomicUsize,
     /// Transfers whose payload is flowing.
     moving: AtomicUsize,
+    /// Replicas being copied key by key (their master is down).
+    copying: AtomicUsize,
     /// Transfers stored.
     stored: AtomicUsize,
 }
@@ -59,6 +62,9 @@ impl Progress {
         let waiting = self.waiting.load(Ordering::Relaxed);
         let moving = self.moving.load(Ordering::Relaxed);
         let stored = self.stored.load(Ordering::Relaxed);
+        if self.copying.load(Ordering::Relaxed) > 0 {
+            return "copying the replica key by key (its master is down)".into();
+        }
         match (waiting, moving) {
             (0, 0) if stored > 0 => "checking the cluster".into(),
             (0, 0) => "connecting".into(),
@@ -196,9 +202,10 @@ async fn take_node(
         _ => Source {
             endpoint: template,
             role: "master",
+            master_down: None,
         },
     };
-    let source_node = format!("{} ({})", source.endpoint.addr, source.role);
+    let source_node = source.describe();
     mark_started(ctx, backup, &source_node).await?;
     let file = pull(ctx, backup, &source, None, progress, ratio).await?;
     Ok(Stored {
@@ -228,7 +235,7 @@ async fn take_cluster(
     }
     let source_node = sources
         .iter()
-        .map(|(_, s)| format!("{} ({})", s.endpoint.addr, s.role))
+        .map(|(_, s)| s.describe())
         .collect::<Vec<_>>()
         .join(", ");
     mark_started(ctx, backup, &source_node).await?;
@@ -352,16 +359,25 @@ async fn pull(
     progress
         .used_memory
         .fetch_add(used_memory, Ordering::Relaxed);
-    let mut transfer = {
-        let _waiting = InStep::enter(&progress.waiting);
-        snapshot::start(conn, ctx.timeouts.snapshot).await?
+    let mut transfer = match source.master_down {
+        None => {
+            let _waiting = InStep::enter(&progress.waiting);
+            Feed::Replication(snapshot::start(conn, ctx.timeouts.snapshot).await?)
+        }
+        Some(_) => Feed::Copy(Copy::start(conn, ctx.timeouts.snapshot.stall).await?),
     };
-    let _moving = InStep::enter(&progress.moving);
-    // Diskless transfers announce no length: estimate it from what the
-    // instance's last backup weighed against its used memory then.
-    let estimate = match transfer.payload {
-        Payload::Sized(len) => len,
-        Payload::EofMarked(_) => (used_memory as f64 * ratio) as u64,
+    let _moving = InStep::enter(match transfer {
+        Feed::Replication(_) => &progress.moving,
+        Feed::Copy(_) => &progress.copying,
+    });
+    // Diskless transfers and copies announce no length: estimate it from
+    // what the instance's last backup weighed against its used memory then.
+    let estimate = match &transfer {
+        Feed::Replication(Transfer {
+            payload: Payload::Sized(len),
+            ..
+        }) => *len,
+        _ => (used_memory as f64 * ratio) as u64,
     };
     progress.total.fetch_add(estimate, Ordering::Relaxed);
 
@@ -421,10 +437,33 @@ async fn pull(
     Ok(file)
 }
 
+/// Where a file's bytes come from: a replication transfer, or (master
+/// down) a key-by-key copy of a replica.
+enum Feed {
+    Replication(Transfer),
+    Copy(Copy),
+}
+
+impl Feed {
+    async fn next_chunk(&mut self) -> Result<Option<&[u8]>, SnapshotError> {
+        match self {
+            Feed::Replication(t) => t.next_chunk().await,
+            Feed::Copy(c) => c.next_chunk().await,
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Feed::Replication(t) => t.close().await,
+            Feed::Copy(c) => c.close().await,
+        }
+    }
+}
+
 /// Socket → verifier → SHA-256 → upload; the RDB summary and the hex
 /// SHA-256 once the payload has passed every check.
 async fn stream(
-    transfer: &mut snapshot::Transfer,
+    transfer: &mut Feed,
     upload: &mut crate::objects::Upload,
     progress: &Progress,
 ) -> Result<(rdb::Summary, String), Failure> {

@@ -59,7 +59,7 @@ impl FailureKind {
             FailureKind::Interrupted => "the service stopped during the backup",
             FailureKind::Internal => "internal error (metadata store)",
             FailureKind::TopologyChanged => {
-                "the cluster failed over or resharded during the backup"
+                "the cluster failed over or resharded, or the replica copied changed, during the backup"
             }
             FailureKind::PermissionMissing => {
                 "the ACL user lacks a right the backup needs (the message names it)"
@@ -116,6 +116,7 @@ impl From<SnapshotError> for Failure {
             | SnapshotError::Stalled { .. } => FailureKind::TimedOut,
             SnapshotError::Closed { .. } | SnapshotError::Io { .. } => FailureKind::ConnectionLost,
             SnapshotError::Protocol { .. } => FailureKind::Protocol,
+            SnapshotError::NotFrozen { .. } => FailureKind::TopologyChanged,
         };
         Failure::new(kind, e)
     }

@@ -87,7 +87,7 @@ pub enum ConnError {
     },
     #[error("{addr}: {source}")]
     Resp { addr: String, source: RespError },
-    #[error("{addr}: no reply to {command} within the connect timeout ({ms} ms)")]
+    #[error("{addr}: no reply to {command} within {ms} ms")]
     Timeout {
         addr: String,
         command: String,
@@ -204,6 +204,51 @@ impl Connection {
                 addr: self.addr.clone(),
                 command: command_name(args),
                 ms: self.timeout.as_millis(),
+            })?
+    }
+
+    /// Sends `commands` in one write and reads their replies in order, bulk
+    /// strings up to `max_bulk` bytes, all within `timeout`.
+    pub async fn pipeline(
+        &mut self,
+        commands: &[Vec<&[u8]>],
+        max_bulk: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Reply>, ConnError> {
+        let addr = self.addr.clone();
+        let resp_err = |source| ConnError::Resp {
+            addr: addr.clone(),
+            source,
+        };
+        let exchange = async {
+            let mut wire = Vec::new();
+            for args in commands {
+                wire.extend_from_slice(&resp::encode_command(args));
+            }
+            self.stream
+                .write_all(&wire)
+                .await
+                .map_err(|e| resp_err(e.into()))?;
+            self.stream.flush().await.map_err(|e| resp_err(e.into()))?;
+            let mut replies = Vec::with_capacity(commands.len());
+            for _ in commands {
+                replies.push(
+                    resp::read_reply_up_to(&mut self.stream, max_bulk)
+                        .await
+                        .map_err(resp_err)?,
+                );
+            }
+            Ok(replies)
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| ConnError::Timeout {
+                addr: self.addr.clone(),
+                command: commands
+                    .first()
+                    .map(|c| command_name(c))
+                    .unwrap_or_default(),
+                ms: timeout.as_millis(),
             })?
     }
 

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod conn;
+pub mod copy;
 pub mod probe;
 pub mod resp;
 pub mod snapshot;

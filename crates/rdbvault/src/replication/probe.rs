@@ -23,6 +23,8 @@ pub struct NodeInfo {
     pub cluster_size: u32,
     /// `ok` or `fail` (cluster mode only).
     pub cluster_state: String,
+    /// For a replica cut off from its master: which master, since when.
+    pub master_down: Option<super::copy::Frozen>,
 }
 
 impl NodeInfo {
@@ -70,6 +72,7 @@ pub async fn probe(endpoint: &Endpoint, timeout: Duration) -> Result<NodeInfo, C
         maxmemory: num("maxmemory"),
         connected_replicas: u32::try_from(num("connected_slaves")).unwrap_or(0),
         keyspace_dbs: u32::try_from(info.keys().filter(|k| is_db_key(k)).count()).unwrap_or(0),
+        master_down: super::copy::Frozen::from_info(&info),
     })
 }
 

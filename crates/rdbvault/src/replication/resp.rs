@@ -101,10 +101,23 @@ fn parse_int(digits: &[u8]) -> Result<i64, RespError> {
 }
 
 pub async fn read_reply<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Reply, RespError> {
-    read_nested(r, 0).await
+    read_nested(r, 0, MAX_BULK).await
 }
 
-async fn read_nested<R: AsyncBufRead + Unpin>(r: &mut R, depth: usize) -> Result<Reply, RespError> {
+/// Like [`read_reply`], with bulk strings up to `max_bulk` bytes (`DUMP` of
+/// one large value can pass [`MAX_BULK`]).
+pub async fn read_reply_up_to<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    max_bulk: usize,
+) -> Result<Reply, RespError> {
+    read_nested(r, 0, max_bulk).await
+}
+
+async fn read_nested<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    depth: usize,
+    max_bulk: usize,
+) -> Result<Reply, RespError> {
     if depth > MAX_DEPTH {
         return Err(RespError::Protocol("reply nested too deeply".into()));
     }
@@ -122,7 +135,7 @@ async fn read_nested<R: AsyncBufRead + Unpin>(r: &mut R, depth: usize) -> Result
                 return Ok(Reply::Bulk(None));
             }
             let len = usize::try_from(len).unwrap_or(usize::MAX);
-            if len > MAX_BULK {
+            if len > max_bulk {
                 return Err(RespError::Protocol(format!(
                     "bulk of {len} bytes is over the limit"
                 )));
@@ -150,7 +163,7 @@ async fn read_nested<R: AsyncBufRead + Unpin>(r: &mut R, depth: usize) -> Result
             }
             let mut items = Vec::with_capacity(n.min(1024));
             for _ in 0..n {
-                items.push(Box::pin(read_nested(r, depth + 1)).await?);
+                items.push(Box::pin(read_nested(r, depth + 1, max_bulk)).await?);
             }
             Ok(Reply::Array(Some(items)))
         }

@@ -66,6 +66,8 @@ pub enum SnapshotError {
     },
     #[error("{addr}: the connection closed after {received} bytes of the payload")]
     Closed { addr: String, received: u64 },
+    #[error("{addr}: the replica changed while it was copied: {reason}")]
+    NotFrozen { addr: String, reason: String },
     #[error("{addr}: protocol error: {reason}")]
     Protocol { addr: String, reason: String },
     #[error("{addr}: {source}")]

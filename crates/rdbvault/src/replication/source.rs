@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use super::conn::{ConnError, Connection, Endpoint};
+use super::copy::Frozen;
 use crate::redis_addr::RedisAddr;
 
 /// A replica lagging more than this many seconds is not a backup source.
@@ -18,6 +19,33 @@ pub struct Source {
     pub endpoint: Endpoint,
     /// `master` or `replica`.
     pub role: &'static str,
+    /// Set when the instance's master is down and this replica, cut off
+    /// from it, is the most up-to-date copy left: it cannot be synced from
+    /// and is copied key by key ([`super::copy`]).
+    pub master_down: Option<Frozen>,
+}
+
+impl Source {
+    fn normal(endpoint: Endpoint, role: &'static str) -> Source {
+        Source {
+            endpoint,
+            role,
+            master_down: None,
+        }
+    }
+
+    /// For the record: the node, its role, and why it was chosen when that
+    /// is out of the ordinary.
+    pub fn describe(&self) -> String {
+        match &self.master_down {
+            None => format!("{} ({})", self.endpoint.addr, self.role),
+            Some(f) => format!(
+                "{} (replica; its master {} was unreachable and the link down for {} s: \
+                 copied as of replication offset {}, writes after that are not in the backup)",
+                self.endpoint.addr, f.master, f.down_secs, f.offset
+            ),
+        }
+    }
 }
 
 /// `slave0:ip=10.0.0.2,port=6379,state=online,offset=1234,lag=0`
@@ -66,6 +94,8 @@ pub async fn choose(
 ) -> Result<Source, ConnError> {
     let with_addr = |addr: &RedisAddr| template.at(addr);
     let mut last_err = None;
+    // Registered replicas that answered, in case the master does not.
+    let mut replicas = Vec::new();
     // Find the master through any registered address that answers.
     let mut master = None;
     for addr in addrs {
@@ -81,6 +111,7 @@ pub async fn choose(
                     .and_then(|p| p.parse().ok())
                     .unwrap_or(0);
                 let master_addr = RedisAddr { host, port };
+                replicas.push((addr.clone(), info));
                 match info_replication(&with_addr(&master_addr), timeout).await {
                     Ok(minfo) => {
                         master = Some((master_addr, minfo));
@@ -95,7 +126,8 @@ pub async fn choose(
         }
     }
     let Some((master_addr, master_info)) = master else {
-        return Err(last_err.unwrap_or(ConnError::NoAddress));
+        return without_master(template, replicas)
+            .ok_or_else(|| last_err.unwrap_or(ConnError::NoAddress));
     };
     if prefer_replica {
         let mut replicas: Vec<ReplicaEntry> = master_info
@@ -112,10 +144,7 @@ pub async fn choose(
             let endpoint = with_addr(&replica.addr);
             match info_replication(&endpoint, timeout).await {
                 Ok(info) if info.get("master_link_status").map(String::as_str) == Some("up") => {
-                    return Ok(Source {
-                        endpoint,
-                        role: "replica",
-                    });
+                    return Ok(Source::normal(endpoint, "replica"));
                 }
                 Ok(_) => tracing::info!(replica = %replica.addr, "replica link is down; skipped"),
                 Err(e) => {
@@ -124,9 +153,32 @@ pub async fn choose(
             }
         }
     }
-    Ok(Source {
-        endpoint: with_addr(&master_addr),
-        role: "master",
+    Ok(Source::normal(with_addr(&master_addr), "master"))
+}
+
+/// The master cannot be reached. A replica still linked to it (rdbvault is
+/// cut off, not the replica) is synced from as usual; otherwise the replica
+/// that applied the most of the master's stream is copied key by key.
+fn without_master(
+    template: &Endpoint,
+    replicas: Vec<(RedisAddr, std::collections::HashMap<String, String>)>,
+) -> Option<Source> {
+    if let Some((addr, _)) = replicas
+        .iter()
+        .find(|(_, info)| info.get("master_link_status").map(String::as_str) == Some("up"))
+    {
+        return Some(Source::normal(template.at(addr), "replica"));
+    }
+    let (addr, frozen) = replicas
+        .into_iter()
+        .filter_map(|(addr, info)| Some((addr, Frozen::from_info(&info)?)))
+        .max_by_key(|(_, f)| f.offset)?;
+    tracing::warn!(replica = %addr, master = %frozen.master, offset = frozen.offset,
+        down_secs = frozen.down_secs, "the master is down: copying its most up-to-date replica");
+    Some(Source {
+        endpoint: template.at(&addr),
+        role: "replica",
+        master_down: Some(frozen),
     })
 }
 
@@ -162,10 +214,7 @@ pub async fn choose_in_shard(
                     _ => false,
                 };
                 if up && caught_up {
-                    return Ok(Source {
-                        endpoint,
-                        role: "replica",
-                    });
+                    return Ok(Source::normal(endpoint, "replica"));
                 }
                 tracing::info!(replica = %replica.addr, up, ?offset, ?master_offset, "replica not in sync; skipped");
             }
@@ -175,10 +224,7 @@ pub async fn choose_in_shard(
             }
         }
     }
-    Ok(Source {
-        endpoint: master,
-        role: "master",
-    })
+    Ok(Source::normal(master, "master"))
 }
 
 #[cfg(test)]
