@@ -389,3 +389,42 @@ async fn tls_instances_are_backed_up_over_tls() {
     assert_eq!(record["error_code"], "dcs.08.0101", "{record}");
     untrusting.stop().await;
 }
+
+/// A diskless transfer announces no length: the first backup learns how
+/// big the dump is against `used_memory`, the next one's progress follows
+/// the bytes (here the dump is a fraction of used memory: compressible
+/// values) and never goes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_learns_the_dump_size_and_never_goes_back() {
+    let redis = RedisServer::start_fast(&["--repl-diskless-sync", "yes"]);
+    redis.slow_snapshots(40_000, 150); // about 6 s per snapshot
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = server.register_single(&redis.addr()).await;
+    let first = server.start_backup(&instance).await;
+    let record = server.wait_backup(&instance, &first).await;
+    assert_eq!(record["status"], "succeed", "{record}");
+
+    let second = server.start_backup(&instance).await;
+    let mut seen: Vec<f64> = Vec::new();
+    let record = loop {
+        let record = server.backup_record(&instance, &second).await;
+        if record["status"] != "waiting" && record["status"] != "backuping" {
+            break record;
+        }
+        seen.push(record["progress"].as_str().unwrap().parse().unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(record["status"], "succeed", "{record}");
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "progress went back: {seen:?}"
+    );
+    let last = seen.last().copied().unwrap_or(0.0);
+    // Measured against used_memory (what it was before) it would have
+    // stayed near 15 % until it jumped to 100.
+    assert!(
+        (50.0..100.0).contains(&last),
+        "progress before the end: {seen:?}"
+    );
+    server.stop().await;
+}
