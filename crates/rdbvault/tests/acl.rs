@@ -12,14 +12,6 @@ use serde_json::{Value, json};
 
 const PASSWORD: &str = "backup-pw";
 
-macro_rules! per_release {
-    ($($name:ident),* $(,)?) => {
-        mod v6_2 { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Release::V6_2).await } )* }
-        mod v7_0 { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Release::V7_0).await } )* }
-        mod v8_2 { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Release::V8_2).await } )* }
-    };
-}
-
 per_release!(
     documented_user_backs_up_single_and_ha,
     documented_user_backs_up_a_cluster
@@ -134,11 +126,7 @@ async fn documented_user_backs_up_single_and_ha(release: Release) {
             .contains("master_link_status:down")
     })
     .await;
-    let shown = server
-        .req("GET", &format!("/v2/{PROJECT}/instances/{ha}"))
-        .send()
-        .await
-        .json();
+    let shown = server.show_instance(&ha).await;
     assert_eq!(shown["status"], "RUNNING", "{shown}");
     assert_eq!(shown["sub_status"], "degraded", "{shown}");
     assert!(
@@ -194,11 +182,7 @@ async fn documented_user_backs_up_a_cluster(release: Release) {
             json!({"name": "c", "mode": "cluster", "addrs": [cluster.seed()]}),
         ))
         .await;
-    let shown = server
-        .req("GET", &format!("/v2/{PROJECT}/instances/{instance}"))
-        .send()
-        .await
-        .json();
+    let shown = server.show_instance(&instance).await;
     assert_eq!(shown["status"], "RUNNING", "{shown}");
     assert_eq!(shown["sharding_count"], 3, "{shown}");
     let record = backup(&server, &instance).await;

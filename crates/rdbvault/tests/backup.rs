@@ -367,11 +367,7 @@ async fn tls_instances_are_backed_up_over_tls() {
     let instance = server
         .register(json!({"name": "tls1", "mode": "single", "addrs": [redis.addr()], "tls": true}))
         .await;
-    let shown = server
-        .req("GET", &format!("/v2/{PROJECT}/instances/{instance}"))
-        .send()
-        .await
-        .json();
+    let shown = server.show_instance(&instance).await;
     assert_eq!(shown["status"], "RUNNING");
     let backup = server.start_backup(&instance).await;
     let record = server.wait_backup(&instance, &backup).await;
@@ -426,5 +422,77 @@ async fn progress_learns_the_dump_size_and_never_goes_back() {
         (50.0..100.0).contains(&last),
         "progress before the end: {seen:?}"
     );
+    server.stop().await;
+}
+
+/// The master of an `ha` instance dies and nothing fails over: its replica
+/// refuses PSYNC, so it is copied key by key — thousands of keys in several
+/// batches, values of 20 MiB that shrink the batches — into a dump that
+/// holds exactly the replica's data, TTLs included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ha_master_down_copies_the_replica_key_by_key() {
+    let mut master = RedisServer::start_fast(&[]);
+    let replica = RedisServer::start_fast(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+    fill_all_types(&master).await;
+    let mut c = master.conn().await;
+    for batch in 0..50 {
+        let pairs: Vec<Vec<u8>> = (0..100)
+            .flat_map(|i| {
+                let k = format!("many:{batch}:{i}");
+                [k.clone().into_bytes(), k.repeat(3).into_bytes()]
+            })
+            .collect();
+        let mut args: Vec<&[u8]> = vec![b"MSET"];
+        args.extend(pairs.iter().map(Vec::as_slice));
+        c.command(&args).await.unwrap();
+    }
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    for n in 0..3 {
+        let value: Vec<u8> = (0..20 << 20)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        let key = format!("big:{n}");
+        c.command(&[b"SET", key.as_bytes(), &value]).await.unwrap();
+    }
+    let digest = master.digest().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while replica.digest().await != digest {
+        assert!(std::time::Instant::now() < deadline, "replica never synced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = server
+        .register(json!({"name": "ha", "mode": "ha", "addrs": [master.addr(), replica.addr()]}))
+        .await;
+    master.kill();
+    while !replica
+        .cli(&["INFO", "replication"])
+        .contains("master_link_status:down")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let backup = server.start_backup(&instance).await;
+    let record = server.wait_backup(&instance, &backup).await;
+    assert_eq!(record["status"], "succeed", "{record}");
+    assert!(
+        record["source_node"]
+            .as_str()
+            .unwrap()
+            .contains("copied as of replication offset"),
+        "{record}"
+    );
+    let file = &server.stored_files(&instance, &backup)[0];
+    let loaded = RedisServer::load(file);
+    assert_eq!(loaded.digest().await, digest);
+    assert_eq!(loaded.cli(&["DBSIZE"]), replica.cli(&["DBSIZE"]));
     server.stop().await;
 }

@@ -50,11 +50,7 @@ async fn three_shards_three_files_each_a_shard() {
     let masters = cluster.masters();
     let mut all_keys = BTreeSet::new();
     for (master, slots) in &masters {
-        let label = slots
-            .iter()
-            .map(|(a, b)| format!("{a}-{b}"))
-            .collect::<Vec<_>>()
-            .join(".");
+        let label = common::slot_label(slots);
         let file = files
             .iter()
             .find(|f| {

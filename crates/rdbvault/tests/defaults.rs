@@ -13,17 +13,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Db, RedisCluster, RedisServer, Release, TestServer, fill_all_types};
+use common::{Db, RedisCluster, RedisServer, Release, TestServer, fill_all_types, slot_label};
 use serde_json::{Value, json};
-
-/// Each scenario `async fn name(release: Release)` as one test per release.
-macro_rules! per_release {
-    ($($name:ident),* $(,)?) => {
-        mod v6_2 { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Release::V6_2).await } )* }
-        mod v7_0 { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Release::V7_0).await } )* }
-        mod v8_2 { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Release::V8_2).await } )* }
-    };
-}
 
 per_release!(
     single_on_defaults,
@@ -161,11 +152,7 @@ async fn cluster_on_defaults(release: Release) {
     let files = server.stored_files(&instance, &backup);
     assert_eq!(files.len(), 3, "{files:?}");
     for (master, slots) in cluster.masters() {
-        let label = slots
-            .iter()
-            .map(|(a, b)| format!("{a}-{b}"))
-            .collect::<Vec<_>>()
-            .join(".");
+        let label = slot_label(&slots);
         let file = files
             .iter()
             .find(|f| f.to_string_lossy().contains(&format!("_{label}_")))
@@ -181,34 +168,28 @@ async fn cluster_on_defaults(release: Release) {
 }
 
 async fn while_a_bgsave_runs(release: Release) {
-    let redis = RedisServer::start_release(release, &[]);
-    make_forks_slow(&redis);
-    assert!(redis.cli(&["BGSAVE"]).contains("started"));
-    // The BGSAVE's child keeps its delay; the backup's own fork needs none.
-    redis.cli(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
-    let server = TestServer::start(Db::Sqlite).await;
-    let instance = server.register_single(&redis.addr()).await;
-    let backup = server.start_backup(&instance).await;
-    assert!(
-        info(&redis, "persistence").contains("rdb_bgsave_in_progress:1"),
-        "the BGSAVE ended before the backup started"
-    );
-    watch(&server, &instance, &backup).await;
-    assert_snapshot_of(&server, &instance, &backup, &redis).await;
-    server.stop().await;
+    while_a_child_runs(release, "BGSAVE", "rdb_bgsave_in_progress:1").await;
 }
 
 async fn while_an_aof_rewrite_runs(release: Release) {
+    while_a_child_runs(release, "BGREWRITEAOF", "aof_rewrite_in_progress:1").await;
+}
+
+/// `command` forks a slow child of the master's persistence (`running` in
+/// `INFO persistence` while it lasts); a backup started meanwhile waits for
+/// it to end before the master forks for us.
+async fn while_a_child_runs(release: Release, command: &str, running: &str) {
     let redis = RedisServer::start_release(release, &[]);
     make_forks_slow(&redis);
-    assert!(redis.cli(&["BGREWRITEAOF"]).contains("started"));
+    assert!(redis.cli(&[command]).contains("started"));
+    // The child keeps its delay; the backup's own fork needs none.
     redis.cli(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
     let server = TestServer::start(Db::Sqlite).await;
     let instance = server.register_single(&redis.addr()).await;
     let backup = server.start_backup(&instance).await;
     assert!(
-        info(&redis, "persistence").contains("aof_rewrite_in_progress:1"),
-        "the rewrite ended before the backup started"
+        info(&redis, "persistence").contains(running),
+        "{command} ended before the backup started"
     );
     watch(&server, &instance, &backup).await;
     assert_snapshot_of(&server, &instance, &backup, &redis).await;

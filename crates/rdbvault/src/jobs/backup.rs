@@ -18,7 +18,7 @@ use super::JobContext;
 use super::failure::{Failure, FailureKind};
 use crate::meta::{Backup, BackupFile, Instance, Mode};
 use crate::replication::cluster::{self, Shard, TopologyError};
-use crate::replication::copy::Copy;
+use crate::replication::copy::ReplicaCopy;
 use crate::replication::snapshot::{self, Payload, SnapshotError, Transfer};
 use crate::replication::source::{self, Source};
 use crate::replication::{Connection, Endpoint};
@@ -364,7 +364,7 @@ async fn pull(
             let _waiting = InStep::enter(&progress.waiting);
             Feed::Replication(snapshot::start(conn, ctx.timeouts.snapshot).await?)
         }
-        Some(_) => Feed::Copy(Copy::start(conn, ctx.timeouts.snapshot.stall).await?),
+        Some(_) => Feed::Copy(ReplicaCopy::start(conn, ctx.timeouts.snapshot.stall).await?),
     };
     let _moving = InStep::enter(match transfer {
         Feed::Replication(_) => &progress.moving,
@@ -441,7 +441,7 @@ async fn pull(
 /// down) a key-by-key copy of a replica.
 enum Feed {
     Replication(Transfer),
-    Copy(Copy),
+    Copy(ReplicaCopy),
 }
 
 impl Feed {

@@ -23,8 +23,14 @@ use super::conn::{ConnError, Connection};
 use super::resp::Reply;
 use super::snapshot::SnapshotError;
 
-/// Keys asked for per `SCAN` and per pipelined batch of `DUMP`/`PTTL`.
-const BATCH: &[u8] = b"1000";
+/// Keys asked for per `SCAN`.
+const SCAN_COUNT: &[u8] = b"1000";
+/// Keys per pipelined batch of `DUMP`s at the most, and at first.
+const MAX_BATCH: usize = 1000;
+const FIRST_BATCH: usize = 100;
+/// What one batch's replies should weigh: the batch shrinks when its values
+/// are large, so memory stays near this plus the largest value.
+const BATCH_BYTES: usize = 16 << 20;
 /// A chunk is handed out once this much of the dump is ready.
 const CHUNK: usize = 256 * 1024;
 /// Largest `DUMP` payload read (a single value; Redis caps strings at 512 MiB).
@@ -96,9 +102,9 @@ fn keyspace(info: &std::collections::HashMap<String, String>) -> Vec<Db> {
     dbs
 }
 
-/// A key-by-key copy under way: call [`next_chunk`](Copy::next_chunk)
+/// A key-by-key copy under way: call [`next_chunk`](ReplicaCopy::next_chunk)
 /// until it returns `None`.
-pub struct Copy {
+pub struct ReplicaCopy {
     conn: Connection,
     frozen: Frozen,
     redis_version: String,
@@ -111,6 +117,11 @@ pub struct Copy {
     dbs: std::vec::IntoIter<Db>,
     /// The database being scanned and the cursor to continue from.
     scanning: Option<(Db, Vec<u8>, bool)>,
+    /// Keys of `queue_db` read by `SCAN` and not copied yet.
+    queue: std::collections::VecDeque<Vec<u8>>,
+    queue_db: Option<Db>,
+    /// Keys per `DUMP` batch now.
+    batch: usize,
     /// 128-bit digests of the keys written: `SCAN` may return a key twice,
     /// and a dump with a key twice does not load.
     seen: HashSet<u128>,
@@ -122,10 +133,13 @@ pub struct Copy {
     timeout: Duration,
 }
 
-impl Copy {
+impl ReplicaCopy {
     /// Checks that the node is a frozen replica and reads what the dump
     /// starts with; `timeout` bounds each batch of commands.
-    pub async fn start(mut conn: Connection, timeout: Duration) -> Result<Copy, SnapshotError> {
+    pub async fn start(
+        mut conn: Connection,
+        timeout: Duration,
+    ) -> Result<ReplicaCopy, SnapshotError> {
         let frozen = frozen_now(&mut conn).await?;
         let info = conn.info("everything").await?;
         let redis_version = info
@@ -148,7 +162,7 @@ impl Copy {
             .next()
             .and_then(|m| m.parse::<u32>().ok())
             .is_some_and(|major| major >= 7);
-        Ok(Copy {
+        Ok(ReplicaCopy {
             conn,
             frozen,
             absolute_expiry,
@@ -157,6 +171,9 @@ impl Copy {
             functions,
             dbs: keyspace(&info).into_iter(),
             scanning: None,
+            queue: Default::default(),
+            queue_db: None,
+            batch: FIRST_BATCH,
             seen: HashSet::new(),
             selected: None,
             hasher: Default::default(),
@@ -212,8 +229,25 @@ impl Copy {
         }
     }
 
-    /// One `SCAN` page copied; false when every database is done.
+    /// One batch of keys copied, or the next `SCAN` page read; false when
+    /// every database is done.
     async fn step(&mut self) -> Result<bool, SnapshotError> {
+        if let Some(db) = self.queue_db
+            && !self.queue.is_empty()
+        {
+            let n = self.batch.min(self.queue.len());
+            let keys: Vec<Vec<u8>> = self.queue.drain(..n).collect();
+            let bytes = self.copy_keys(db, &keys).await?;
+            // Keep a batch's replies near BATCH_BYTES whatever the values weigh.
+            self.batch = if bytes > BATCH_BYTES {
+                (self.batch / 4).max(1)
+            } else if bytes < BATCH_BYTES / 16 {
+                (self.batch * 2).min(MAX_BATCH)
+            } else {
+                self.batch
+            };
+            return Ok(true);
+        }
         let (db, cursor, selected) = match self.scanning.take() {
             Some(s) => s,
             None => match self.dbs.next() {
@@ -226,9 +260,8 @@ impl Copy {
             self.conn.command(&[b"SELECT", n.as_bytes()]).await?;
         }
         let (next, keys) = self.scan(&cursor).await?;
-        if !keys.is_empty() {
-            self.copy_keys(db, &keys).await?;
-        }
+        self.queue.extend(keys);
+        self.queue_db = Some(db);
         if next != b"0" {
             self.scanning = Some((db, next, true));
         }
@@ -238,7 +271,7 @@ impl Copy {
     async fn scan(&mut self, cursor: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), SnapshotError> {
         let reply = self
             .conn
-            .command(&[b"SCAN", cursor, b"COUNT", BATCH])
+            .command(&[b"SCAN", cursor, b"COUNT", SCAN_COUNT])
             .await?;
         let Reply::Array(Some(mut parts)) = reply else {
             return Err(protocol(
@@ -264,7 +297,8 @@ impl Copy {
         Ok((next, keys))
     }
 
-    async fn copy_keys(&mut self, db: Db, keys: &[Vec<u8>]) -> Result<(), SnapshotError> {
+    /// Copies `keys` of `db`; returns the bytes their payloads weighed.
+    async fn copy_keys(&mut self, db: Db, keys: &[Vec<u8>]) -> Result<usize, SnapshotError> {
         let expiry: &[u8] = if self.absolute_expiry {
             b"PEXPIRETIME"
         } else {
@@ -280,6 +314,7 @@ impl Copy {
             .pipeline(&commands, MAX_PAYLOAD, self.timeout)
             .await?;
         let now_ms = chrono::Utc::now().timestamp_millis();
+        let mut bytes = 0;
         for (key, pair) in keys.iter().zip(replies.chunks(2)) {
             let (payload, ttl) = match pair {
                 // Gone, or logically expired (a replica hides those).
@@ -322,8 +357,9 @@ impl Copy {
             }
             let written = writer.entry(key, expire_at, payload);
             written.map_err(|e| self.bad(e))?;
+            bytes += payload.len();
         }
-        Ok(())
+        Ok(bytes)
     }
 
     fn digest(&self, db: u64, key: &[u8]) -> u128 {
