@@ -439,6 +439,8 @@ async fn pull(
 
 /// Where a file's bytes come from: a replication transfer, or (master
 /// down) a key-by-key copy of a replica.
+// One per transfer, alive as long as it: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Feed {
     Replication(Transfer),
     Copy(ReplicaCopy),
