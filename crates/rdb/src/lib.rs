@@ -9,6 +9,7 @@ mod encodings;
 mod error;
 mod head;
 pub mod lzf;
+mod names;
 mod reader;
 mod stream;
 mod string;
@@ -18,6 +19,7 @@ mod write;
 
 pub use error::RdbError;
 pub use head::{DEFAULT_AUX_LIMIT, MAX_VERSION, Magic, VALKEY_VERSIONS};
+pub use names::encoding_name;
 pub use reader::{Entry, KeyInfo, Reader, dump_payload};
 pub use stream::{PendingEntry, Stream, StreamConsumer, StreamEntry, StreamGroup, StreamId};
 pub use value::{HashField, Value, module_type_name, types};

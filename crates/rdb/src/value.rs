@@ -389,210 +389,252 @@ fn scored(at: usize, flat: Vec<Vec<u8>>) -> Result<Vec<(Vec<u8>, f64)>, Stop> {
         .collect()
 }
 
-/// Decodes the value of type `type_id` (whose type byte is at `at`).
-pub(crate) fn read<'a>(
-    c: &mut Cursor<'a>,
-    type_id: u8,
-    at: usize,
-    ctx: Ctx,
-) -> Result<Value, Stop> {
+/// Decodes the value of type `type_id` (whose type byte is at `at`): one
+/// decoder per type family, each knowing every encoding of its family.
+pub(crate) fn read(c: &mut Cursor<'_>, type_id: u8, at: usize, ctx: Ctx) -> Result<Value, Stop> {
     use types::*;
     let max = ctx.max;
     let redis = ctx.magic == Magic::Redis;
-    // A blob-encoded value: its position (for errors) and bytes.
-    // A blob is decoded where it lies, copied only if it was compressed.
-    let blob = |c: &mut Cursor<'a>| -> Result<(usize, Cow<'a, [u8]>), Stop> {
-        let p = c.pos();
-        Ok((p, c.string_ref(max)?))
-    };
-    Ok(match type_id {
-        STRING => Value::String(c.string(max)?),
-        LIST | SET => {
-            let n = c.plain_length()?;
-            let mut v = Vec::with_capacity(len_usize(n));
-            for _ in 0..n {
-                v.push(c.string(max)?);
-            }
-            if type_id == LIST {
-                Value::List(v)
-            } else {
-                Value::Set(v)
-            }
+    match type_id {
+        STRING => Ok(Value::String(c.string(max)?)),
+        LIST | LIST_ZIPLIST | LIST_QUICKLIST | LIST_QUICKLIST_2 => list(c, type_id, max),
+        SET | SET_INTSET | SET_LISTPACK => set(c, type_id, max),
+        ZSET | ZSET_2 | ZSET_ZIPLIST | ZSET_LISTPACK => sorted_set(c, type_id, max),
+        HASH | HASH_ZIPMAP | HASH_ZIPLIST | HASH_LISTPACK => hash(c, type_id, max),
+        // Type ids 22 and 23 mean different things to Redis and Valkey.
+        HASH_METADATA_PRE_GA | HASH_METADATA | HASH_LISTPACK_EX_PRE_GA | HASH_LISTPACK_EX
+            if redis =>
+        {
+            redis_hash_with_expiry(c, type_id, max)
         }
-        ZSET | ZSET_2 => {
-            let n = c.plain_length()?;
-            let mut v = Vec::with_capacity(len_usize(n));
-            for _ in 0..n {
-                let m = c.string(max)?;
-                let s = if type_id == ZSET_2 {
-                    f64::from_le_bytes(c.array()?)
-                } else {
-                    let p = c.pos();
-                    match c.byte()? {
-                        255 => f64::NEG_INFINITY,
-                        254 => f64::INFINITY,
-                        253 => f64::NAN,
-                        len => score_text(p, c.take(u64::from(len))?)?,
-                    }
-                };
-                v.push((m, s));
-            }
-            Value::SortedSet(v)
-        }
-        HASH => {
-            let n = c.plain_length()?;
-            let mut v = Vec::with_capacity(len_usize(n));
-            for _ in 0..n {
-                let f = c.string(max)?;
-                v.push((f, c.string(max)?));
-            }
-            Value::Hash(v)
-        }
-        HASH_METADATA_PRE_GA | HASH_METADATA if redis => {
-            // 7.4 GA stores the earliest expiry first and each field's as an
-            // offset from it (+1, so that 0 still means "none"); the release
-            // candidates stored absolute times.
-            let base = if type_id == HASH_METADATA {
-                Some(u64::from_le_bytes(c.array()?))
-            } else {
-                None
-            };
-            let n = c.plain_length()?;
-            let mut v = Vec::with_capacity(len_usize(n));
-            for _ in 0..n {
-                let p = c.pos();
-                let ttl = c.plain_length()?;
-                let expire = match (ttl, base) {
-                    (0, _) => None,
-                    (t, Some(b)) => Some(t.checked_add(b).and_then(|x| x.checked_sub(1))),
-                    (t, None) => Some(Some(t)),
-                };
-                let expire_ms = expire
-                    .map(|e| field_expiry(p, e.unwrap_or(u64::MAX)))
-                    .transpose()?;
-                let field = c.string(max)?;
-                let value = c.string(max)?;
-                v.push(HashField {
-                    field,
-                    value,
-                    expire_ms,
-                });
-            }
-            Value::HashWithExpiry(v)
-        }
-        VALKEY_HASH_2 if !redis => {
-            // Valkey 9: hashtable hashes with at least one volatile field;
-            // each field is followed by its absolute expiry, -1 for none.
-            let n = c.plain_length()?;
-            let mut v = Vec::with_capacity(len_usize(n));
-            for _ in 0..n {
-                let field = c.string(max)?;
-                let value = c.string(max)?;
-                let p = c.pos();
-                let expire_ms = match ms_time(c)? {
-                    -1 => None,
-                    t if t < 0 => return Err(malformed(p, format!("hash field expiry {t}"))),
-                    t => Some(field_expiry(p, t.unsigned_abs())?),
-                };
-                v.push(HashField {
-                    field,
-                    value,
-                    expire_ms,
-                });
-            }
-            Value::HashWithExpiry(v)
-        }
-        VALKEY_PATH_HASH if !redis => {
-            return Err(malformed(
-                at,
-                "Valkey 9.2 path hashes (type 23) are not supported yet",
-            ));
-        }
-        HASH_LISTPACK_EX_PRE_GA | HASH_LISTPACK_EX if redis => {
-            if type_id == HASH_LISTPACK_EX {
-                // The earliest expiry, kept for a future use; the listpack
-                // has every field's own.
-                c.array::<8>()?;
-            }
-            let (p, b) = blob(c)?;
-            Value::HashWithExpiry(listpack_ex(p, &b)?)
-        }
-        MODULE_PRE_GA => {
-            return Err(malformed(
-                at,
-                "pre-release (4.0 RC) module values are not supported",
-            ));
-        }
-        MODULE_2 => {
-            let id = c.plain_length()?;
-            let p = c.pos();
-            module_payload(c, max)?;
-            Value::Module {
-                id,
-                raw: c.since(p).to_vec(),
-            }
-        }
-        HASH_ZIPMAP => {
-            let (p, b) = blob(c)?;
-            Value::Hash(encodings::zipmap(&b).map_err(blob_err(p))?)
-        }
-        LIST_ZIPLIST => {
-            let (p, b) = blob(c)?;
-            Value::List(encodings::ziplist(&b).map_err(blob_err(p))?)
-        }
-        SET_INTSET => {
-            let (p, b) = blob(c)?;
-            Value::Set(encodings::intset(&b).map_err(blob_err(p))?)
-        }
-        SET_LISTPACK => {
-            let (p, b) = blob(c)?;
-            Value::Set(encodings::listpack(&b).map_err(blob_err(p))?)
-        }
-        ZSET_ZIPLIST | ZSET_LISTPACK => {
-            let (p, b) = blob(c)?;
-            let flat = if type_id == ZSET_ZIPLIST {
-                encodings::ziplist(&b)
-            } else {
-                encodings::listpack(&b)
-            };
-            Value::SortedSet(scored(p, flat.map_err(blob_err(p))?)?)
-        }
-        HASH_ZIPLIST | HASH_LISTPACK => {
-            let (p, b) = blob(c)?;
-            let flat = if type_id == HASH_ZIPLIST {
-                encodings::ziplist(&b)
-            } else {
-                encodings::listpack(&b)
-            };
-            Value::Hash(encodings::pairs("hash", flat.map_err(blob_err(p))?).map_err(blob_err(p))?)
-        }
-        LIST_QUICKLIST | LIST_QUICKLIST_2 => {
-            let n = c.plain_length()?;
-            let mut v = Vec::new();
-            for _ in 0..n {
-                let container = if type_id == LIST_QUICKLIST_2 {
-                    let p = c.pos();
-                    match c.plain_length()? {
-                        x @ (QUICKLIST_PLAIN | QUICKLIST_PACKED) => x,
-                        x => return Err(malformed(p, format!("unknown quicklist container {x}"))),
-                    }
-                } else {
-                    QUICKLIST_PACKED
-                };
-                let (p, b) = blob(c)?;
-                if container == QUICKLIST_PLAIN {
-                    v.push(b.into_owned());
-                } else if type_id == LIST_QUICKLIST {
-                    v.extend(encodings::ziplist(&b).map_err(blob_err(p))?);
-                } else {
-                    v.extend(encodings::listpack(&b).map_err(blob_err(p))?);
-                }
-            }
-            Value::List(v)
-        }
+        VALKEY_HASH_2 if !redis => valkey_hash_with_expiry(c, max),
+        VALKEY_PATH_HASH if !redis => Err(malformed(
+            at,
+            "Valkey 9.2 path hashes (type 23) are not supported yet",
+        )),
+        MODULE_PRE_GA | MODULE_2 => module(c, type_id, at, max),
         STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3 => {
-            Value::Stream(stream::read(c, type_id, max)?)
+            Ok(Value::Stream(stream::read(c, type_id, max)?))
         }
-        other => return Err(malformed(at, format!("unknown value type {other}"))),
+        other => Err(malformed(at, format!("unknown value type {other}"))),
+    }
+}
+
+/// A blob-encoded value (a compact container, or a plain quicklist node):
+/// its position, for errors, and its bytes. A blob is decoded where it
+/// lies, copied only if it was compressed.
+fn blob<'a>(c: &mut Cursor<'a>, max: usize) -> Result<(usize, Cow<'a, [u8]>), Stop> {
+    let p = c.pos();
+    Ok((p, c.string_ref(max)?))
+}
+
+/// A length, then that many strings: the elements of a linked list or a
+/// hashtable set.
+fn strings(c: &mut Cursor<'_>, max: usize) -> Result<Vec<Vec<u8>>, Stop> {
+    let n = c.plain_length()?;
+    let mut v = Vec::with_capacity(len_usize(n));
+    for _ in 0..n {
+        v.push(c.string(max)?);
+    }
+    Ok(v)
+}
+
+/// A list: linked (one string per element), a ziplist, or a quicklist of
+/// ziplist nodes (RDB 7+) or of listpack and plain nodes (RDB 10+).
+fn list(c: &mut Cursor<'_>, type_id: u8, max: usize) -> Result<Value, Stop> {
+    use types::*;
+    Ok(Value::List(match type_id {
+        LIST => strings(c, max)?,
+        LIST_ZIPLIST => {
+            let (p, b) = blob(c, max)?;
+            encodings::ziplist(&b).map_err(blob_err(p))?
+        }
+        _ => quicklist(c, type_id == LIST_QUICKLIST_2, max)?,
+    }))
+}
+
+/// A quicklist's nodes, each a ziplist (`v2` false) or, in quicklist 2, a
+/// listpack or a plain node holding one large element.
+fn quicklist(c: &mut Cursor<'_>, v2: bool, max: usize) -> Result<Vec<Vec<u8>>, Stop> {
+    let n = c.plain_length()?;
+    let mut v = Vec::new();
+    for _ in 0..n {
+        let container = if v2 {
+            let p = c.pos();
+            match c.plain_length()? {
+                x @ (QUICKLIST_PLAIN | QUICKLIST_PACKED) => x,
+                x => return Err(malformed(p, format!("unknown quicklist container {x}"))),
+            }
+        } else {
+            QUICKLIST_PACKED
+        };
+        let (p, b) = blob(c, max)?;
+        if container == QUICKLIST_PLAIN {
+            v.push(b.into_owned());
+        } else if v2 {
+            v.extend(encodings::listpack(&b).map_err(blob_err(p))?);
+        } else {
+            v.extend(encodings::ziplist(&b).map_err(blob_err(p))?);
+        }
+    }
+    Ok(v)
+}
+
+/// A set: a hashtable (one string per member), an intset, or a listpack.
+fn set(c: &mut Cursor<'_>, type_id: u8, max: usize) -> Result<Value, Stop> {
+    use types::*;
+    Ok(Value::Set(match type_id {
+        SET => strings(c, max)?,
+        SET_INTSET => {
+            let (p, b) = blob(c, max)?;
+            encodings::intset(&b).map_err(blob_err(p))?
+        }
+        _ => {
+            let (p, b) = blob(c, max)?;
+            encodings::listpack(&b).map_err(blob_err(p))?
+        }
+    }))
+}
+
+/// A sorted set: a skiplist with text scores (`ZSET`) or binary ones
+/// (`ZSET_2`), or a ziplist or listpack of member-score pairs.
+fn sorted_set(c: &mut Cursor<'_>, type_id: u8, max: usize) -> Result<Value, Stop> {
+    use types::*;
+    if type_id == ZSET_ZIPLIST || type_id == ZSET_LISTPACK {
+        let (p, b) = blob(c, max)?;
+        let flat = if type_id == ZSET_ZIPLIST {
+            encodings::ziplist(&b)
+        } else {
+            encodings::listpack(&b)
+        };
+        return Ok(Value::SortedSet(scored(p, flat.map_err(blob_err(p))?)?));
+    }
+    let n = c.plain_length()?;
+    let mut v = Vec::with_capacity(len_usize(n));
+    for _ in 0..n {
+        let m = c.string(max)?;
+        let s = if type_id == ZSET_2 {
+            f64::from_le_bytes(c.array()?)
+        } else {
+            let p = c.pos();
+            match c.byte()? {
+                255 => f64::NEG_INFINITY,
+                254 => f64::INFINITY,
+                253 => f64::NAN,
+                len => score_text(p, c.take(u64::from(len))?)?,
+            }
+        };
+        v.push((m, s));
+    }
+    Ok(Value::SortedSet(v))
+}
+
+/// A hash: a hashtable (field, value strings), a zipmap, or a ziplist or
+/// listpack of field-value pairs.
+fn hash(c: &mut Cursor<'_>, type_id: u8, max: usize) -> Result<Value, Stop> {
+    use types::*;
+    if type_id == HASH {
+        let n = c.plain_length()?;
+        let mut v = Vec::with_capacity(len_usize(n));
+        for _ in 0..n {
+            let f = c.string(max)?;
+            v.push((f, c.string(max)?));
+        }
+        return Ok(Value::Hash(v));
+    }
+    let (p, b) = blob(c, max)?;
+    Ok(Value::Hash(match type_id {
+        HASH_ZIPMAP => encodings::zipmap(&b).map_err(blob_err(p))?,
+        HASH_ZIPLIST => encodings::pairs("hash", encodings::ziplist(&b).map_err(blob_err(p))?)
+            .map_err(blob_err(p))?,
+        _ => encodings::pairs("hash", encodings::listpack(&b).map_err(blob_err(p))?)
+            .map_err(blob_err(p))?,
+    }))
+}
+
+/// A Redis hash some of whose fields expire: a hashtable (types 22 and 24)
+/// or a listpack of triples (23 and 25), in the form of Redis 7.4's
+/// release candidates (22, 23) or of its release (24, 25).
+fn redis_hash_with_expiry(c: &mut Cursor<'_>, type_id: u8, max: usize) -> Result<Value, Stop> {
+    use types::*;
+    if type_id == HASH_LISTPACK_EX_PRE_GA || type_id == HASH_LISTPACK_EX {
+        if type_id == HASH_LISTPACK_EX {
+            // The earliest expiry, kept for a future use; the listpack
+            // has every field's own.
+            c.array::<8>()?;
+        }
+        let (p, b) = blob(c, max)?;
+        return Ok(Value::HashWithExpiry(listpack_ex(p, &b)?));
+    }
+    // 7.4 GA stores the earliest expiry first and each field's as an
+    // offset from it (+1, so that 0 still means "none"); the release
+    // candidates stored absolute times.
+    let base = if type_id == HASH_METADATA {
+        Some(u64::from_le_bytes(c.array()?))
+    } else {
+        None
+    };
+    let n = c.plain_length()?;
+    let mut v = Vec::with_capacity(len_usize(n));
+    for _ in 0..n {
+        let p = c.pos();
+        let ttl = c.plain_length()?;
+        let expire = match (ttl, base) {
+            (0, _) => None,
+            (t, Some(b)) => Some(t.checked_add(b).and_then(|x| x.checked_sub(1))),
+            (t, None) => Some(Some(t)),
+        };
+        let expire_ms = expire
+            .map(|e| field_expiry(p, e.unwrap_or(u64::MAX)))
+            .transpose()?;
+        let field = c.string(max)?;
+        let value = c.string(max)?;
+        v.push(HashField {
+            field,
+            value,
+            expire_ms,
+        });
+    }
+    Ok(Value::HashWithExpiry(v))
+}
+
+/// A Valkey 9 hash some of whose fields expire (`HASH_2`): a hashtable
+/// whose fields are each followed by their absolute expiry, -1 for none.
+fn valkey_hash_with_expiry(c: &mut Cursor<'_>, max: usize) -> Result<Value, Stop> {
+    let n = c.plain_length()?;
+    let mut v = Vec::with_capacity(len_usize(n));
+    for _ in 0..n {
+        let field = c.string(max)?;
+        let value = c.string(max)?;
+        let p = c.pos();
+        let expire_ms = match ms_time(c)? {
+            -1 => None,
+            t if t < 0 => return Err(malformed(p, format!("hash field expiry {t}"))),
+            t => Some(field_expiry(p, t.unsigned_abs())?),
+        };
+        v.push(HashField {
+            field,
+            value,
+            expire_ms,
+        });
+    }
+    Ok(Value::HashWithExpiry(v))
+}
+
+/// A module value: its module type id, then its opcode-annotated payload,
+/// kept raw. The 4.0 release candidates' form (type 6) is refused.
+fn module(c: &mut Cursor<'_>, type_id: u8, at: usize, max: usize) -> Result<Value, Stop> {
+    if type_id == types::MODULE_PRE_GA {
+        return Err(malformed(
+            at,
+            "pre-release (4.0 RC) module values are not supported",
+        ));
+    }
+    let id = c.plain_length()?;
+    let p = c.pos();
+    module_payload(c, max)?;
+    Ok(Value::Module {
+        id,
+        raw: c.since(p).to_vec(),
     })
 }

@@ -117,7 +117,7 @@ pub struct Config {
     /// Stable id of this node; empty means generated once and kept in `data_dir/node_id`.
     #[serde(default)]
     pub node_id: Option<String>,
-    /// Backups (and later restores) that run at once on this node.
+    /// Jobs (backups) that run at once on this node.
     pub backup_workers: usize,
     /// TCP connect and each request/reply exchange with Redis.
     pub connect_timeout_ms: u64,
@@ -326,17 +326,6 @@ impl Config {
         }
     }
 
-    pub fn job_timeouts(&self) -> crate::jobs::Timeouts {
-        use std::time::Duration;
-        crate::jobs::Timeouts {
-            connect: Duration::from_millis(self.connect_timeout_ms),
-            snapshot: crate::replication::snapshot::Timeouts {
-                first_byte: Duration::from_secs(self.first_byte_timeout_secs),
-                stall: Duration::from_secs(self.stall_timeout_secs),
-            },
-        }
-    }
-
     /// The configured node id, or the one this data dir was given at its first start.
     pub fn node_id(&self) -> std::io::Result<String> {
         if let Some(id) = self.node_id.as_ref().filter(|id| !id.is_empty()) {
@@ -390,6 +379,10 @@ pub fn check_bucket_name(bucket: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Reports every key of the file the server does not understand, in nested
+/// tables too (`s3.endpiont`, `credentials[0].secret`), so a typo does not
+/// silently fall back to a default. The file's syntax and types are left to
+/// the extraction, which refuses them with a better message.
 fn warn_unknown_keys(file: &Path) {
     let Ok(text) = std::fs::read_to_string(file) else {
         return;
@@ -397,9 +390,96 @@ fn warn_unknown_keys(file: &Path) {
     let Ok(table) = text.parse::<toml::Table>() else {
         return;
     };
-    for key in table.keys().filter(|k| !KNOWN_KEYS.contains(&k.as_str())) {
-        tracing::warn!(key = %key, file = %file.display(), "unknown configuration key ignored");
+    for key in unknown_keys(&table) {
+        // `serve` reads its configuration before it can set up logging
+        // (the configuration says how to log): until then, stderr.
+        if tracing::dispatcher::has_been_set() {
+            tracing::warn!(key = %key, file = %file.display(), "unknown configuration key ignored");
+        } else {
+            eprintln!(
+                "warning: unknown configuration key {key} in {} ignored",
+                file.display()
+            );
+        }
     }
+}
+
+/// The keys of `table` that are not configuration keys, as dotted paths.
+fn unknown_keys(table: &toml::Table) -> Vec<String> {
+    let mut unknown = Vec::new();
+    for (key, value) in table {
+        if !KNOWN_KEYS.contains(&key.as_str()) {
+            unknown.push(key.clone());
+            continue;
+        }
+        let Some(known) = nested_keys(key) else {
+            continue;
+        };
+        let tables: Vec<(String, &toml::Table)> = match value {
+            toml::Value::Table(t) => vec![(key.clone(), t)],
+            toml::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| v.as_table().map(|t| (format!("{key}[{i}]"), t)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (path, t) in tables {
+            unknown.extend(
+                t.keys()
+                    .filter(|k| !known.contains(&k.as_str()))
+                    .map(|k| format!("{path}.{k}")),
+            );
+        }
+    }
+    unknown
+}
+
+/// The keys of a table (or of each table of an array) inside the file.
+/// A test checks that every key whose value is a table is listed here.
+fn nested_keys(key: &str) -> Option<&'static [&'static str]> {
+    match key {
+        "s3" => Some(fields_of::<S3Config>()),
+        "credentials" => Some(fields_of::<CredentialConfig>()),
+        _ => None,
+    }
+}
+
+/// The keys a struct accepts, as its derived `Deserialize` names them to
+/// the deserializer: the lists cannot drift from the structs.
+fn fields_of<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{Error, Visitor, value};
+
+    /// A deserializer that only records the field names it is asked for.
+    struct Fields(&'static [&'static str]);
+
+    impl<'de> serde::Deserializer<'de> for &mut Fields {
+        type Error = value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, value::Error> {
+            Err(value::Error::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, value::Error> {
+            self.0 = fields;
+            Err(value::Error::custom("fields recorded"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    let mut fields = Fields(&[]);
+    let _ = T::deserialize(&mut fields);
+    fields.0
 }
 
 #[cfg(test)]
@@ -441,6 +521,77 @@ mod tests {
             assert!(!format!("{c:?}").contains("SK1"), "secret in Debug output");
             Ok(())
         });
+    }
+
+    #[test]
+    fn unknown_keys_are_found_in_nested_tables_too() {
+        let table: toml::Table = r#"
+            listen = "127.0.0.1:9000"
+            listenn = "127.0.0.1:9001"
+            storage = "s3"
+            [s3]
+            endpoint = "http://127.0.0.1:9000"
+            endpiont = "http://127.0.0.1:9000"
+            [[credentials]]
+            access_key = "AK1"
+            secret_key = "SK1"
+            [[credentials]]
+            access_key = "AK2"
+            secret = "SK2"
+            "#
+        .parse()
+        .unwrap();
+        let mut unknown = unknown_keys(&table);
+        unknown.sort();
+        assert_eq!(unknown, ["credentials[1].secret", "listenn", "s3.endpiont"]);
+    }
+
+    #[test]
+    fn known_keys_are_the_fields_of_config() {
+        let mut known = KNOWN_KEYS.to_vec();
+        let mut fields = fields_of::<Config>().to_vec();
+        known.sort_unstable();
+        fields.sort_unstable();
+        assert_eq!(
+            known, fields,
+            "KNOWN_KEYS differs from the fields of Config"
+        );
+    }
+
+    /// A configuration with every key set, written as TOML, has no unknown
+    /// key, and every table in it has its keys checked.
+    #[test]
+    fn every_key_of_a_full_config_is_known() {
+        let mut config = Config {
+            database_url: Some("sqlite://x".into()),
+            public_url: Some("http://x".into()),
+            node_id: Some("n".into()),
+            redis_tls_ca_file: Some("ca.pem".into()),
+            ..Config::default()
+        };
+        config.credentials.push(CredentialConfig {
+            access_key: "AK".into(),
+            secret_key: Some("SK".into()),
+            secret_key_file: Some("sk".into()),
+            projects: vec!["p".into()],
+        });
+        config.s3.secret_key = Some("SK".into());
+        config.s3.secret_key_file = Some("sk".into());
+        config.s3.ca_file = Some("ca.pem".into());
+        let table = toml::Table::try_from(&config).unwrap();
+        assert_eq!(unknown_keys(&table), Vec::<String>::new());
+        for (key, value) in &table {
+            let is_table = match value {
+                toml::Value::Table(_) => true,
+                toml::Value::Array(items) => items.iter().any(toml::Value::is_table),
+                _ => false,
+            };
+            assert_eq!(
+                is_table,
+                nested_keys(key).is_some(),
+                "{key}: a table's keys must be listed in nested_keys, and only a table's"
+            );
+        }
     }
 
     #[test]

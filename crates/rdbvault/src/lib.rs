@@ -5,13 +5,15 @@
 //! - [`server`]: `run(listener, config, shutdown)`, the entry point of `serve` and of the tests;
 //! - [`api`]: routes, request validation, the DCS error catalogue, OpenAPI;
 //! - [`auth`]: AK/SK (`SDK-HMAC-SHA256`) verification and project scoping;
-//! - [`meta`]: instances, backups, restores, jobs in SQLite or PostgreSQL;
+//! - [`meta`]: instances, backups, jobs, link keys in SQLite or PostgreSQL;
 //! - [`replication`]: RESP connections to Redis, node choice, the replica handshake that pulls a snapshot;
-//! - [`objects`]: streamed, verified-then-published uploads to the object store;
-//! - [`rdb_stream`]: the `rdb` reader fed from async I/O;
+//! - [`objects`]: streamed, verified-then-published uploads to the object store, and the
+//!   signing of the local store's download links;
 //! - [`jobs`]: the worker pool that runs backups, and crash recovery;
-//! - [`cli`]: the client commands, which sign their requests like the SDK;
-//! - [`config`]: defaults, TOML file, `RDBVAULT_*` environment.
+//! - [`cli`]: the command line: `serve`, and the client commands (`instance`, `backup`,
+//!   `inspect`), which sign their requests like the SDK;
+//! - [`config`]: defaults, TOML file, `RDBVAULT_*` environment;
+//! - [`redis_addr`]: `host:port` parsing and display.
 
 pub mod api;
 pub mod auth;
@@ -19,8 +21,8 @@ pub mod cli;
 pub mod config;
 pub mod jobs;
 pub mod meta;
+pub mod object_keys;
 pub mod objects;
-pub mod rdb_stream;
 pub mod redis_addr;
 pub mod replication;
 pub mod server;

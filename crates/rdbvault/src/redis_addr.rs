@@ -6,8 +6,8 @@ use std::str::FromStr;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RedisAddr {
     /// A hostname or an IP address (IPv6 without brackets).
-    pub host: String,
-    pub port: u16,
+    pub(crate) host: String,
+    pub(crate) port: u16,
 }
 
 impl fmt::Display for RedisAddr {

@@ -2,14 +2,16 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
+use crate::api::metrics::Metrics;
 use crate::api::{self, AppState};
 use crate::auth::Authenticator;
 use crate::config::{AuthMode, Config};
-use crate::jobs::{self, JobContext, Workers};
+use crate::jobs::background::Background;
+use crate::jobs::{self, JobContext, RedisTimeouts, Workers};
 use crate::meta::Meta;
 use crate::objects::Objects;
 use crate::objects::links::{LinkSigner, MAX_LINK_SECS};
@@ -57,23 +59,21 @@ pub async fn run(
         cluster_parallel: config.cluster_parallel,
         meta: meta.clone(),
         objects: objects.clone(),
-        timeouts: config.job_timeouts(),
+        timeouts: RedisTimeouts::from_config(&config),
         node_id: config.node_id()?,
     });
-    let recovered = jobs::recover(&ctx).await?;
+    let recovered = jobs::recover(&ctx, true).await?;
     if recovered > 0 {
         tracing::warn!(
             count = recovered,
-            "backups interrupted by the last stop were marked failed"
+            "jobs interrupted by the last stop were recovered as failed"
         );
     }
-    let sweeper = tokio::spawn(jobs::sweep_forever(
-        ctx.clone(),
-        std::time::Duration::from_secs(config.sweep_interval_secs.max(1)),
-    ));
-    let stop_workers = CancellationToken::new();
-    let (workers, mut worker_tasks): (Workers, _) =
-        Workers::spawn(ctx.clone(), config.backup_workers, stop_workers.clone());
+
+    let metrics = Arc::new(Metrics::default());
+    let mut background = Background::default();
+    let workers = Workers::start(&mut background, ctx.clone(), config.backup_workers);
+    start_periodic(&mut background, &ctx, &links, &metrics, &config);
 
     let state = Arc::new(AppState {
         public_url: config.public_url(bound),
@@ -82,56 +82,86 @@ pub async fn run(
         objects,
         workers,
         redis_tls,
-        links: links.clone(),
-        metrics: Arc::default(),
+        links,
+        metrics,
         config,
     });
-    let maintenance = tokio::spawn(link_key_maintenance(
-        meta.clone(),
-        links,
-        state.config.link_key_rotation_days,
-    ));
     let app = api::router(state);
     tracing::info!(listen = %bound, node_id = %ctx.node_id, "rdbvault serving");
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
-    stop_workers.cancel();
-    while worker_tasks.join_next().await.is_some() {}
-    maintenance.abort();
-    sweeper.abort();
+    background.stop().await;
     meta.close().await;
     served?;
     tracing::info!("rdbvault stopped");
     Ok(())
 }
 
+/// The periodic tasks beside the job workers.
+fn start_periodic(
+    background: &mut Background,
+    ctx: &Arc<JobContext>,
+    links: &Arc<LinkSigner>,
+    metrics: &Arc<Metrics>,
+    config: &Config,
+) {
+    let sweep_ctx = ctx.clone();
+    background.every(
+        "upload-sweep",
+        Duration::from_secs(config.sweep_interval_secs.max(1)),
+        move || {
+            let ctx = sweep_ctx.clone();
+            async move { jobs::backup::sweep(&ctx).await.map(drop) }
+        },
+    );
+    // Other nodes' jobs whose heartbeat stopped: checked a few times per
+    // staleness period, so a dead node's work ends soon after it died.
+    let recovery_ctx = ctx.clone();
+    background.every("job-recovery", RECOVERY_EVERY, move || {
+        let ctx = recovery_ctx.clone();
+        async move { jobs::recover(&ctx, false).await.map(drop) }
+    });
+    let (meta, keys) = (ctx.meta.clone(), links.clone());
+    let rotation_days = config.link_key_rotation_days;
+    background.every("link-keys", Duration::from_secs(3600), move || {
+        link_key_maintenance(meta.clone(), keys.clone(), rotation_days)
+    });
+    let (meta, metrics, statuses) = (ctx.meta.clone(), metrics.clone(), background.statuses());
+    background.every("metrics", METRICS_EVERY, move || {
+        let (meta, metrics, statuses) = (meta.clone(), metrics.clone(), statuses.clone());
+        async move {
+            metrics.observe_background(&statuses.snapshot(), &meta.job_counts().await?);
+            Ok::<_, crate::meta::MetaError>(())
+        }
+    });
+}
+
+/// How often other nodes' stale jobs are looked for.
+const RECOVERY_EVERY: Duration = Duration::from_secs(30);
+/// How often `/metrics` learns the jobs and background tasks.
+const METRICS_EVERY: Duration = Duration::from_secs(5);
+
 /// Rotates the link key when it is older than `rotation_days`, and forgets
 /// retired keys once no link they signed can still be valid.
-async fn link_key_maintenance(meta: Meta, links: Arc<LinkSigner>, rotation_days: u32) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
-    loop {
-        tick.tick().await;
-        let now = chrono::Utc::now();
-        let result = async {
-            let keys = meta.link_keys().await?;
-            let max_age = chrono::TimeDelta::days(i64::from(rotation_days.max(1)));
-            if keys
-                .iter()
-                .filter(|k| k.retired_at.is_none())
-                .all(|k| now - k.created_at > max_age)
-            {
-                meta.rotate_link_key().await?;
-            }
-            meta.purge_link_keys(now - chrono::TimeDelta::seconds(MAX_LINK_SECS + 3600))
-                .await?;
-            links.refresh().await
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "link key maintenance failed");
-        }
+async fn link_key_maintenance(
+    meta: Meta,
+    links: Arc<LinkSigner>,
+    rotation_days: u32,
+) -> Result<(), crate::meta::MetaError> {
+    let now = chrono::Utc::now();
+    let keys = meta.link_keys().await?;
+    let max_age = chrono::TimeDelta::days(i64::from(rotation_days.max(1)));
+    if keys
+        .iter()
+        .filter(|k| k.retired_at.is_none())
+        .all(|k| now - k.created_at > max_age)
+    {
+        meta.rotate_link_key().await?;
     }
+    meta.purge_link_keys(now - chrono::TimeDelta::seconds(MAX_LINK_SECS + 3600))
+        .await?;
+    links.refresh().await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Db, PROJECT, RedisServer, TestServer, all_files, fill_all_types};
+use common::{Db, PROJECT, RedisServer, TestServer, all_files, fill_all_types, wait_for};
 use serde_json::json;
 
 all_backends!(
@@ -78,14 +78,26 @@ async fn one_backup_at_a_time_and_delete_cancels(db: Db) {
         .send()
         .await
         .assert_error(400, "DCS.4096");
-    let running = server
-        .wait_backup_status(&instance, &backup, &["backuping"])
-        .await;
+    let running = server.wait_backup_transferring(&instance, &backup).await;
     assert!(
         running["execution_at"]
             .as_str()
             .is_some_and(|t| !t.is_empty())
     );
+    // Something to remove: the transfer's first bytes are in the store (a
+    // staging file, or the S3 multipart upload).
+    let written = || {
+        !all_files(&server.objects_root().join(&instance)).is_empty()
+            || server
+                .s3
+                .as_ref()
+                .is_some_and(|s3| !s3.leftovers().is_empty())
+    };
+    wait_for("the transfer to write", Duration::from_secs(60), || async {
+        written().then_some(())
+    })
+    .await;
+    assert_eq!(redis.connected_replicas(), 1, "the transfer is a replica");
 
     let r = server
         .req(
@@ -98,16 +110,14 @@ async fn one_backup_at_a_time_and_delete_cancels(db: Db) {
     assert!(r.body.is_empty());
     let record = server.backup_record(&instance, &backup).await;
     assert_eq!(record["status"], "deleted");
-    // The worker notices, stops the transfer and removes what it wrote.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(all_files(&server.objects_root().join(&instance)).is_empty());
-    if let Some(s3) = &server.s3 {
-        assert!(
-            s3.leftovers().is_empty(),
-            "multipart state left in the store: {:?}",
-            s3.leftovers()
-        );
-    }
+    // The worker notices, stops the transfer (Redis loses its replica) and
+    // removes what it wrote (the files, the multipart upload).
+    wait_for(
+        "the transfer to stop and its objects to go",
+        Duration::from_secs(30),
+        || async { (redis.connected_replicas() == 0 && !written()).then_some(()) },
+    )
+    .await;
     assert_eq!(
         server.backup_record(&instance, &backup).await["status"],
         "deleted",
@@ -401,13 +411,20 @@ async fn progress_learns_the_dump_size_and_never_goes_back() {
     assert_eq!(record["status"], "succeed", "{record}");
 
     let second = server.start_backup(&instance).await;
+    // Every progress report while it runs (the record is sampled more often
+    // than the worker reports, once a second).
     let mut seen: Vec<f64> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let record = loop {
         let record = server.backup_record(&instance, &second).await;
         if record["status"] != "waiting" && record["status"] != "backuping" {
             break record;
         }
         seen.push(record["progress"].as_str().unwrap().parse().unwrap());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backup stuck: {record}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(record["status"], "succeed", "{record}");
@@ -482,7 +499,17 @@ async fn ha_master_down_copies_the_replica_key_by_key() {
     }
     let backup = server.start_backup(&instance).await;
     let record = server.wait_backup(&instance, &backup).await;
-    assert_eq!(record["status"], "succeed", "{record}");
+    assert_eq!(
+        record["status"],
+        "succeed",
+        "{record}\nthe replica now: {}\nwho has the master's port: {}",
+        replica.cli(&["INFO", "replication"]),
+        std::process::Command::new("ss")
+            .args(["-tlnp", &format!("sport = :{}", master.port)])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default()
+    );
     assert!(
         record["source_node"]
             .as_str()

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Db, RedisServer, ServeProcess, TestServer, all_files};
+use common::{Db, RedisServer, ServeProcess, TestServer, all_files, wait_for};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -88,7 +88,10 @@ async fn fake_old_or_new_master(payload: Vec<u8>, psync: bool) -> String {
         async move {
             if handshake(&mut sock, psync).await {
                 let _ = sock.write_all(&payload).await;
-                tokio::time::sleep(Duration::from_secs(30)).await;
+                // Then silence, the connection held open until the client
+                // hangs up (what it sends meanwhile is ignored).
+                let mut buf = [0u8; 4096];
+                while sock.read(&mut buf).await.is_ok_and(|n| n > 0) {}
             }
         }
     })
@@ -288,10 +291,8 @@ async fn redis_dies_or_drops_the_replica_mid_transfer(db: Db) {
         redis.slow_snapshots(20_000, 500);
         let instance = server.register_single(&redis.addr()).await;
         let backup = server.start_backup(&instance).await;
-        server
-            .wait_backup_status(&instance, &backup, &["backuping"])
-            .await;
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        // Mid-transfer: the payload is flowing.
+        server.wait_backup_transferring(&instance, &backup).await;
         match fault {
             "kill" => redis.kill(),
             _ => assert_ne!(redis.cli(&["CLIENT", "KILL", "TYPE", "replica"]), "0"),
@@ -316,14 +317,10 @@ async fn a_killed_service_leaves_no_stuck_record_and_no_partial_file() {
         .wait_backup_status(&instance, &backup, &["backuping"])
         .await;
     // Let some bytes land in the staging file.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while all_files(&data.path().join("objects")).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing was being written"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for("a staging file", Duration::from_secs(20), || async {
+        (!all_files(&data.path().join("objects")).is_empty()).then_some(())
+    })
+    .await;
     serve.kill9();
     assert!(
         !all_files(&data.path().join("objects")).is_empty(),
@@ -418,32 +415,25 @@ async fn s3_down_mid_upload() {
     server
         .wait_backup_status(&instance, &backup, &["backuping"])
         .await;
-    // Let the first parts reach the store.
+    // Let the multipart upload get under way in the store.
     let s3 = server.s3.as_mut().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while s3.leftovers().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no multipart upload under way"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        "a multipart upload under way",
+        Duration::from_secs(20),
+        || async { (!s3.leftovers().is_empty()).then_some(()) },
+    )
+    .await;
     s3.stop();
     let record = server.wait_backup(&instance, &backup).await;
     assert_failed(&record, "dcs.08.0107");
     server.s3.as_mut().unwrap().resume();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = server.s3.as_ref().unwrap().leftovers();
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "dangling multipart upload: {left:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let s3 = server.s3.as_ref().unwrap();
+    wait_for(
+        "the sweep to abort the dangling multipart upload",
+        Duration::from_secs(20),
+        || async { s3.leftovers().is_empty().then_some(()) },
+    )
+    .await;
     assert_nothing_stored(&server, &instance).await;
     server.stop().await;
 }

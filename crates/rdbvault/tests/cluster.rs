@@ -5,9 +5,8 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
-use common::{Db, PROJECT, RedisCluster, RedisServer, TestServer, all_files};
+use common::{Db, PROJECT, RedisCluster, RedisServer, TestServer, all_files, wait_for};
 use serde_json::json;
 
 async fn register_cluster(server: &TestServer, cluster: &RedisCluster) -> String {
@@ -23,6 +22,69 @@ fn keys(server: &RedisServer) -> BTreeSet<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// `key_slot` (what files are split and checked by) agrees with a live
+/// server's `CLUSTER KEYSLOT`: the spec's examples, every hash-tag corner,
+/// binary keys, and a few thousand generated ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_slots_match_cluster_keyslot() {
+    let node = RedisServer::start_fast(&["--cluster-enabled", "yes"]);
+    let mut keys: Vec<Vec<u8>> = [
+        "123456789",
+        "foo",
+        "bar",
+        "somekey",
+        "",
+        "user1000",
+        "{user1000}.following",
+        "{user1000}.followers",
+        "foo{hash_tag}",
+        "bar{hash_tag}",
+        "foo{}{bar}",
+        "foo{{bar}}zap",
+        "{bar",
+        "foo{bar}{zap}",
+        "{}",
+        "{",
+        "}",
+        "}{",
+        "a}{b}",
+        "{{}}",
+        "{}}",
+        "x{y}",
+    ]
+    .iter()
+    .map(|k| k.as_bytes().to_vec())
+    .collect();
+    keys.push(b"\x00{\xff\xfe}\r\n".to_vec());
+    keys.push(vec![0xff; 300]);
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for n in 0..3000u32 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // Short keys over a small alphabet, so braces often pair up.
+        let len = (seed % 12) as usize;
+        let key: Vec<u8> = (0..len)
+            .map(|i| b"ab{}\x00\xff"[((seed >> (i * 5)) % 6) as usize])
+            .collect();
+        keys.push(key);
+        keys.push(format!("key:{n}").into_bytes());
+    }
+    let mut c = node.conn().await;
+    for key in &keys {
+        let reply = c.command(&[b"CLUSTER", b"KEYSLOT", key]).await.unwrap();
+        let rdbvault::replication::resp::Reply::Int(slot) = reply else {
+            panic!("CLUSTER KEYSLOT answered {reply:?}");
+        };
+        assert_eq!(
+            i64::from(common::key_slot(key)),
+            slot,
+            "key {:?}",
+            String::from_utf8_lossy(key)
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,10 +342,14 @@ async fn a_shard_lost_mid_transfer_fails_the_backup_naming_it() {
     let server = TestServer::start(Db::Sqlite).await;
     let instance = register_cluster(&server, &cluster).await;
     let backup = server.start_backup(&instance).await;
+    // Mid-transfer: the victim feeds our replica link (PSYNC sent) and no
+    // transfer is still waiting for its fork, so every payload is flowing.
+    let victim = &cluster.nodes[1];
     server
-        .wait_backup_status(&instance, &backup, &["backuping"])
+        .wait_backup_until(&instance, &backup, "the shard's payload flowing", |r| {
+            r["stage"] == "transferring" && victim.connected_replicas() == 1
+        })
         .await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
     let mut nodes = cluster.nodes;
     nodes[1].kill();
     let record = server.wait_backup(&instance, &backup).await;
@@ -303,9 +369,35 @@ async fn incomplete_clusters_are_refused_at_creation() {
     let server = TestServer::start(Db::Sqlite).await;
     let instance = register_cluster(&server, &cluster).await;
     // Unassign a slot everywhere: the cluster no longer covers all slots.
-    for n in &cluster.nodes {
-        n.cli(&["CLUSTER", "DELSLOTS", "16000"]);
-    }
+    // Its owner first: a node that still claims it would teach it back, by
+    // gossip, to the nodes that already dropped it. Then wait until every
+    // node agrees (dropping it again where gossip won the race).
+    let masters = cluster.masters();
+    let owner = masters
+        .iter()
+        .find(|(_, slots)| slots.iter().any(|&(a, b)| a <= 16000 && 16000 <= b))
+        .map(|(node, _)| node.port)
+        .unwrap();
+    let mut nodes: Vec<&RedisServer> = cluster.nodes.iter().collect();
+    nodes.sort_by_key(|n| n.port != owner);
+    wait_for(
+        "every node to see slot 16000 unassigned",
+        std::time::Duration::from_secs(30),
+        || async {
+            let mut all = true;
+            for n in &nodes {
+                if !n
+                    .cli(&["CLUSTER", "INFO"])
+                    .contains("cluster_slots_assigned:16383")
+                {
+                    n.cli(&["CLUSTER", "DELSLOTS", "16000"]);
+                    all = false;
+                }
+            }
+            all.then_some(())
+        },
+    )
+    .await;
     server
         .req(
             "POST",

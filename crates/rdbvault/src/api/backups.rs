@@ -1,77 +1,63 @@
 //! Backups: DCS `copy_instance`, `list_backup_records`, `delete_backup_file`.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::SharedState;
+use super::common::{dcs_time, find, find_backup, parse_limit, parse_offset};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{self, Json, OptionalJson, Path, Query};
-use super::instances::{dcs_time, find, parse_limit, parse_offset};
 use crate::meta::{Backup, BackupStatus, MetaError, Mode, NewBackup};
-
-pub fn routes() -> Router<SharedState> {
-    Router::new()
-        .route(
-            "/v2/{project_id}/instances/{instance_id}/backups",
-            post(create_backup).get(list_backups),
-        )
-        .route(
-            "/v2/{project_id}/instances/{instance_id}/backups/{backup_id}",
-            delete(delete_backup),
-        )
-}
 
 /// DCS `BackupInstanceBody`; both fields optional, an empty body means defaults.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct BackupInstanceBody {
+pub(crate) struct BackupInstanceBody {
     /// Description, at most 128 characters.
-    pub remark: Option<String>,
+    pub(crate) remark: Option<String>,
     /// `rdb` (default) or `aof`.
-    pub backup_format: Option<String>,
+    pub(crate) backup_format: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CopyInstanceResponse {
-    pub backup_id: String,
+pub(crate) struct CopyInstanceResponse {
+    pub(crate) backup_id: String,
 }
 
 /// DCS `BackupRecordResponse`, plus `error_msg` and `source_node`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct BackupRecord {
-    pub backup_id: String,
-    pub period: String,
-    pub backup_name: String,
-    pub instance_id: String,
+pub(crate) struct BackupRecord {
+    pub(crate) backup_id: String,
+    pub(crate) period: String,
+    pub(crate) backup_name: String,
+    pub(crate) instance_id: String,
     /// Stored bytes (0 until `succeed`).
-    pub size: i64,
+    pub(crate) size: i64,
     /// `manual` or `auto`.
-    pub backup_type: String,
-    pub created_at: String,
-    pub updated_at: String,
+    pub(crate) backup_type: String,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
     /// Percentage with two decimals, e.g. `"42.50"`.
-    pub progress: String,
-    pub error_code: Option<String>,
+    pub(crate) progress: String,
+    pub(crate) error_code: Option<String>,
     /// What went wrong, for a `failed` backup (rdbvault extension).
-    pub error_msg: Option<String>,
-    pub remark: Option<String>,
+    pub(crate) error_msg: Option<String>,
+    pub(crate) remark: Option<String>,
     /// `waiting`, `backuping`, `succeed`, `failed`, `expired`, `deleted`.
-    pub status: String,
+    pub(crate) status: String,
     /// `TRUE` or `FALSE`.
-    pub is_support_restore: String,
-    pub backup_format: String,
-    pub execution_at: String,
+    pub(crate) is_support_restore: String,
+    pub(crate) backup_format: String,
+    pub(crate) execution_at: String,
     /// The node the snapshot was pulled from (rdbvault extension).
-    pub source_node: Option<String>,
+    pub(crate) source_node: Option<String>,
     /// What a running backup is doing now, e.g. `waiting for the fork`,
     /// `transferring` (rdbvault extension; null once it ended).
-    pub stage: Option<String>,
+    pub(crate) stage: Option<String>,
 }
 
 impl From<&Backup> for BackupRecord {
@@ -105,22 +91,22 @@ impl From<&Backup> for BackupRecord {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ListBackupRecordsResponse {
-    pub total_num: usize,
-    pub backup_record_response: Vec<BackupRecord>,
+pub(crate) struct ListBackupRecordsResponse {
+    pub(crate) total_num: usize,
+    pub(crate) backup_record_response: Vec<BackupRecord>,
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListBackupsQuery {
+pub(crate) struct ListBackupsQuery {
     /// UTC, `yyyyMMddHHmmss`: only backups created at or after.
-    pub begin_time: Option<String>,
+    pub(crate) begin_time: Option<String>,
     /// UTC, `yyyyMMddHHmmss`: only backups created at or before.
-    pub end_time: Option<String>,
+    pub(crate) end_time: Option<String>,
     /// >= 0.
-    pub offset: Option<String>,
+    pub(crate) offset: Option<String>,
     /// 1 to 1000, default 10.
-    pub limit: Option<String>,
+    pub(crate) limit: Option<String>,
 }
 
 fn parse_dcs_time(
@@ -161,19 +147,12 @@ async fn check_cluster(
     }
 }
 
-/// Backup ids are UUIDs.
-pub(crate) fn backup_id(raw: &str) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(raw)
-        .map(|u| u.hyphenated().to_string())
-        .map_err(|_| ApiError::InvalidBackupId(extract::truncated(raw)))
-}
-
 #[utoipa::path(post, path = "/v2/{project_id}/instances/{instance_id}/backups", tag = "backups",
     params(("project_id" = String, Path), ("instance_id" = String, Path)),
     request_body(content = BackupInstanceBody, description = "optional; an empty body means defaults"),
     responses((status = 200, body = CopyInstanceResponse), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
-pub async fn create_backup(
+pub(crate) async fn create_backup(
     State(state): State<SharedState>,
     Path((project_id, instance_id)): Path<(String, String)>,
     OptionalJson(body): OptionalJson<BackupInstanceBody>,
@@ -223,7 +202,7 @@ pub async fn create_backup(
     params(("project_id" = String, Path), ("instance_id" = String, Path), ListBackupsQuery),
     responses((status = 200, body = ListBackupRecordsResponse), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
-pub async fn list_backups(
+pub(crate) async fn list_backups(
     State(state): State<SharedState>,
     Path((project_id, instance_id)): Path<(String, String)>,
     Query(q): Query<ListBackupsQuery>,
@@ -257,7 +236,7 @@ pub async fn list_backups(
     params(("project_id" = String, Path), ("instance_id" = String, Path), ("backup_id" = String, Path)),
     responses((status = 204, description = "files removed; the record stays, status deleted"),
               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn delete_backup(
+pub(crate) async fn delete_backup(
     State(state): State<SharedState>,
     Path((project_id, instance_id, raw_backup_id)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
@@ -268,52 +247,10 @@ pub async fn delete_backup(
         }
         state
             .objects
-            .delete_prefix(&crate::jobs::backup::prefix(&backup))
+            .delete_prefix(&crate::object_keys::backup_prefix(&backup))
             .await
             .map_err(|e| ApiError::DeleteFailed(e.to_string()))?;
         tracing::info!(backup_id = %backup.id, was = before.as_str(), "backup deleted");
     }
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// A backup of the instance in the path, with a distinct error for each way it is not.
-/// The common case costs one query: a backup of the instance and project in
-/// the path proves the instance exists; the instance is looked up only to
-/// tell the error cases apart.
-pub(crate) async fn find_backup(
-    state: &SharedState,
-    project_id: &str,
-    instance_id: &str,
-    raw_backup_id: &str,
-) -> Result<Backup, ApiError> {
-    find_backup_with_files(state, project_id, instance_id, raw_backup_id)
-        .await
-        .map(|(b, _)| b)
-}
-
-/// [`find_backup`], with the backup's files, in one query on the common path.
-pub(crate) async fn find_backup_with_files(
-    state: &SharedState,
-    project_id: &str,
-    instance_id: &str,
-    raw_backup_id: &str,
-) -> Result<(Backup, Vec<crate::meta::BackupFile>), ApiError> {
-    let instance_id = extract::instance_id(instance_id)?;
-    let id = backup_id(raw_backup_id)?;
-    match state.meta.backup_with_files(&id).await? {
-        Some((b, files)) if b.project_id == project_id && b.instance_id == instance_id => {
-            Ok((b, files))
-        }
-        other => {
-            // Unknown instance first, as for every instance-scoped request.
-            find(state, project_id, &instance_id).await?;
-            match other {
-                None => Err(ApiError::BackupNotFound(id)),
-                Some((b, _)) if b.project_id != project_id => {
-                    Err(ApiError::BackupOfOtherProject(id))
-                }
-                Some(_) => Err(ApiError::BackupOfOtherInstance(id)),
-            }
-        }
-    }
 }

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::SharedState;
 use crate::meta::BackupStatus;
-use crate::objects::links::{LinkError, Presented, VerifyError};
+use crate::objects::link_signing::{LinkError, LinkQuery, VerifyError};
 
 /// Read size of file streaming: large reads keep a multi-gigabyte download
 /// near disk speed.
@@ -26,25 +26,27 @@ const CHUNK: usize = 1024 * 1024;
 /// same time, and a connection holds at most this many chunks.
 const READ_AHEAD: usize = 4;
 
+/// Why a download is not served, answered as S3 answers: an S3 error code
+/// in an XML body.
 #[derive(Debug)]
-enum DownloadError {
+enum S3StyleError {
     Denied(String),
     BadRequest(&'static str, String),
     NoSuchKey,
     Internal(String),
 }
 
-impl IntoResponse for DownloadError {
+impl IntoResponse for S3StyleError {
     fn into_response(self) -> Response {
         let (status, code, message) = match self {
-            DownloadError::Denied(m) => (StatusCode::FORBIDDEN, "AccessDenied", m),
-            DownloadError::BadRequest(code, m) => (StatusCode::BAD_REQUEST, code, m),
-            DownloadError::NoSuchKey => (
+            S3StyleError::Denied(m) => (StatusCode::FORBIDDEN, "AccessDenied", m),
+            S3StyleError::BadRequest(code, m) => (StatusCode::BAD_REQUEST, code, m),
+            S3StyleError::NoSuchKey => (
                 StatusCode::NOT_FOUND,
                 "NoSuchKey",
                 "The specified key does not exist.".to_string(),
             ),
-            DownloadError::Internal(e) => {
+            S3StyleError::Internal(e) => {
                 tracing::error!(error = %e, "download failed");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -71,22 +73,22 @@ fn xml_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-impl From<VerifyError> for DownloadError {
+impl From<VerifyError> for S3StyleError {
     fn from(e: VerifyError) -> Self {
         match e {
             VerifyError::Link(LinkError::BadExpires(v)) => {
-                DownloadError::BadRequest("InvalidArgument", LinkError::BadExpires(v).to_string())
+                S3StyleError::BadRequest("InvalidArgument", LinkError::BadExpires(v).to_string())
             }
-            VerifyError::Link(l) => DownloadError::Denied(l.to_string()),
-            VerifyError::Meta(m) => DownloadError::Internal(m.to_string()),
+            VerifyError::Link(l) => S3StyleError::Denied(l.to_string()),
+            VerifyError::Meta(m) => S3StyleError::Internal(m.to_string()),
         }
     }
 }
 
 /// `{instance}/{backup}/{file}` from a raw path under `/{bucket}/`, refusing
 /// anything that is not plainly three safe segments.
-fn parse_key(raw_rest: &str) -> Result<(String, String, String), DownloadError> {
-    let deny = || DownloadError::Denied("The path does not name a backup file.".into());
+fn parse_key(raw_rest: &str) -> Result<(String, String, String), S3StyleError> {
+    let deny = || S3StyleError::Denied("The path does not name a backup file.".into());
     let parts: Vec<&str> = raw_rest.split('/').collect();
     let [instance, backup, file] = parts.as_slice() else {
         return Err(deny());
@@ -131,72 +133,103 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
               (status = 403, description = "bad, tampered or expired link", content_type = "application/xml"),
               (status = 404, description = "the backup or file no longer exists", content_type = "application/xml"),
               (status = 416, description = "range not satisfiable")))]
-pub async fn download(State(state): State<SharedState>, req: Request) -> Response {
+pub(crate) async fn download(State(state): State<SharedState>, req: Request) -> Response {
     match serve(&state, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn serve(state: &SharedState, req: Request) -> Result<Response, DownloadError> {
+async fn serve(state: &SharedState, req: Request) -> Result<Response, S3StyleError> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let prefix = format!("/{}/", state.objects.bucket());
-    let rest = path.strip_prefix(&prefix).ok_or(DownloadError::NoSuchKey)?;
+    let rest = path.strip_prefix(&prefix).ok_or(S3StyleError::NoSuchKey)?;
+    verify_link(state, &path, &query).await?;
+    let file = resolve_file(state, rest).await?;
+    let range = requested_range(req.headers(), file.etag.as_deref(), file.len);
+    respond(file, range, req.method() == Method::HEAD)
+}
 
+/// Checks the link's query auth (key id, expiry, signature) for `path`, raw as requested.
+async fn verify_link(state: &SharedState, path: &str, query: &str) -> Result<(), S3StyleError> {
     // The signature value is base64, percent-encoded in the link.
-    let signature = query_param(&query, "Signature").map(|s| {
+    let signature = query_param(query, "Signature").map(|s| {
         percent_encoding::percent_decode_str(s)
             .decode_utf8_lossy()
             .into_owned()
     });
-    let presented = Presented {
-        key_id: query_param(&query, "AWSAccessKeyId"),
-        expires: query_param(&query, "Expires"),
+    let presented = LinkQuery {
+        key_id: query_param(query, "AWSAccessKeyId"),
+        expires: query_param(query, "Expires"),
         signature: signature.as_deref(),
     };
     state
         .links
-        .verify(&path, &presented, chrono::Utc::now())
+        .verify(path, &presented, chrono::Utc::now())
         .await?;
-    let (instance_id, backup_id, file_name) = parse_key(rest)?;
+    Ok(())
+}
 
+/// A backup file about to be served, and what its headers say about it.
+struct ServedFile {
+    local: PathBuf,
+    name: String,
+    len: u64,
+    etag: Option<String>,
+    modified: Option<std::time::SystemTime>,
+}
+
+/// The file that `rest` (`{instance}/{backup}/{file}`) names, found through
+/// the metadata: a file of a `succeed` backup of that instance, present in
+/// the store.
+async fn resolve_file(state: &SharedState, rest: &str) -> Result<ServedFile, S3StyleError> {
+    let (instance_id, backup_id, file_name) = parse_key(rest)?;
     let (_, files) = state
         .meta
         .backup_with_files(&backup_id)
         .await
-        .map_err(|e| DownloadError::Internal(e.to_string()))?
+        .map_err(|e| S3StyleError::Internal(e.to_string()))?
         .filter(|(b, _)| b.instance_id == instance_id && b.status == BackupStatus::Succeed)
-        .ok_or(DownloadError::NoSuchKey)?;
+        .ok_or(S3StyleError::NoSuchKey)?;
     let file = files
         .into_iter()
         .find(|f| f.file_name == file_name)
-        .ok_or(DownloadError::NoSuchKey)?;
+        .ok_or(S3StyleError::NoSuchKey)?;
     let local = state
         .objects
         .local_path(&file.object_key)
-        .ok_or(DownloadError::NoSuchKey)?;
+        .ok_or(S3StyleError::NoSuchKey)?;
     let meta = tokio::fs::metadata(&local)
         .await
-        .map_err(|_| DownloadError::NoSuchKey)?;
-    let len = meta.len();
-    let etag = file.sha256.as_ref().map(|sha| format!("\"{sha}\""));
-    let range = requested_range(req.headers(), etag.as_deref(), len);
+        .map_err(|_| S3StyleError::NoSuchKey)?;
+    Ok(ServedFile {
+        local,
+        name: file.file_name,
+        len: meta.len(),
+        etag: file.sha256.as_ref().map(|sha| format!("\"{sha}\"")),
+        modified: meta.modified().ok(),
+    })
+}
 
+/// The answer to a GET (or, with `head`, a HEAD) of `file`: its headers,
+/// and the bytes `range` asks for.
+fn respond(file: ServedFile, range: Range, head: bool) -> Result<Response, S3StyleError> {
+    let len = file.len;
     let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::ACCEPT_RANGES, "bytes");
-    if let Some(etag) = &etag {
+    if let Some(etag) = &file.etag {
         builder = builder.header(header::ETAG, etag.as_str());
     }
-    if let Ok(modified) = meta.modified() {
+    if let Some(modified) = file.modified {
         let at: chrono::DateTime<chrono::Utc> = modified.into();
         builder = builder.header(
             header::LAST_MODIFIED,
             at.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
         );
     }
-    if let Ok(cd) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", file.file_name)) {
+    if let Ok(cd) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", file.name)) {
         builder = builder.header(header::CONTENT_DISPOSITION, cd);
     }
     let (status, span) = match range {
@@ -213,7 +246,7 @@ async fn serve(state: &SharedState, req: Request) -> Result<Response, DownloadEr
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .header(header::CONTENT_RANGE, format!("bytes */{len}"))
                 .body(Body::empty())
-                .map_err(|e| DownloadError::Internal(e.to_string()));
+                .map_err(|e| S3StyleError::Internal(e.to_string()));
         }
     };
     let count = if len == 0 {
@@ -221,16 +254,16 @@ async fn serve(state: &SharedState, req: Request) -> Result<Response, DownloadEr
     } else {
         span.end() - span.start() + 1
     };
-    let body = if req.method() == Method::HEAD || count == 0 {
+    let body = if head || count == 0 {
         Body::empty()
     } else {
-        stream_file(local, *span.start(), count)
+        stream_file(file.local, *span.start(), count)
     };
     builder
         .status(status)
         .header(header::CONTENT_LENGTH, count)
         .body(body)
-        .map_err(|e| DownloadError::Internal(e.to_string()))
+        .map_err(|e| S3StyleError::Internal(e.to_string()))
 }
 
 enum Range {

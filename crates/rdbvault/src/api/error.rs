@@ -107,6 +107,81 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Declares [`Entry`] and [`Entry::ALL`] from one list, so no line of the
+/// catalogue can be left out of `ALL` (and with it out of the README table).
+macro_rules! catalogue {
+    ($($(#[$doc:meta])* $entry:ident => $code:literal, $status:ident, $meaning:literal;)+) => {
+        /// A line of the error catalogue: a stable `error_code`, its HTTP
+        /// status and what it means. [`ApiError::entry`] maps every error to one.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Entry {
+            $($(#[$doc])* $entry,)+
+        }
+
+        impl Entry {
+            /// Every line, in the order declared.
+            pub const ALL: &'static [Entry] = &[$(Entry::$entry,)+];
+
+            /// The stable `error_code`, e.g. `DCS.4800`.
+            pub fn code(self) -> &'static str {
+                match self { $(Entry::$entry => $code,)+ }
+            }
+
+            pub fn status(self) -> StatusCode {
+                match self { $(Entry::$entry => StatusCode::$status,)+ }
+            }
+
+            /// The meaning, as the README table shows it.
+            pub fn meaning(self) -> &'static str {
+                match self { $(Entry::$entry => $meaning,)+ }
+            }
+        }
+    };
+}
+
+catalogue! {
+    EmptyBody => "DCS.4004", BAD_REQUEST, "empty request body";
+    NotJson => "DCS.4005", BAD_REQUEST, "body is not valid JSON";
+    UnsupportedMediaType => "DCS.4915", UNSUPPORTED_MEDIA_TYPE, "Content-Type is not application/json";
+    BodyTooLarge => "DCS.4913", PAYLOAD_TOO_LARGE, "request body too large";
+    InvalidParam => "DCS.4800", BAD_REQUEST, "invalid parameter";
+    InvalidProjectId => "DCS.4002", BAD_REQUEST, "invalid project id format";
+    InvalidInstanceId => "DCS.4061", BAD_REQUEST, "invalid instance id format";
+    RemarkTooLong => "DCS.4098", BAD_REQUEST, "remark longer than 128 characters";
+    InstanceNotFound => "DCS.3022", NOT_FOUND, "instance does not exist";
+    InstanceNameTaken => "DCS.4909", CONFLICT, "instance name already registered";
+    InstanceUnreachable => "DCS.4920", BAD_REQUEST, "instance unreachable";
+    CredentialsRefused => "DCS.4922", BAD_REQUEST, "Redis refused the password or ACL user";
+    PermissionMissing => "DCS.4923", BAD_REQUEST, "the ACL user lacks a right rdbvault needs (named in error_msg)";
+    InstanceMismatch => "DCS.4921", BAD_REQUEST, "instance mode does not match the live server";
+    InstanceBusy => "DCS.4026", BAD_REQUEST, "not allowed in the current state";
+    InvalidBackupId => "DCS.4934", BAD_REQUEST, "invalid backup id format";
+    BackupNotFound => "DCS.4930", NOT_FOUND, "backup does not exist";
+    BackupOfOtherInstance => "DCS.4932", NOT_FOUND, "backup belongs to another instance";
+    BackupOfOtherProject => "DCS.4933", NOT_FOUND, "backup belongs to another project";
+    FormatNotSupported => "DCS.4931", BAD_REQUEST, "backup format not supported yet";
+    InstanceBackingUp => "DCS.4096", BAD_REQUEST, "instance is already backing up";
+    DeleteFailed => "DCS.4101", INTERNAL_SERVER_ERROR, "deleting the backup files failed";
+    ExpirationMissing => "DCS.4940", BAD_REQUEST, "expiration missing";
+    ExpirationNotInteger => "DCS.4941", BAD_REQUEST, "expiration not an integer";
+    ExpirationOutOfRange => "DCS.4942", BAD_REQUEST, "expiration outside 300..86400";
+    BackupInProgress => "DCS.4943", BAD_REQUEST, "backup not finished yet";
+    BackupFailed => "DCS.4944", BAD_REQUEST, "backup failed";
+    BackupDeleted => "DCS.4945", BAD_REQUEST, "backup deleted";
+    BackupExpired => "DCS.4946", BAD_REQUEST, "backup expired";
+    ClusterIncomplete => "DCS.4950", BAD_REQUEST, "cluster slots not all covered";
+    ClusterTooLarge => "DCS.4951", BAD_REQUEST, "cluster has more than 64 shards";
+    UnknownUrl => "DCS.4001", NOT_FOUND, "requested URL does not exist";
+    MethodNotAllowed => "DCS.5001", METHOD_NOT_ALLOWED, "method not allowed";
+    AuthorizationMissing => "DCS.1003", UNAUTHORIZED, "no Authorization header";
+    ClockSkew => "DCS.1002", UNAUTHORIZED, "X-Sdk-Date outside the 15-minute window";
+    /// Any other refused signature: malformed, unknown key, unsigned header, ...
+    SignatureRefused => "DCS.1001", UNAUTHORIZED, "signature verification failed";
+    ProjectForbidden => "DCS.1004", FORBIDDEN, "credential does not hold the project";
+    /// Logged in full, answered without detail.
+    Internal => "DCS.5000", INTERNAL_SERVER_ERROR, "internal service error";
+}
+
 impl ApiError {
     pub fn internal(e: impl std::fmt::Display) -> ApiError {
         ApiError::Internal(e.to_string())
@@ -120,7 +195,7 @@ impl ApiError {
     }
 
     pub fn status(&self) -> StatusCode {
-        self.entry().1
+        self.entry().status()
     }
 
     /// What a registration or a check of a live instance answers when
@@ -136,167 +211,61 @@ impl ApiError {
     }
 
     pub fn code(&self) -> &'static str {
-        self.entry().0
+        self.entry().code()
     }
 
-    fn entry(&self) -> (&'static str, StatusCode, &'static str) {
-        use ApiError::*;
-        use StatusCode as S;
+    /// The line of the catalogue this error is answered with. The match has
+    /// no wildcard: a new variant does not compile until it is given a line.
+    pub fn entry(&self) -> Entry {
+        use ApiError as E;
         match self {
-            EmptyBody => ("DCS.4004", S::BAD_REQUEST, "empty request body"),
-            NotJson(_) => ("DCS.4005", S::BAD_REQUEST, "body is not valid JSON"),
-            UnsupportedMediaType(_) => (
-                "DCS.4915",
-                S::UNSUPPORTED_MEDIA_TYPE,
-                "Content-Type is not application/json",
-            ),
-            BodyTooLarge(_) => ("DCS.4913", S::PAYLOAD_TOO_LARGE, "request body too large"),
-            InvalidParam { .. } => ("DCS.4800", S::BAD_REQUEST, "invalid parameter"),
-            InvalidProjectId(_) => ("DCS.4002", S::BAD_REQUEST, "invalid project id format"),
-            InvalidInstanceId(_) => ("DCS.4061", S::BAD_REQUEST, "invalid instance id format"),
-            RemarkTooLong(_) => (
-                "DCS.4098",
-                S::BAD_REQUEST,
-                "remark longer than 128 characters",
-            ),
-            InstanceNotFound(_) => ("DCS.3022", S::NOT_FOUND, "instance does not exist"),
-            InstanceNameTaken(_) => ("DCS.4909", S::CONFLICT, "instance name already registered"),
-            InstanceUnreachable(_) => ("DCS.4920", S::BAD_REQUEST, "instance unreachable"),
-            CredentialsRefused(_) => (
-                "DCS.4922",
-                S::BAD_REQUEST,
-                "Redis refused the password or ACL user",
-            ),
-            PermissionMissing(_) => (
-                "DCS.4923",
-                S::BAD_REQUEST,
-                "the ACL user lacks a right rdbvault needs (named in error_msg)",
-            ),
-            InstanceMismatch(_) => (
-                "DCS.4921",
-                S::BAD_REQUEST,
-                "instance mode does not match the live server",
-            ),
-            InstanceBusy(_) => (
-                "DCS.4026",
-                S::BAD_REQUEST,
-                "not allowed in the current state",
-            ),
-            InvalidBackupId(_) => ("DCS.4934", S::BAD_REQUEST, "invalid backup id format"),
-            BackupNotFound(_) => ("DCS.4930", S::NOT_FOUND, "backup does not exist"),
-            BackupOfOtherInstance(_) => (
-                "DCS.4932",
-                S::NOT_FOUND,
-                "backup belongs to another instance",
-            ),
-            BackupOfOtherProject(_) => (
-                "DCS.4933",
-                S::NOT_FOUND,
-                "backup belongs to another project",
-            ),
-            FormatNotSupported(_) => (
-                "DCS.4931",
-                S::BAD_REQUEST,
-                "backup format not supported yet",
-            ),
-            InstanceBackingUp(_) => ("DCS.4096", S::BAD_REQUEST, "instance is already backing up"),
-            DeleteFailed(_) => (
-                "DCS.4101",
-                S::INTERNAL_SERVER_ERROR,
-                "deleting the backup files failed",
-            ),
-            ExpirationMissing => ("DCS.4940", S::BAD_REQUEST, "expiration missing"),
-            ExpirationNotInteger(_) => ("DCS.4941", S::BAD_REQUEST, "expiration not an integer"),
-            ExpirationOutOfRange(_) => {
-                ("DCS.4942", S::BAD_REQUEST, "expiration outside 300..86400")
-            }
-            BackupInProgress(_) => ("DCS.4943", S::BAD_REQUEST, "backup not finished yet"),
-            BackupFailed(_) => ("DCS.4944", S::BAD_REQUEST, "backup failed"),
-            BackupDeleted(_) => ("DCS.4945", S::BAD_REQUEST, "backup deleted"),
-            BackupExpired(_) => ("DCS.4946", S::BAD_REQUEST, "backup expired"),
-            ClusterIncomplete(_) => ("DCS.4950", S::BAD_REQUEST, "cluster slots not all covered"),
-            ClusterTooLarge(_) => (
-                "DCS.4951",
-                S::BAD_REQUEST,
-                "cluster has more than 64 shards",
-            ),
-            UnknownUrl => ("DCS.4001", S::NOT_FOUND, "requested URL does not exist"),
-            MethodNotAllowed(_) => ("DCS.5001", S::METHOD_NOT_ALLOWED, "method not allowed"),
-            Unauthenticated(AuthError::Missing) => {
-                ("DCS.1003", S::UNAUTHORIZED, "no Authorization header")
-            }
-            Unauthenticated(AuthError::Skew) => (
-                "DCS.1002",
-                S::UNAUTHORIZED,
-                "X-Sdk-Date outside the 15-minute window",
-            ),
-            Unauthenticated(_) => ("DCS.1001", S::UNAUTHORIZED, "signature verification failed"),
-            Forbidden(_) => (
-                "DCS.1004",
-                S::FORBIDDEN,
-                "credential does not hold the project",
-            ),
-            Internal(_) => (
-                "DCS.5000",
-                S::INTERNAL_SERVER_ERROR,
-                "internal service error",
-            ),
+            E::EmptyBody => Entry::EmptyBody,
+            E::NotJson(_) => Entry::NotJson,
+            E::UnsupportedMediaType(_) => Entry::UnsupportedMediaType,
+            E::BodyTooLarge(_) => Entry::BodyTooLarge,
+            E::InvalidParam { .. } => Entry::InvalidParam,
+            E::InvalidProjectId(_) => Entry::InvalidProjectId,
+            E::InvalidInstanceId(_) => Entry::InvalidInstanceId,
+            E::RemarkTooLong(_) => Entry::RemarkTooLong,
+            E::InstanceNotFound(_) => Entry::InstanceNotFound,
+            E::InstanceNameTaken(_) => Entry::InstanceNameTaken,
+            E::InstanceUnreachable(_) => Entry::InstanceUnreachable,
+            E::CredentialsRefused(_) => Entry::CredentialsRefused,
+            E::PermissionMissing(_) => Entry::PermissionMissing,
+            E::InstanceMismatch(_) => Entry::InstanceMismatch,
+            E::InstanceBusy(_) => Entry::InstanceBusy,
+            E::InvalidBackupId(_) => Entry::InvalidBackupId,
+            E::BackupNotFound(_) => Entry::BackupNotFound,
+            E::BackupOfOtherInstance(_) => Entry::BackupOfOtherInstance,
+            E::BackupOfOtherProject(_) => Entry::BackupOfOtherProject,
+            E::FormatNotSupported(_) => Entry::FormatNotSupported,
+            E::InstanceBackingUp(_) => Entry::InstanceBackingUp,
+            E::DeleteFailed(_) => Entry::DeleteFailed,
+            E::ExpirationMissing => Entry::ExpirationMissing,
+            E::ExpirationNotInteger(_) => Entry::ExpirationNotInteger,
+            E::ExpirationOutOfRange(_) => Entry::ExpirationOutOfRange,
+            E::BackupInProgress(_) => Entry::BackupInProgress,
+            E::BackupFailed(_) => Entry::BackupFailed,
+            E::BackupDeleted(_) => Entry::BackupDeleted,
+            E::BackupExpired(_) => Entry::BackupExpired,
+            E::ClusterIncomplete(_) => Entry::ClusterIncomplete,
+            E::ClusterTooLarge(_) => Entry::ClusterTooLarge,
+            E::UnknownUrl => Entry::UnknownUrl,
+            E::MethodNotAllowed(_) => Entry::MethodNotAllowed,
+            E::Unauthenticated(AuthError::Missing) => Entry::AuthorizationMissing,
+            E::Unauthenticated(AuthError::Skew) => Entry::ClockSkew,
+            E::Unauthenticated(_) => Entry::SignatureRefused,
+            E::Forbidden(_) => Entry::ProjectForbidden,
+            E::Internal(_) => Entry::Internal,
         }
     }
 
-    /// One example of every code, for the README table and its test.
+    /// Every line of the catalogue, by code, for the README table and its test.
     pub fn catalogue() -> Vec<(&'static str, u16, &'static str)> {
-        use ApiError::*;
-        let s = String::new;
-        let mut all: Vec<_> = [
-            EmptyBody,
-            NotJson(s()),
-            UnsupportedMediaType(s()),
-            BodyTooLarge(0),
-            InvalidParam {
-                field: "",
-                reason: s(),
-            },
-            InvalidProjectId(s()),
-            InvalidInstanceId(s()),
-            RemarkTooLong(0),
-            InstanceNotFound(s()),
-            InstanceNameTaken(s()),
-            InstanceUnreachable(s()),
-            CredentialsRefused(s()),
-            PermissionMissing(s()),
-            InstanceMismatch(s()),
-            InstanceBusy(s()),
-            InvalidBackupId(s()),
-            BackupNotFound(s()),
-            BackupOfOtherInstance(s()),
-            BackupOfOtherProject(s()),
-            FormatNotSupported(s()),
-            InstanceBackingUp(s()),
-            DeleteFailed(s()),
-            ExpirationMissing,
-            ExpirationNotInteger(s()),
-            ExpirationOutOfRange(s()),
-            BackupInProgress(s()),
-            BackupFailed(s()),
-            BackupDeleted(s()),
-            BackupExpired(s()),
-            ClusterIncomplete(0),
-            ClusterTooLarge(0),
-            UnknownUrl,
-            MethodNotAllowed(s()),
-            Unauthenticated(AuthError::Missing),
-            Unauthenticated(AuthError::Skew),
-            Unauthenticated(AuthError::BadSignature),
-            Forbidden(AuthError::ProjectForbidden(s())),
-            Internal(s()),
-        ]
-        .iter()
-        .map(|e| {
-            let (code, status, meaning) = e.entry();
-            (code, status.as_u16(), meaning)
-        })
-        .collect();
+        let mut all: Vec<_> = Entry::ALL
+            .iter()
+            .map(|e| (e.code(), e.status().as_u16(), e.meaning()))
+            .collect();
         all.sort();
         all
     }
@@ -376,11 +345,33 @@ mod tests {
     }
 
     #[test]
-    fn readme_lists_every_code() {
+    fn readme_table_is_the_catalogue() {
         let readme = include_str!("../../../../README.md");
-        for (code, status, meaning) in ApiError::catalogue() {
-            let row = format!("| {code} | {status} | {meaning} |");
-            assert!(readme.contains(&row), "README lacks the row: {row}");
+        let table: Vec<&str> = readme.lines().filter(|l| l.starts_with("| DCS.")).collect();
+        let rows: Vec<String> = ApiError::catalogue()
+            .into_iter()
+            .map(|(code, status, meaning)| format!("| {code} | {status} | {meaning} |"))
+            .collect();
+        for row in &rows {
+            assert!(table.contains(&row.as_str()), "README lacks the row: {row}");
         }
+        for line in &table {
+            assert!(
+                rows.iter().any(|r| r == line),
+                "README row not in the catalogue: {line}"
+            );
+        }
+    }
+
+    #[test]
+    fn authentication_failures_keep_their_codes() {
+        let code = |e: AuthError| ApiError::Unauthenticated(e).code();
+        assert_eq!(code(AuthError::Missing), "DCS.1003");
+        assert_eq!(code(AuthError::Skew), "DCS.1002");
+        assert_eq!(code(AuthError::BadSignature), "DCS.1001");
+        assert_eq!(code(AuthError::UnknownKey), "DCS.1001");
+        let forbidden = ApiError::Forbidden(AuthError::ProjectForbidden("p".into()));
+        assert_eq!(forbidden.code(), "DCS.1004");
+        assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
     }
 }

@@ -11,12 +11,12 @@ use super::error::ApiError;
 /// `axum::extract::Path`, rejected with a DCS error.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
-pub struct Path<T>(pub T);
+pub(crate) struct Path<T>(pub T);
 
 /// `axum::extract::Query`, rejected with a DCS error.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub struct Query<T>(pub T);
+pub(crate) struct Query<T>(pub T);
 
 impl From<PathRejection> for ApiError {
     fn from(e: PathRejection) -> ApiError {
@@ -37,7 +37,7 @@ impl From<QueryRejection> for ApiError {
 
 /// A JSON body, with the checks in the order a client can act on them:
 /// media type, then presence, then syntax, then meaning.
-pub struct Json<T>(pub T);
+pub(crate) struct Json<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
@@ -70,7 +70,7 @@ impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
 
 /// A JSON body whose fields are all optional: an empty body (the SDK sends
 /// `Content-Length: 0` when the body model is omitted) means the defaults.
-pub struct OptionalJson<T>(pub T);
+pub(crate) struct OptionalJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJson<T> {
     type Rejection = ApiError;
@@ -84,7 +84,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     }
 }
 
-pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
@@ -101,7 +101,7 @@ fn is_json(content_type: &str) -> bool {
 
 /// Project ids are opaque to us, but bounded: 1 to 64 of `[A-Za-z0-9_-]`
 /// (Huawei's are 32 hex digits).
-pub fn project_id(raw: &str) -> Result<&str, ApiError> {
+pub(crate) fn project_id(raw: &str) -> Result<&str, ApiError> {
     let ok = (1..=64).contains(&raw.len())
         && raw
             .bytes()
@@ -111,14 +111,21 @@ pub fn project_id(raw: &str) -> Result<&str, ApiError> {
 }
 
 /// Instance ids are UUIDs; any spelling uuid accepts becomes the canonical one.
-pub fn instance_id(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn instance_id(raw: &str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(raw)
         .map(|u| u.hyphenated().to_string())
         .map_err(|_| ApiError::InvalidInstanceId(truncated(raw)))
 }
 
+/// Backup ids are UUIDs.
+pub(crate) fn backup_id(raw: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(raw)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| ApiError::InvalidBackupId(truncated(raw)))
+}
+
 /// Echoing a client's input is useful, echoing a megabyte of it is not.
-pub fn truncated(raw: &str) -> String {
+pub(crate) fn truncated(raw: &str) -> String {
     raw.chars().take(80).collect()
 }
 

@@ -3,16 +3,15 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::SharedState;
+use super::common::{dcs_time, find, parse_limit, parse_offset};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{self, Json, Path, Query};
 use crate::meta::{Instance, InstanceFilter, MetaError, Mode, NewInstance, Secret};
@@ -20,45 +19,28 @@ use crate::redis_addr::RedisAddr;
 use crate::replication::Endpoint;
 use crate::replication::probe::{NodeInfo, probe};
 
-pub fn routes() -> Router<SharedState> {
-    Router::new()
-        .route("/v2/{project_id}/instances", get(list_instances))
-        .route(
-            "/v2/{project_id}/instances/{instance_id}",
-            get(show_instance),
-        )
-        .route(
-            "/v2/{project_id}/rdbvault/instances",
-            axum::routing::post(register_instance),
-        )
-        .route(
-            "/v2/{project_id}/rdbvault/instances/{instance_id}",
-            get(show_registration).delete(remove_instance),
-        )
-}
-
 /// Registration of an existing Redis deployment (rdbvault extension).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RegisterInstanceBody {
+pub(crate) struct RegisterInstanceBody {
     /// 1 to 64 characters: letters, digits, `-`, `_`, `.`; starts with a letter or digit.
-    pub name: String,
-    pub mode: Mode,
+    pub(crate) name: String,
+    pub(crate) mode: Mode,
     /// `host:port` of the node (`single`), of the master and/or replicas (`ha`),
     /// or of any cluster nodes (`cluster`); 1 to 16 entries.
-    pub addrs: Vec<String>,
+    pub(crate) addrs: Vec<String>,
     /// ACL user; omit for `AUTH <password>`.
     #[serde(default)]
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// Stored to reach the instance; never returned, never logged.
     #[serde(default)]
-    pub password: Option<String>,
+    pub(crate) password: Option<String>,
     #[serde(default)]
-    pub tls: bool,
+    pub(crate) tls: bool,
     /// Check at registration that the instance answers, accepts the
     /// credentials and is deployed as `mode` says (default true).
     #[serde(default = "yes")]
-    pub verify: bool,
+    pub(crate) verify: bool,
 }
 
 fn yes() -> bool {
@@ -67,15 +49,15 @@ fn yes() -> bool {
 
 /// A registration as rdbvault keeps it (the password is never shown).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct RegistrationView {
-    pub instance_id: String,
-    pub name: String,
-    pub mode: Mode,
-    pub addrs: Vec<String>,
-    pub user: Option<String>,
-    pub has_password: bool,
-    pub tls: bool,
-    pub created_at: String,
+pub(crate) struct RegistrationView {
+    pub(crate) instance_id: String,
+    pub(crate) name: String,
+    pub(crate) mode: Mode,
+    pub(crate) addrs: Vec<String>,
+    pub(crate) user: Option<String>,
+    pub(crate) has_password: bool,
+    pub(crate) tls: bool,
+    pub(crate) created_at: String,
 }
 
 impl From<&Instance> for RegistrationView {
@@ -96,49 +78,51 @@ impl From<&Instance> for RegistrationView {
 /// The DCS instance shape (fields of `InstanceListInfo` / `ShowInstanceResponse`
 /// that rdbvault can fill).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct InstanceInfo {
-    pub instance_id: String,
-    pub name: String,
-    pub engine: String,
+pub(crate) struct InstanceInfo {
+    pub(crate) instance_id: String,
+    pub(crate) name: String,
+    pub(crate) engine: String,
     /// `major.minor` of the live server; empty while it cannot be reached.
-    pub engine_version: String,
+    pub(crate) engine_version: String,
     /// `RUNNING` when the instance answers, `ERROR` when it does not.
-    pub status: String,
+    pub(crate) status: String,
     /// Host of the first address; for clusters every host, comma separated.
-    pub ip: String,
-    pub port: u16,
-    pub domain_name: String,
-    pub capacity: u64,
-    pub max_memory: u64,
-    pub used_memory: u64,
-    pub spec_code: String,
-    pub created_at: String,
-    pub no_password_access: String,
-    pub access_user: String,
+    pub(crate) ip: String,
+    pub(crate) port: u16,
+    pub(crate) domain_name: String,
+    pub(crate) capacity: u64,
+    pub(crate) max_memory: u64,
+    pub(crate) used_memory: u64,
+    pub(crate) spec_code: String,
+    pub(crate) created_at: String,
+    pub(crate) no_password_access: String,
+    pub(crate) access_user: String,
     /// `normal`, or `degraded` when the node that answers is a replica cut
     /// off from its master (an `ha` instance whose master is down).
-    pub sub_status: String,
+    pub(crate) sub_status: String,
     /// Why the instance is not `RUNNING`/`normal`, in words (rdbvault extension).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub status_detail: Option<String>,
+    pub(crate) status_detail: Option<String>,
     /// `show_instance` only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cache_mode: Option<Mode>,
+    pub(crate) cache_mode: Option<Mode>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sharding_count: Option<u32>,
+    pub(crate) sharding_count: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub replica_count: Option<u32>,
+    pub(crate) replica_count: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub db_number: Option<u32>,
+    pub(crate) db_number: Option<u32>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ListInstancesResponse {
-    pub instance_num: usize,
-    pub instances: Vec<InstanceInfo>,
+pub(crate) struct ListInstancesResponse {
+    pub(crate) instance_num: usize,
+    pub(crate) instances: Vec<InstanceInfo>,
 }
 
 /// Query of `list_instances`; every value arrives as text and is checked here.
+/// (`pub`, unlike the other DTOs: some fields are read only by the serde and
+/// utoipa derives, which dead-code analysis does not see.)
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListInstancesQuery {
@@ -158,45 +142,11 @@ pub struct ListInstancesQuery {
     pub ip: Option<String>,
 }
 
-pub(crate) fn dcs_time(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-}
-
-pub(crate) fn parse_offset(raw: Option<&str>) -> Result<usize, ApiError> {
-    match raw {
-        None => Ok(0),
-        Some(v) => v.parse::<usize>().map_err(|_| {
-            ApiError::invalid(
-                "offset",
-                format!("{:?} is not an integer >= 0", extract::truncated(v)),
-            )
-        }),
-    }
-}
-
-pub(crate) fn parse_limit(
-    raw: Option<&str>,
-    default: usize,
-    max: usize,
-) -> Result<usize, ApiError> {
-    let Some(v) = raw else { return Ok(default) };
-    match v.parse::<usize>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(ApiError::invalid(
-            "limit",
-            format!(
-                "{:?} is not an integer from 1 to {max}",
-                extract::truncated(v)
-            ),
-        )),
-    }
-}
-
 #[utoipa::path(get, path = "/v2/{project_id}/instances", tag = "instances",
     params(("project_id" = String, Path), ListInstancesQuery),
     responses((status = 200, body = ListInstancesResponse), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn list_instances(
+pub(crate) async fn list_instances(
     State(state): State<SharedState>,
     Path(project_id): Path<String>,
     Query(q): Query<ListInstancesQuery>,
@@ -255,7 +205,7 @@ pub async fn list_instances(
     params(("project_id" = String, Path), ("instance_id" = String, Path)),
     responses((status = 200, body = InstanceInfo), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
-pub async fn show_instance(
+pub(crate) async fn show_instance(
     State(state): State<SharedState>,
     Path((project_id, instance_id)): Path<(String, String)>,
 ) -> Result<Json<InstanceInfo>, ApiError> {
@@ -267,7 +217,7 @@ pub async fn show_instance(
     params(("project_id" = String, Path)), request_body = RegisterInstanceBody,
     responses((status = 200, body = RegistrationView), (status = 400, body = ErrorBody),
               (status = 409, body = ErrorBody)))]
-pub async fn register_instance(
+pub(crate) async fn register_instance(
     State(state): State<SharedState>,
     Path(project_id): Path<String>,
     Json(body): Json<RegisterInstanceBody>,
@@ -297,7 +247,7 @@ pub async fn register_instance(
 #[utoipa::path(get, path = "/v2/{project_id}/rdbvault/instances/{instance_id}", tag = "rdbvault",
     params(("project_id" = String, Path), ("instance_id" = String, Path)),
     responses((status = 200, body = RegistrationView), (status = 404, body = ErrorBody)))]
-pub async fn show_registration(
+pub(crate) async fn show_registration(
     State(state): State<SharedState>,
     Path((project_id, instance_id)): Path<(String, String)>,
 ) -> Result<Json<RegistrationView>, ApiError> {
@@ -308,7 +258,7 @@ pub async fn show_registration(
 #[utoipa::path(delete, path = "/v2/{project_id}/rdbvault/instances/{instance_id}", tag = "rdbvault",
     params(("project_id" = String, Path), ("instance_id" = String, Path)),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn remove_instance(
+pub(crate) async fn remove_instance(
     State(state): State<SharedState>,
     Path((project_id, instance_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
@@ -322,20 +272,6 @@ pub async fn remove_instance(
         Err(MetaError::InUse(why)) => Err(ApiError::InstanceBusy(why)),
         Err(e) => Err(e.into()),
     }
-}
-
-/// The instance of a project, or the DCS "does not exist" error.
-pub(crate) async fn find(
-    state: &SharedState,
-    project_id: &str,
-    raw_id: &str,
-) -> Result<Instance, ApiError> {
-    let id = extract::instance_id(raw_id)?;
-    state
-        .meta
-        .get_instance(project_id, &id)
-        .await?
-        .ok_or(ApiError::InstanceNotFound(id))
 }
 
 fn validate_registration(

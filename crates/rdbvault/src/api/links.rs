@@ -1,32 +1,25 @@
 //! DCS `ListBackupFileLinks`: time-limited download links of a backup's files.
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::post;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::SharedState;
-use super::backups::find_backup_with_files;
+use super::common::find_backup_with_files;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{self, Json, Path};
 use crate::meta::BackupStatus;
 
 /// The seed's bounds: between 5 minutes and 24 hours.
-pub const MIN_EXPIRATION: i64 = 300;
-pub const MAX_EXPIRATION: i64 = 86_400;
+pub(crate) const MIN_EXPIRATION: i64 = 300;
+pub(crate) const MAX_EXPIRATION: i64 = 86_400;
 /// The DCS response holds at most 64 links (a cluster backup has one file per shard).
-pub const MAX_LINKS: usize = 64;
+pub(crate) const MAX_LINKS: usize = 64;
 
-pub fn routes() -> Router<SharedState> {
-    Router::new().route(
-        "/v2/{project_id}/instances/{instance_id}/backups/{backup_id}/links",
-        post(list_backup_file_links),
-    )
-}
-
-/// DCS `DownloadBackupFilesReq`.
+/// DCS `DownloadBackupFilesReq`, for the OpenAPI document: the handler reads
+/// the body with [`parse_expiration`], which tells each mistake apart. (`pub`:
+/// only the utoipa derive reads it, which dead-code analysis does not see.)
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DownloadBackupFilesReq {
     /// Seconds the links stay valid, 300 to 86400.
@@ -34,26 +27,26 @@ pub struct DownloadBackupFilesReq {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct LinksItem {
-    pub file_name: String,
-    pub link: String,
+pub(crate) struct LinksItem {
+    pub(crate) file_name: String,
+    pub(crate) link: String,
     /// Bytes (rdbvault extension, for verifying the download).
-    pub size: i64,
+    pub(crate) size: i64,
     /// SHA-256 of the stored file, hex (rdbvault extension).
-    pub sha256: Option<String>,
+    pub(crate) sha256: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ListBackupFileLinksResponse {
+pub(crate) struct ListBackupFileLinksResponse {
     /// Object prefix of the backup, ending in `/`.
-    pub file_path: String,
-    pub bucket_name: String,
+    pub(crate) file_path: String,
+    pub(crate) bucket_name: String,
     /// One per file, sorted by file name (by shard for clusters), at most 64.
-    pub links: Vec<LinksItem>,
+    pub(crate) links: Vec<LinksItem>,
 }
 
 /// Reads `expiration` strictly: each way a client can get it wrong has its own code.
-pub fn parse_expiration(body: &serde_json::Value) -> Result<i64, ApiError> {
+pub(crate) fn parse_expiration(body: &serde_json::Value) -> Result<i64, ApiError> {
     let object = body.as_object().ok_or_else(|| {
         ApiError::invalid("body", "expected a JSON object like {\"expiration\": 3600}")
     })?;
@@ -104,7 +97,7 @@ pub fn parse_expiration(body: &serde_json::Value) -> Result<i64, ApiError> {
     request_body = DownloadBackupFilesReq,
     responses((status = 200, body = ListBackupFileLinksResponse), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 500, body = ErrorBody)))]
-pub async fn list_backup_file_links(
+pub(crate) async fn list_backup_file_links(
     State(state): State<SharedState>,
     Path((project_id, instance_id, raw_backup_id)): Path<(String, String, String)>,
     Json(body): Json<serde_json::Value>,
@@ -164,7 +157,7 @@ pub async fn list_backup_file_links(
     Ok(Json(ListBackupFileLinksResponse {
         file_path: state
             .objects
-            .bucket_key(&crate::jobs::backup::prefix(&backup)),
+            .bucket_key(&crate::object_keys::backup_prefix(&backup)),
         bucket_name: bucket,
         links,
     }))

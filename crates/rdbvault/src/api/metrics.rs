@@ -1,6 +1,7 @@
-//! Prometheus metrics of the HTTP API: requests by route and status, and
-//! latencies by route. Owned by the server state, not a global registry,
-//! so several servers (tests) can live in one process.
+//! Prometheus metrics: HTTP requests by route and status, latencies by
+//! route, jobs by kind and state, and what each background task does.
+//! Owned by the server state, not a global registry, so several servers
+//! (tests) can live in one process.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,6 +12,7 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -27,10 +29,25 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    kind: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    task: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
+    jobs: Family<JobLabels, Gauge>,
+    task_busy: Family<TaskLabels, Gauge>,
+    task_runs: Family<TaskLabels, Gauge>,
+    task_failures: Family<TaskLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -50,16 +67,81 @@ impl Default for Metrics {
             "HTTP request latency",
             latency.clone(),
         );
+        let jobs = Family::<JobLabels, Gauge>::default();
+        registry.register(
+            "jobs",
+            "Jobs in the queue (every node's) by kind and state",
+            jobs.clone(),
+        );
+        let task_busy = Family::<TaskLabels, Gauge>::default();
+        registry.register(
+            "background_task_busy",
+            "1 while a background task of this node is working, else 0",
+            task_busy.clone(),
+        );
+        let task_runs = Family::<TaskLabels, Gauge>::default();
+        registry.register(
+            "background_task_runs",
+            "Rounds or jobs a background task of this node has finished",
+            task_runs.clone(),
+        );
+        let task_failures = Family::<TaskLabels, Gauge>::default();
+        registry.register(
+            "background_task_failures",
+            "Rounds or jobs of a background task of this node that failed",
+            task_failures.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
+            jobs,
+            task_busy,
+            task_runs,
+            task_failures,
         }
     }
 }
 
 impl Metrics {
-    pub fn render(&self) -> String {
+    /// Takes in the background tasks' statuses and the job counts.
+    pub fn observe_background(
+        &self,
+        tasks: &std::collections::BTreeMap<String, crate::jobs::background::TaskStatus>,
+        jobs: &[(crate::meta::JobKind, crate::meta::JobState, i64)],
+    ) {
+        use crate::jobs::background::Activity;
+        use crate::meta::{JobKind, JobState};
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for (name, status) in tasks {
+            let labels = TaskLabels { task: name.clone() };
+            let busy = matches!(status.activity, Activity::Busy(_));
+            self.task_busy.get_or_create(&labels).set(i64::from(busy));
+            self.task_runs
+                .get_or_create(&labels)
+                .set(gauge(status.runs));
+            self.task_failures
+                .get_or_create(&labels)
+                .set(gauge(status.failures));
+        }
+        // Every kind and state, zeros included, so a series drops to 0
+        // rather than vanishing when its last job moves on.
+        for kind in JobKind::ALL {
+            for state in JobState::ALL {
+                let n = jobs
+                    .iter()
+                    .find(|(k, s, _)| *k == kind && *s == state)
+                    .map_or(0, |(_, _, n)| *n);
+                let labels = JobLabels {
+                    kind: kind.as_str().into(),
+                    state: state.as_str().into(),
+                };
+                self.jobs.get_or_create(&labels).set(n);
+            }
+        }
+    }
+
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -69,7 +151,11 @@ impl Metrics {
 
 /// Middleware: counts and times every request by its route template (never
 /// the raw path, whose ids would make the label set unbounded).
-pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+pub(crate) async fn track(
+    State(metrics): State<Arc<Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()

@@ -4,6 +4,7 @@
 //! never hold SQL or storage logic of their own.
 
 pub mod backups;
+mod common;
 pub mod download;
 pub mod error;
 pub mod extract;
@@ -16,19 +17,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodFilter, MethodRouter};
 use axum::{Extension, Router};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
 
 use crate::auth::{Authenticator, Presented, Principal};
 use crate::config::Config;
 use crate::meta::Meta;
 pub use error::{ApiError, ErrorBody};
+pub use openapi::Access;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -56,20 +59,78 @@ impl AppState {
 
 pub type SharedState = Arc<AppState>;
 
-pub fn router(state: SharedState) -> Router {
-    let dcs = Router::new()
-        .merge(instances::routes())
-        .merge(backups::routes())
-        .merge(links::routes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+/// A route of the router: an operation of the document and where it is served.
+pub struct Route {
+    pub method: Method,
+    /// Its path in the document.
+    pub documented: String,
+    /// The path the router matches: the documented one, but for download
+    /// links ([`Access::Link`]), served for any key under the configured bucket.
+    pub served: String,
+    pub access: Access,
+    handler: MethodRouter<SharedState>,
+}
 
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(render_metrics))
-        .route("/openapi.json", get(openapi::serve))
-        // Download links of the local store; authenticated by the link itself.
-        .route(&format!("/{}/{{*key}}", state.objects.bucket()), get(download::download))
-        .merge(dcs)
+/// Every route of the router: each operation of [`openapi::ApiDoc`], at its
+/// path and method there, served by its handler from [`openapi::handlers`].
+/// The router has no other routes, so it serves what the document says.
+pub fn routes(bucket: &str) -> Vec<Route> {
+    let handlers = openapi::handlers();
+    let doc = openapi::ApiDoc::openapi();
+    let mut routes = Vec::new();
+    for (path, item) in &doc.paths.paths {
+        let operations = [
+            (Method::GET, MethodFilter::GET, &item.get),
+            (Method::PUT, MethodFilter::PUT, &item.put),
+            (Method::POST, MethodFilter::POST, &item.post),
+            (Method::DELETE, MethodFilter::DELETE, &item.delete),
+            (Method::OPTIONS, MethodFilter::OPTIONS, &item.options),
+            (Method::HEAD, MethodFilter::HEAD, &item.head),
+            (Method::PATCH, MethodFilter::PATCH, &item.patch),
+            (Method::TRACE, MethodFilter::TRACE, &item.trace),
+        ];
+        for (method, filter, operation) in operations {
+            let Some(operation) = operation else {
+                continue;
+            };
+            let id = operation.operation_id.as_deref().unwrap_or_default();
+            // Only a changed `operation_id` or two handlers of one name can
+            // break this, and then every start and every test fails here.
+            let [handler] = handlers
+                .iter()
+                .filter(|h| h.operation_id == id)
+                .collect::<Vec<_>>()[..]
+            else {
+                panic!("{method} {path}: operation {id:?} needs exactly one handler");
+            };
+            let served = match handler.access {
+                Access::Link => format!("/{bucket}/{{*key}}"),
+                Access::Signed | Access::Public => path.clone(),
+            };
+            routes.push(Route {
+                method,
+                documented: path.clone(),
+                served,
+                access: handler.access,
+                handler: (handler.route)(filter),
+            });
+        }
+    }
+    routes
+}
+
+pub fn router(state: SharedState) -> Router {
+    let mut signed = Router::new();
+    let mut open = Router::new();
+    for route in routes(state.objects.bucket()) {
+        match route.access {
+            Access::Signed => signed = signed.route(&route.served, route.handler),
+            Access::Public | Access::Link => open = open.route(&route.served, route.handler),
+        }
+    }
+    let signed = signed.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+
+    open.merge(signed)
         .fallback(|| async { ApiError::UnknownUrl })
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
@@ -128,6 +189,11 @@ async fn authenticate(State(state): State<SharedState>, req: Request, next: Next
     next.run(req).await
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "service",
+    description = "Health of this node: whether its metadata store answers.",
+    security(()),
+    responses((status = 200, description = "healthy", content_type = "text/plain", body = String),
+              (status = 503, description = "the metadata store is unreachable", content_type = "text/plain", body = String)))]
 async fn healthz(State(state): State<SharedState>) -> Response {
     match state.meta.ping().await {
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
@@ -142,7 +208,11 @@ async fn healthz(State(state): State<SharedState>) -> Response {
     }
 }
 
-async fn render_metrics(State(state): State<SharedState>) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    description = "Prometheus metrics of this node.",
+    security(()),
+    responses((status = 200, description = "the Prometheus text format, version 0.0.4", content_type = "text/plain", body = String)))]
+async fn prometheus_metrics(State(state): State<SharedState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -155,3 +225,169 @@ async fn render_metrics(State(state): State<SharedState>) -> Response {
 
 /// The principal a request was authenticated as (anonymous with `auth = "none"`).
 pub type Caller = Extension<Principal>;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+
+    const BUCKET: &str = "backups";
+
+    /// The routes outside `/v2`. They are in the document like the DCS
+    /// operations (none is left out of it); listed here so that a new one is
+    /// a deliberate choice, kept out of the bucket names below.
+    const OUTSIDE_V2: &[(&str, &str)] = &[
+        ("GET", "/healthz"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+        ("GET", "/{bucket}/{instance_id}/{backup_id}/{file_name}"),
+    ];
+
+    /// Every operation of `/openapi.json` as a client reads it, by method
+    /// and path: every key of a path item but its few other fields.
+    fn documented() -> BTreeMap<(String, String), serde_json::Value> {
+        let doc = serde_json::to_value(openapi::ApiDoc::openapi()).unwrap();
+        let mut operations = BTreeMap::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (key, operation) in item.as_object().unwrap() {
+                if ["summary", "description", "servers", "parameters"].contains(&key.as_str())
+                    || key.starts_with("x-")
+                {
+                    continue;
+                }
+                let method = (key.to_uppercase(), path.clone());
+                operations.insert(method, operation.clone());
+            }
+        }
+        operations
+    }
+
+    fn served() -> Vec<Route> {
+        routes(BUCKET)
+    }
+
+    #[test]
+    fn the_router_serves_every_operation_of_the_document_and_no_other() {
+        let documented: BTreeSet<_> = documented().into_keys().collect();
+        let routes = served();
+        let served: BTreeSet<_> = routes
+            .iter()
+            .map(|r| (r.method.to_string(), r.documented.clone()))
+            .collect();
+        assert_eq!(routes.len(), served.len(), "a route is served twice");
+        assert_eq!(
+            served.difference(&documented).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "served but not documented"
+        );
+        assert_eq!(
+            documented.difference(&served).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "documented but not served"
+        );
+    }
+
+    #[test]
+    fn routes_are_served_at_their_documented_paths() {
+        for r in served() {
+            match r.access {
+                // The handler parses the key itself, to answer a bad one
+                // with the S3-style errors clients of a link expect.
+                Access::Link => {
+                    assert!(r.documented.starts_with("/{bucket}/"), "{}", r.documented);
+                    assert_eq!(r.served, format!("/{BUCKET}/{{*key}}"));
+                }
+                Access::Signed | Access::Public => assert_eq!(r.served, r.documented),
+            }
+            assert_eq!(
+                r.access == Access::Signed,
+                r.documented.starts_with("/v2/"),
+                "{} {}: /v2 and only /v2 is signed",
+                r.method,
+                r.documented
+            );
+        }
+    }
+
+    #[test]
+    fn routes_outside_v2_are_the_listed_ones() {
+        let outside: BTreeSet<_> = documented()
+            .into_keys()
+            .filter(|(_, path)| !path.starts_with("/v2/"))
+            .collect();
+        let listed: BTreeSet<_> = OUTSIDE_V2
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(outside, listed);
+    }
+
+    /// Download links live under `/{bucket}/`: no bucket may take the first
+    /// segment of another route.
+    #[test]
+    fn no_bucket_shadows_a_route() {
+        for r in served().iter().filter(|r| r.access != Access::Link) {
+            let first = r.served.trim_start_matches('/').split('/').next().unwrap();
+            assert!(
+                crate::config::check_bucket_name(first).is_err(),
+                "bucket {first:?} would shadow {} {}",
+                r.method,
+                r.served
+            );
+        }
+    }
+
+    /// The README's API table names the document's operations, no more, no
+    /// fewer (`GET`/`HEAD` rows: HEAD comes with GET, as HTTP has it).
+    #[test]
+    fn readme_api_table_is_the_document() {
+        let readme = include_str!("../../../../README.md");
+        let mut rows = BTreeSet::new();
+        for line in readme.lines() {
+            let Some(cell) = line.strip_prefix("| `").and_then(|l| l.split(" |").next()) else {
+                continue;
+            };
+            let cell = cell.replace('`', "");
+            let Some((methods, path)) = cell
+                .split_once(" /")
+                .filter(|(m, _)| m.bytes().all(|b| b.is_ascii_uppercase() || b == b'/'))
+            else {
+                continue;
+            };
+            let path = format!("/{}", path.split('?').next().unwrap_or_default());
+            for method in methods.split('/').filter(|m| *m != "HEAD") {
+                rows.insert((method.to_string(), path.clone()));
+            }
+        }
+        let documented: BTreeSet<_> = documented().into_keys().collect();
+        assert_eq!(
+            rows, documented,
+            "README API table (left) vs the document (right)"
+        );
+    }
+
+    /// Signed operations inherit the document's SDK-HMAC-SHA256 security;
+    /// the others say they need none.
+    #[test]
+    fn the_document_says_which_operations_are_signed() {
+        let documented = documented();
+        for r in served() {
+            let operation = &documented[&(r.method.to_string(), r.documented.clone())];
+            let expected = match r.access {
+                Access::Signed => serde_json::Value::Null,
+                Access::Public | Access::Link => serde_json::json!([{}]),
+            };
+            assert_eq!(
+                operation["security"], expected,
+                "{} {}",
+                r.method, r.documented
+            );
+        }
+        let doc = serde_json::to_value(openapi::ApiDoc::openapi()).unwrap();
+        assert_eq!(
+            doc["security"],
+            serde_json::json!([{ "sdk_hmac_sha256": [] }])
+        );
+    }
+}

@@ -1,20 +1,77 @@
 //! The OpenAPI 3 document of the whole API, generated from the handlers'
-//! annotations and the DTO types, so it cannot drift from the code.
+//! annotations and the DTO types, and the list of operations it is generated
+//! from. The router serves the same list (`api::routes`): each handler at the
+//! path and methods its `#[utoipa::path]` names, so the document lists every
+//! route and every route is in the document. Adding an operation is adding
+//! its handler to [`operations!`]'s invocation below.
 
 use axum::Json;
+use axum::routing::{MethodFilter, MethodRouter};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
-use super::{backups, download, error, instances, links};
+use super::{SharedState, backups, download, error, instances, links};
 
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "rdbvault",
-        description = "Self-hosted Redis/Valkey backup service speaking the Huawei Cloud DCS v2 backup API. \
-                       Every /v2 request is signed with SDK-HMAC-SHA256 (Authorization header) as the Huawei Cloud SDKs do."
-    ),
-    paths(
+/// Who may call an operation, and so how the router guards it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Signed with SDK-HMAC-SHA256 by a credential holding the project
+    /// (`api::authenticate`); the document's default security.
+    Signed,
+    /// Anyone: health, metrics and this document (`security(())`).
+    Public,
+    /// A download link of the local store, authenticated by the link itself
+    /// (`security(())`). Served for any key under the configured bucket: the
+    /// handler parses the key and answers S3-style errors for a bad one.
+    Link,
+}
+
+/// The handler of one operation of [`ApiDoc`].
+pub struct Handler {
+    /// The operation's `operationId`: utoipa's default, the handler's name.
+    pub operation_id: &'static str,
+    pub access: Access,
+    /// The handler, routed for the given methods.
+    pub route: fn(MethodFilter) -> MethodRouter<SharedState>,
+}
+
+/// Declares [`ApiDoc`] and [`handlers`] from one list of handlers, by access.
+macro_rules! operations {
+    ($($access:ident: [$($module:ident::$handler:ident),+ $(,)?],)+) => {
+        #[derive(OpenApi)]
+        #[openapi(
+            info(
+                title = "rdbvault",
+                description = "Self-hosted Redis/Valkey backup service speaking the Huawei Cloud DCS v2 backup API. \
+                               Every /v2 request is signed with SDK-HMAC-SHA256 (Authorization header) as the Huawei Cloud SDKs do."
+            ),
+            paths($($($module::$handler,)+)+),
+            components(schemas(error::ErrorBody)),
+            modifiers(&Security),
+            security(("sdk_hmac_sha256" = [])),
+            tags(
+                (name = "instances", description = "DCS instance reads"),
+                (name = "backups", description = "DCS backup records and ListBackupFileLinks"),
+                (name = "downloads", description = "Download links of the local store (authenticated by the link)"),
+                (name = "rdbvault", description = "rdbvault's own extensions: registering existing Redis deployments"),
+                (name = "service", description = "Health, metrics and this document; unauthenticated"),
+            )
+        )]
+        pub struct ApiDoc;
+
+        /// The handler of every operation of [`ApiDoc`].
+        pub fn handlers() -> Vec<Handler> {
+            vec![$($(Handler {
+                operation_id: stringify!($handler),
+                access: Access::$access,
+                route: |methods| axum::routing::on(methods, $module::$handler),
+            },)+)+]
+        }
+    };
+}
+
+operations! {
+    Signed: [
         instances::list_instances,
         instances::show_instance,
         instances::register_instance,
@@ -24,19 +81,16 @@ use super::{backups, download, error, instances, links};
         backups::list_backups,
         backups::delete_backup,
         links::list_backup_file_links,
+    ],
+    Public: [
+        super::healthz,
+        super::prometheus_metrics,
+        self::openapi_json,
+    ],
+    Link: [
         download::download,
-    ),
-    components(schemas(error::ErrorBody)),
-    modifiers(&Security),
-    security(("sdk_hmac_sha256" = [])),
-    tags(
-        (name = "instances", description = "DCS instance reads"),
-        (name = "backups", description = "DCS backup records and ListBackupFileLinks"),
-        (name = "downloads", description = "Download links of the local store (authenticated by the link)"),
-        (name = "rdbvault", description = "rdbvault's own extensions: registering existing Redis deployments"),
-    )
-)]
-pub struct ApiDoc;
+    ],
+}
 
 struct Security;
 
@@ -53,6 +107,10 @@ impl utoipa::Modify for Security {
     }
 }
 
-pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+#[utoipa::path(get, path = "/openapi.json", tag = "service",
+    description = "This document.",
+    security(()),
+    responses((status = 200, description = "the OpenAPI 3 document", content_type = "application/json")))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }

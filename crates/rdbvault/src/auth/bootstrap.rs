@@ -20,7 +20,7 @@ struct Stored {
 }
 
 /// What happened at start, so `serve` can tell the operator.
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Credentials come from the configuration; nothing was read or written.
     Configured,
     /// Loaded from an earlier first start.
@@ -29,7 +29,7 @@ pub enum Outcome {
     Generated(PathBuf, CredentialConfig),
 }
 
-pub fn ensure_credentials(config: &mut Config) -> Result<Outcome, ConfigError> {
+pub(crate) fn ensure_credentials(config: &mut Config) -> Result<Outcome, ConfigError> {
     if config.auth == AuthMode::None || !config.credentials.is_empty() {
         return Ok(Outcome::Configured);
     }

@@ -1,7 +1,7 @@
 //! Who may call the API: AK/SK credentials, `SDK-HMAC-SHA256` verification,
 //! and project scoping.
 
-pub mod bootstrap;
+pub(crate) mod bootstrap;
 pub mod signature;
 
 use std::collections::{HashMap, HashSet};
@@ -14,7 +14,7 @@ use crate::config::{AuthMode, Config, ConfigError, CredentialConfig};
 
 /// Requests whose `X-Sdk-Date` is further than this from our clock are refused,
 /// as Huawei's API gateway does; it bounds how long a captured request can be replayed.
-pub const MAX_CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+pub(crate) const MAX_CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -50,19 +50,19 @@ pub struct Principal {
 }
 
 impl Principal {
-    pub fn anonymous() -> Principal {
+    pub(crate) fn anonymous() -> Principal {
         Principal { access_key: None }
     }
 }
 
 /// What a request presents for verification; `path` and `query` are raw,
 /// exactly as on the wire.
-pub struct Presented<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    pub query: &'a str,
-    pub headers: &'a HeaderMap,
-    pub body: &'a [u8],
+pub(crate) struct Presented<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) query: &'a str,
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) body: &'a [u8],
 }
 
 pub struct Authenticator {
@@ -72,7 +72,7 @@ pub struct Authenticator {
 
 impl Authenticator {
     /// Builds the key ring from config, reading `secret_key_file`s.
-    pub fn from_config(config: &Config) -> Result<Authenticator, ConfigError> {
+    pub(crate) fn from_config(config: &Config) -> Result<Authenticator, ConfigError> {
         let mut keys = HashMap::new();
         for c in &config.credentials {
             let secret_key = resolve_secret(c)?;
@@ -90,12 +90,12 @@ impl Authenticator {
         })
     }
 
-    pub fn mode(&self) -> AuthMode {
+    pub(crate) fn mode(&self) -> AuthMode {
         self.mode
     }
 
     /// Checks the signature and that the credential holds `project_id`.
-    pub fn verify(
+    pub(crate) fn verify(
         &self,
         req: &Presented<'_>,
         project_id: &str,

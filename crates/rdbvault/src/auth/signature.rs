@@ -9,11 +9,9 @@ use hmac::{Hmac, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 
-pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
+pub(crate) const ALGORITHM: &str = "SDK-HMAC-SHA256";
 /// `X-Sdk-Date` layout, always UTC.
 pub const DATE_FORMAT: &str = "%Y%m%dT%H%M%SZ";
-pub const EMPTY_BODY_SHA256: &str =
-    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// RFC 3986 unreserved characters stay literal; everything else is `%XX`.
 const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
@@ -28,7 +26,7 @@ fn encode(s: &str) -> String {
 
 /// The path as the SDK canonicalises it: decoded as a whole, split on `/`,
 /// each segment re-encoded, with a trailing `/` added.
-pub fn canonical_uri(path: &str) -> String {
+pub(crate) fn canonical_uri(path: &str) -> String {
     let decoded = percent_decode_str(path).decode_utf8_lossy();
     let mut uri = decoded.split('/').map(encode).collect::<Vec<_>>().join("/");
     if !uri.ends_with('/') {
@@ -40,7 +38,7 @@ pub fn canonical_uri(path: &str) -> String {
 /// The raw query string parsed into pairs, sorted by key then value, and
 /// re-encoded; the SDK sends exactly this form, so any client that does not
 /// is rejected rather than guessed at.
-pub fn canonical_query(query: &str) -> String {
+pub(crate) fn canonical_query(query: &str) -> String {
     let mut pairs: Vec<(String, String)> = query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -60,7 +58,7 @@ pub fn canonical_query(query: &str) -> String {
         .join("&")
 }
 
-pub fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
@@ -76,13 +74,13 @@ pub struct Request<'a> {
 
 impl Request<'_> {
     /// Sorted, `;`-joined names of the signed headers.
-    pub fn signed_headers(&self) -> String {
+    pub(crate) fn signed_headers(&self) -> String {
         let mut names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
         names.sort_unstable();
         names.join(";")
     }
 
-    pub fn canonical_request(&self) -> String {
+    pub(crate) fn canonical_request(&self) -> String {
         let mut headers: Vec<(&str, &str)> = self
             .headers
             .iter()
@@ -101,7 +99,7 @@ impl Request<'_> {
         )
     }
 
-    pub fn string_to_sign(&self, sdk_date: &str) -> String {
+    pub(crate) fn string_to_sign(&self, sdk_date: &str) -> String {
         format!(
             "{ALGORITHM}\n{sdk_date}\n{}",
             sha256_hex(self.canonical_request().as_bytes())
@@ -109,7 +107,7 @@ impl Request<'_> {
     }
 
     /// Lower-case hex HMAC-SHA256 of the string to sign, keyed with the SK.
-    pub fn signature(&self, secret_key: &str, sdk_date: &str) -> String {
+    pub(crate) fn signature(&self, secret_key: &str, sdk_date: &str) -> String {
         // HMAC accepts keys of any length, so this cannot fail.
         let mut mac = Hmac::<Sha256>::new_from_slice(secret_key.as_bytes())
             .expect("HMAC takes keys of any length");
@@ -128,14 +126,14 @@ impl Request<'_> {
 
 /// The parts of an `Authorization: SDK-HMAC-SHA256 ...` header.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Authorization<'a> {
-    pub access_key: &'a str,
+pub(crate) struct Authorization<'a> {
+    pub(crate) access_key: &'a str,
     pub signed_headers: Vec<&'a str>,
-    pub signature: &'a str,
+    pub(crate) signature: &'a str,
 }
 
 impl<'a> Authorization<'a> {
-    pub fn parse(header: &'a str) -> Option<Authorization<'a>> {
+    pub(crate) fn parse(header: &'a str) -> Option<Authorization<'a>> {
         let rest = header.strip_prefix(ALGORITHM)?.strip_prefix(' ')?;
         let (mut access, mut signed, mut signature) = (None, None, None);
         for part in rest.split(',') {

@@ -11,10 +11,10 @@ use super::client::Client;
 use super::instance::encode;
 use super::{ClientArgs, output, table};
 use crate::api::backups::{BackupRecord, CopyInstanceResponse, ListBackupRecordsResponse};
-use crate::api::links::ListBackupFileLinksResponse;
+use crate::api::links::{LinksItem, ListBackupFileLinksResponse};
 
 #[derive(Subcommand)]
-pub enum BackupCommand {
+pub(crate) enum BackupCommand {
     /// Start a backup of an instance.
     Create {
         instance_id: String,
@@ -67,7 +67,7 @@ pub(crate) async fn fetch_links(
     client: &Client,
     instance_id: &str,
     backup_id: &str,
-) -> anyhow::Result<Vec<crate::api::links::LinksItem>> {
+) -> anyhow::Result<Vec<LinksItem>> {
     let raw = links(client, instance_id, backup_id, 3600).await?;
     let answer: ListBackupFileLinksResponse = serde_json::from_slice(&raw)?;
     Ok(answer.links)
@@ -98,163 +98,220 @@ fn backups_path(client: &Client, instance_id: &str) -> String {
     client.project_path(&format!("instances/{}/backups", encode(instance_id)))
 }
 
-pub async fn run(command: BackupCommand, args: &ClientArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(command: BackupCommand, args: &ClientArgs) -> anyhow::Result<ExitCode> {
     let client = args.client()?;
     match command {
         BackupCommand::Create {
             instance_id,
             remark,
             wait,
-        } => {
-            let body = match remark {
-                Some(r) => json!({ "remark": r, "backup_format": "rdb" }),
-                None => json!({ "backup_format": "rdb" }),
-            };
-            let raw = client
-                .call(
-                    Method::POST,
-                    &backups_path(&client, &instance_id),
-                    "",
-                    Some(&body),
-                )
-                .await?;
-            let created: CopyInstanceResponse = serde_json::from_slice(&raw)?;
-            if !wait {
-                output(args.json, &raw, |v: CopyInstanceResponse| {
-                    format!(
-                        "backup {id} queued; follow it with: rdbvault backup show {instance} {id} --wait",
-                        id = v.backup_id,
-                        instance = instance_id,
-                    )
-                })?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            let record = wait_for(&client, &instance_id, &created.backup_id, !args.json).await?;
-            if args.json {
-                println!("{}", serde_json::to_string(&record)?);
-            } else if record.status == "succeed" {
-                println!(
-                    "backup {} succeeded: {} bytes from {}",
-                    record.backup_id,
-                    record.size,
-                    record.source_node.as_deref().unwrap_or("?")
-                );
-            } else {
-                eprintln!(
-                    "backup {} {}: {}",
-                    record.backup_id,
-                    record.status,
-                    error_text(&record)
-                );
-            }
-            return Ok(ended(&record));
-        }
+        } => create(&client, args.json, &instance_id, remark, wait).await,
         BackupCommand::Show {
             instance_id,
             backup_id,
             wait,
-        } => {
-            let record = if wait {
-                wait_for(&client, &instance_id, &backup_id, !args.json).await?
-            } else {
-                find_record(&client, &instance_id, &backup_id).await?
-            };
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&record)?);
-            } else {
-                println!("{}", record_table(&record));
-            }
-            return Ok(if wait {
-                ended(&record)
-            } else {
-                ExitCode::SUCCESS
-            });
-        }
+        } => show(&client, args.json, &instance_id, &backup_id, wait).await,
         BackupCommand::List { instance_id, limit } => {
-            let raw = client
-                .call(
-                    Method::GET,
-                    &backups_path(&client, &instance_id),
-                    &format!("limit={limit}&offset=0"),
-                    None,
-                )
-                .await?;
-            output(args.json, &raw, |v: ListBackupRecordsResponse| {
-                table(
-                    &[
-                        "BACKUP_ID",
-                        "STATUS",
-                        "PROGRESS",
-                        "SIZE",
-                        "CREATED_AT",
-                        "REMARK",
-                        "ERROR",
-                    ],
-                    v.backup_record_response
-                        .into_iter()
-                        .map(|b| {
-                            let error = truncate(&error_text(&b), ERROR_COLUMN_CHARS);
-                            vec![
-                                b.backup_id,
-                                b.status,
-                                b.progress,
-                                b.size.to_string(),
-                                b.created_at,
-                                b.remark.unwrap_or_default(),
-                                error,
-                            ]
-                        })
-                        .collect(),
-                )
-            })?;
+            list(&client, args.json, &instance_id, limit).await
         }
         BackupCommand::Links {
             instance_id,
             backup_id,
             expiration,
-        } => {
-            let raw = links(&client, &instance_id, &backup_id, expiration).await?;
-            output(args.json, &raw, |v: ListBackupFileLinksResponse| {
-                table(
-                    &["FILE_NAME", "SIZE", "LINK"],
-                    v.links
-                        .into_iter()
-                        .map(|l| vec![l.file_name, l.size.to_string(), l.link])
-                        .collect(),
-                )
-            })?;
-        }
+        } => print_links(&client, args.json, &instance_id, &backup_id, expiration).await,
         BackupCommand::Download {
             instance_id,
             backup_id,
             out,
-        } => {
-            let links = fetch_links(&client, &instance_id, &backup_id).await?;
-            let files = super::download::download_all(links, &out, !args.json).await?;
-            if args.json {
-                println!("{}", json!({ "files": files }));
-            } else {
-                for f in files {
-                    println!("verified {}", f.display());
-                }
-            }
-        }
+        } => download(&client, args.json, &instance_id, &backup_id, &out).await,
         BackupCommand::Delete {
             instance_id,
             backup_id,
-        } => {
-            let path = format!(
-                "{}/{}",
-                backups_path(&client, &instance_id),
-                encode(&backup_id)
-            );
-            client.call(Method::DELETE, &path, "", None).await?;
-            if args.json {
-                println!("{}", json!({ "backup_id": backup_id, "deleted": true }));
-            } else {
-                println!("deleted {backup_id}");
-            }
+        } => delete(&client, args.json, &instance_id, &backup_id).await,
+    }
+}
+
+/// `backup create`: queues a backup; with `wait`, follows it to its end.
+async fn create(
+    client: &Client,
+    json: bool,
+    instance_id: &str,
+    remark: Option<String>,
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let body = match remark {
+        Some(r) => json!({ "remark": r, "backup_format": "rdb" }),
+        None => json!({ "backup_format": "rdb" }),
+    };
+    let raw = client
+        .call(
+            Method::POST,
+            &backups_path(client, instance_id),
+            "",
+            Some(&body),
+        )
+        .await?;
+    let created: CopyInstanceResponse = serde_json::from_slice(&raw)?;
+    if !wait {
+        output(json, &raw, |v: CopyInstanceResponse| {
+            format!(
+                "backup {id} queued; follow it with: rdbvault backup show {instance} {id} --wait",
+                id = v.backup_id,
+                instance = instance_id,
+            )
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let record = wait_for(client, instance_id, &created.backup_id, !json).await?;
+    if json {
+        println!("{}", serde_json::to_string(&record)?);
+    } else if record.status == "succeed" {
+        println!(
+            "backup {} succeeded: {} bytes from {}",
+            record.backup_id,
+            record.size,
+            record.source_node.as_deref().unwrap_or("?")
+        );
+    } else {
+        eprintln!(
+            "backup {} {}: {}",
+            record.backup_id,
+            record.status,
+            error_text(&record)
+        );
+    }
+    Ok(ended(&record))
+}
+
+/// `backup show`: one backup's record; with `wait`, once it has ended.
+async fn show(
+    client: &Client,
+    json: bool,
+    instance_id: &str,
+    backup_id: &str,
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let record = if wait {
+        wait_for(client, instance_id, backup_id, !json).await?
+    } else {
+        find_record(client, instance_id, backup_id).await?
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&record)?);
+    } else {
+        println!("{}", record_table(&record));
+    }
+    Ok(if wait {
+        ended(&record)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `backup list`: one page of an instance's backups.
+async fn list(
+    client: &Client,
+    json: bool,
+    instance_id: &str,
+    limit: u32,
+) -> anyhow::Result<ExitCode> {
+    let raw = client
+        .call(
+            Method::GET,
+            &backups_path(client, instance_id),
+            &format!("limit={limit}&offset=0"),
+            None,
+        )
+        .await?;
+    output(json, &raw, |v: ListBackupRecordsResponse| {
+        table(
+            &[
+                "BACKUP_ID",
+                "STATUS",
+                "PROGRESS",
+                "SIZE",
+                "CREATED_AT",
+                "REMARK",
+                "ERROR",
+            ],
+            v.backup_record_response
+                .into_iter()
+                .map(|b| {
+                    let error = truncate(&error_text(&b), ERROR_COLUMN_CHARS);
+                    vec![
+                        b.backup_id,
+                        b.status,
+                        b.progress,
+                        b.size.to_string(),
+                        b.created_at,
+                        b.remark.unwrap_or_default(),
+                        error,
+                    ]
+                })
+                .collect(),
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `backup links`: the download links, valid for `expiration` seconds.
+async fn print_links(
+    client: &Client,
+    json: bool,
+    instance_id: &str,
+    backup_id: &str,
+    expiration: i64,
+) -> anyhow::Result<ExitCode> {
+    let raw = links(client, instance_id, backup_id, expiration).await?;
+    output(json, &raw, |v: ListBackupFileLinksResponse| {
+        table(
+            &["FILE_NAME", "SIZE", "LINK"],
+            v.links
+                .into_iter()
+                .map(|l| vec![l.file_name, l.size.to_string(), l.link])
+                .collect(),
+        )
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `backup download`: every file into `out`, verified.
+async fn download(
+    client: &Client,
+    json: bool,
+    instance_id: &str,
+    backup_id: &str,
+    out: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let links = fetch_links(client, instance_id, backup_id).await?;
+    let files = super::download::download_all(links, out, !json).await?;
+    if json {
+        println!("{}", json!({ "files": files }));
+    } else {
+        for f in files {
+            println!("verified {}", f.display());
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `backup delete`.
+async fn delete(
+    client: &Client,
+    json: bool,
+    instance_id: &str,
+    backup_id: &str,
+) -> anyhow::Result<ExitCode> {
+    let path = format!(
+        "{}/{}",
+        backups_path(client, instance_id),
+        encode(backup_id)
+    );
+    client.call(Method::DELETE, &path, "", None).await?;
+    if json {
+        println!("{}", json!({ "backup_id": backup_id, "deleted": true }));
+    } else {
+        println!("deleted {backup_id}");
     }
     Ok(ExitCode::SUCCESS)
 }

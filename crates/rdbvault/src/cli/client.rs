@@ -21,7 +21,7 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    pub fn load(file: Option<&PathBuf>) -> anyhow::Result<ClientConfig> {
+    pub(crate) fn load(file: Option<&PathBuf>) -> anyhow::Result<ClientConfig> {
         let Some(path) = file else {
             return Ok(ClientConfig::default());
         };
@@ -32,7 +32,7 @@ impl ClientConfig {
     }
 
     /// `self` overrides `file` field by field.
-    pub fn or(self, file: ClientConfig) -> ClientConfig {
+    pub(crate) fn or(self, file: ClientConfig) -> ClientConfig {
         ClientConfig {
             endpoint: self.endpoint.or(file.endpoint),
             ak: self.ak.or(file.ak),
@@ -62,7 +62,7 @@ pub struct Client {
     base: url::Url,
     ak: String,
     sk: String,
-    pub project_id: String,
+    pub(crate) project_id: String,
 }
 
 impl Client {
@@ -106,7 +106,7 @@ impl Client {
     }
 
     /// Sends a signed request; `query` must be in canonical (sorted, encoded) form.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         path: &str,
@@ -158,7 +158,7 @@ impl Client {
 
     /// Sends and returns the raw body of a successful answer, turning DCS
     /// error bodies into errors.
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,

@@ -16,7 +16,7 @@ use crate::api::links::LinksItem;
 const ATTEMPTS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
-pub enum DownloadError {
+pub(crate) enum DownloadError {
     #[error("{file}: {reason}")]
     Failed { file: String, reason: String },
     #[error("{file}: verification failed ({reason}); the file was deleted")]
@@ -24,7 +24,7 @@ pub enum DownloadError {
 }
 
 /// Downloads every link into `out`; returns the paths written.
-pub async fn download_all(
+pub(crate) async fn download_all(
     links: Vec<LinksItem>,
     out: &Path,
     show: bool,

@@ -12,77 +12,77 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
-use rdb::{Magic, Reader, types};
+use rdb::Reader;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::api::links::LinksItem;
 
 #[derive(Debug, Default, Serialize)]
-pub struct Report {
-    pub file: String,
-    pub version: u32,
-    pub aux: BTreeMap<String, String>,
-    pub bytes: u64,
-    pub keys: u64,
-    pub databases: BTreeMap<u64, DbStats>,
+pub(crate) struct Report {
+    pub(crate) file: String,
+    pub(crate) version: u32,
+    pub(crate) aux: BTreeMap<String, String>,
+    pub(crate) bytes: u64,
+    pub(crate) keys: u64,
+    pub(crate) databases: BTreeMap<u64, DbStats>,
     /// Keyed by `type/encoding`, e.g. `hash/listpack`.
-    pub by_encoding: BTreeMap<String, Tally>,
+    pub(crate) by_encoding: BTreeMap<String, Tally>,
     /// The keys taking the most bytes in the file.
-    pub biggest_by_size: Vec<KeyStat>,
+    pub(crate) biggest_by_size: Vec<KeyStat>,
     /// The keys with the most elements.
-    pub biggest_by_elements: Vec<KeyStat>,
+    pub(crate) biggest_by_elements: Vec<KeyStat>,
     /// Keys grouped by the part before the first separator.
-    pub prefixes: Vec<PrefixStat>,
+    pub(crate) prefixes: Vec<PrefixStat>,
     /// Keys with a TTL, by how long they still have to live.
-    pub ttl: BTreeMap<String, u64>,
+    pub(crate) ttl: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Default, Serialize)]
-pub struct DbStats {
-    pub keys: u64,
-    pub expiring: u64,
+pub(crate) struct DbStats {
+    pub(crate) keys: u64,
+    pub(crate) expiring: u64,
 }
 
 #[derive(Debug, Default, Serialize)]
-pub struct Tally {
-    pub keys: u64,
-    pub bytes: u64,
-    pub elements: u64,
+pub(crate) struct Tally {
+    pub(crate) keys: u64,
+    pub(crate) bytes: u64,
+    pub(crate) elements: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
-pub struct KeyStat {
-    pub measure: u64,
-    pub db: u64,
-    pub key: String,
-    pub kind: String,
+pub(crate) struct KeyStat {
+    pub(crate) measure: u64,
+    pub(crate) db: u64,
+    pub(crate) key: String,
+    pub(crate) kind: String,
 }
 
 #[derive(Debug, Serialize)]
-pub struct PrefixStat {
-    pub prefix: String,
-    pub keys: u64,
-    pub bytes: u64,
+pub(crate) struct PrefixStat {
+    pub(crate) prefix: String,
+    pub(crate) keys: u64,
+    pub(crate) bytes: u64,
 }
 
 /// What to report, and where each key's line goes, if anywhere.
 #[derive(Clone)]
-pub struct Options {
+pub(crate) struct Options {
     /// How many of the biggest keys to list.
-    pub top: usize,
+    pub(crate) top: usize,
     /// Key prefixes end at this separator.
-    pub separator: String,
+    pub(crate) separator: String,
     /// How many prefixes to list.
-    pub prefixes: usize,
+    pub(crate) prefixes: usize,
     /// One JSON line per key, for analyses the summary does not make.
-    pub keys: Option<KeyLog>,
+    pub(crate) keys: Option<KeyLog>,
 }
 
 /// A JSON-lines file of every key, shared by the files of a backup that are
 /// analyzed in parallel.
 #[derive(Clone)]
-pub struct KeyLog(Arc<Mutex<BufWriter<std::fs::File>>>);
+pub(crate) struct KeyLog(Arc<Mutex<BufWriter<std::fs::File>>>);
 
 /// One line of the key log.
 #[derive(Serialize)]
@@ -102,7 +102,7 @@ struct KeyLine<'a> {
 }
 
 impl KeyLog {
-    pub fn create(path: &Path) -> Result<KeyLog, String> {
+    pub(crate) fn create(path: &Path) -> Result<KeyLog, String> {
         let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(KeyLog(Arc::new(Mutex::new(BufWriter::new(f)))))
     }
@@ -116,45 +116,13 @@ impl KeyLog {
         out.write_all(b"\n").map_err(|e| e.to_string())
     }
 
-    pub fn finish(&self) -> Result<(), String> {
+    pub(crate) fn finish(&self) -> Result<(), String> {
         let mut out = self
             .0
             .lock()
             .map_err(|_| "the key log is unusable".to_string())?;
         out.flush().map_err(|e| e.to_string())?;
         out.get_ref().sync_all().map_err(|e| e.to_string())
-    }
-}
-
-/// `type/encoding` of an RDB value type id, in a dump with this magic (the
-/// two families give some ids different meanings).
-pub fn encoding_name(type_id: u8, magic: Magic) -> &'static str {
-    if magic == Magic::Valkey && type_id == types::VALKEY_HASH_2 {
-        return "hash/hashtable-ex";
-    }
-    match type_id {
-        types::STRING => "string/raw",
-        types::LIST => "list/linkedlist",
-        types::SET => "set/hashtable",
-        types::ZSET | types::ZSET_2 => "zset/skiplist",
-        types::HASH => "hash/hashtable",
-        types::MODULE_2 => "module/module",
-        types::HASH_ZIPMAP => "hash/zipmap",
-        types::LIST_ZIPLIST => "list/ziplist",
-        types::SET_INTSET => "set/intset",
-        types::ZSET_ZIPLIST => "zset/ziplist",
-        types::HASH_ZIPLIST => "hash/ziplist",
-        types::LIST_QUICKLIST => "list/quicklist",
-        types::LIST_QUICKLIST_2 => "list/quicklist-listpack",
-        types::HASH_LISTPACK => "hash/listpack",
-        types::ZSET_LISTPACK => "zset/listpack",
-        types::SET_LISTPACK => "set/listpack",
-        types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 | types::STREAM_LISTPACKS_3 => {
-            "stream/listpacks"
-        }
-        types::HASH_METADATA_PRE_GA | types::HASH_METADATA => "hash/hashtable-ex",
-        types::HASH_LISTPACK_EX_PRE_GA | types::HASH_LISTPACK_EX => "hash/listpack-ex",
-        _ => "unknown/unknown",
     }
 }
 
@@ -209,7 +177,7 @@ fn ttl_bucket(expire_ms: i64, now_ms: i64) -> &'static str {
 }
 
 /// Reads the whole file once.
-pub fn analyze(file: &Path, options: &Options) -> Result<Report, String> {
+pub(crate) fn analyze(file: &Path, options: &Options) -> Result<Report, String> {
     let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
     analyze_reader(
         std::io::BufReader::with_capacity(1 << 20, f),
@@ -218,7 +186,11 @@ pub fn analyze(file: &Path, options: &Options) -> Result<Report, String> {
     )
 }
 
-pub fn analyze_reader<R: Read>(input: R, name: &str, options: &Options) -> Result<Report, String> {
+pub(crate) fn analyze_reader<R: Read>(
+    input: R,
+    name: &str,
+    options: &Options,
+) -> Result<Report, String> {
     let (top, separator, prefixes) = (options.top, options.separator.as_str(), options.prefixes);
     let mut reader = Reader::new(input).map_err(|e| format!("{name}: {e}"))?;
     let now_ms = chrono::Utc::now().timestamp_millis();
@@ -236,7 +208,7 @@ pub fn analyze_reader<R: Read>(input: R, name: &str, options: &Options) -> Resul
         let (size, count) = (entry.bytes, entry.elements);
         let kind: std::borrow::Cow<'static, str> = match entry.module_id {
             Some(id) => format!("module/{}", rdb::module_type_name(id).0).into(),
-            None => encoding_name(entry.type_id, reader.magic()).into(),
+            None => rdb::encoding_name(entry.type_id, reader.magic()).into(),
         };
         let key = String::from_utf8_lossy(&entry.key);
         report.keys += 1;
@@ -349,7 +321,7 @@ impl<R: Read> Read for Tap<R> {
 /// parallel), then checks what was read against the record: the RDB's own
 /// CRC-64 (by the reader), the size and the SHA-256. The first failure
 /// stops the others.
-pub async fn analyze_links(
+pub(crate) async fn analyze_links(
     links: Vec<LinksItem>,
     options: &Options,
     show: bool,
@@ -442,7 +414,7 @@ fn check_record(link: &LinksItem, size: u64, sha256: &str) -> anyhow::Result<()>
 }
 
 /// The human form of a report.
-pub fn render(r: &Report) -> String {
+pub(crate) fn render(r: &Report) -> String {
     use super::table;
     let mut out = format!(
         "{}: RDB version {}, {} keys, {} bytes\n\n",

@@ -1,16 +1,19 @@
-//! The `rdbvault` command line: `serve`, and client commands that call the
-//! HTTP API (signed like the SDK) and print tables, or the API's JSON with `--json`.
+//! The `rdbvault` command line: `serve` runs the service; `instance` and
+//! `backup` call the HTTP API (signed like the SDK) and print tables, or the
+//! API's JSON with `--json`; `inspect` analyzes the keys of an RDB file, or
+//! of a backup's files streamed through their links.
 
 mod backup;
 pub mod client;
-pub mod download;
-pub mod inspect;
+mod download;
+mod inspect;
 mod instance;
 
 use std::path::PathBuf;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::auth::bootstrap;
 use crate::config::{Config, LogFormat};
 use client::{Client, ClientConfig};
 
@@ -20,7 +23,7 @@ use client::{Client, ClientConfig};
     version,
     about = "Backups of Redis and Valkey, behind the DCS v2 API"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Declared once here and global, so they are accepted anywhere on the
     /// command line: `rdbvault --json backup list X`, `rdbvault backup --json
     /// list X` and `rdbvault backup list X --json` are the same. `serve`
@@ -34,7 +37,7 @@ pub struct Cli {
 /// How the client commands reach the service.
 #[derive(clap::Args, Clone)]
 #[command(next_help_heading = "Client options")]
-pub struct ClientArgs {
+pub(crate) struct ClientArgs {
     /// Base URL of the rdbvault service.
     #[arg(long, env = "RDBVAULT_ENDPOINT", global = true)]
     endpoint: Option<String>,
@@ -223,9 +226,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
 async fn serve(file: Option<PathBuf>) -> anyhow::Result<std::process::ExitCode> {
     let mut config = Config::load(file.as_deref())?;
     init_tracing(config.log_format);
-    match crate::auth::bootstrap::ensure_credentials(&mut config)? {
-        crate::auth::bootstrap::Outcome::Generated(path, c) => {
-            // Printed once, to stdout (not the log), so the quickstart can copy it.
+    let credentials = bootstrap::ensure_credentials(&mut config)?;
+    announce_credentials(&config, credentials);
+    // A file-size limit (RLIMIT_FSIZE) or a full disk must fail the write and
+    // with it the backup, not kill the whole service with SIGXFSZ.
+    let _xfsz =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
+    crate::server::run(listener, config, crate::server::shutdown_signal()).await?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Says where the credentials come from; a credential generated at first
+/// start is printed once, to stdout (not the log), so the quickstart can copy it.
+fn announce_credentials(config: &Config, outcome: bootstrap::Outcome) {
+    match outcome {
+        bootstrap::Outcome::Generated(path, c) => {
             let listen = config.public_url(config.listen);
             println!(
                 "First start: generated a credential, stored in {} (mode 0600).",
@@ -240,22 +258,15 @@ async fn serve(file: Option<PathBuf>) -> anyhow::Result<std::process::ExitCode> 
             );
             println!("  export RDBVAULT_PROJECT_ID={}\n", c.projects.join(","));
         }
-        crate::auth::bootstrap::Outcome::Loaded(path) => {
+        bootstrap::Outcome::Loaded(path) => {
             tracing::info!(file = %path.display(), "using the credentials generated at first start");
         }
-        crate::auth::bootstrap::Outcome::Configured => {}
+        bootstrap::Outcome::Configured => {}
     }
-    // A file-size limit (RLIMIT_FSIZE) or a full disk must fail the write and
-    // with it the backup, not kill the whole service with SIGXFSZ.
-    let _xfsz =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ));
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
-    crate::server::run(listener, config, crate::server::shutdown_signal()).await?;
-    Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// `inspect`: a file read from disk, or every file of a backup streamed
+/// through its links and checked against its record.
 async fn inspect_command(
     target: &str,
     instance: Option<&str>,
@@ -277,19 +288,25 @@ async fn inspect_command(
     if let Some(log) = &options.keys {
         log.finish().map_err(anyhow::Error::msg)?;
     }
-    if args.json {
+    print_reports(&reports, args.json)?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// One report as a JSON object, several as an array; or each rendered as tables.
+fn print_reports(reports: &[inspect::Report], json: bool) -> anyhow::Result<()> {
+    if json {
         let value = if reports.len() == 1 {
             serde_json::to_value(&reports[0])?
         } else {
-            serde_json::to_value(&reports)?
+            serde_json::to_value(reports)?
         };
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        for r in &reports {
+        for r in reports {
             println!("{}", inspect::render(r));
         }
     }
-    Ok(std::process::ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn init_tracing(format: LogFormat) {

@@ -14,13 +14,16 @@ use std::time::Duration;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::JobContext;
+use tokio_util::sync::CancellationToken;
+
 use super::failure::{Failure, FailureKind};
-use crate::meta::{Backup, BackupFile, Instance, Mode};
+use super::{JobContext, JobHandler};
+use crate::meta::{Backup, BackupFile, BackupStatus, Instance, Job, JobState, Mode};
+use crate::object_keys;
 use crate::replication::cluster::{self, Shard, TopologyError};
 use crate::replication::copy::ReplicaCopy;
 use crate::replication::snapshot::{self, Payload, SnapshotError, Transfer};
-use crate::replication::source::{self, Source};
+use crate::replication::source::{self, Role, Source};
 use crate::replication::{Connection, Endpoint};
 
 /// How often progress (and the job's heartbeat) reach the metadata store.
@@ -120,33 +123,7 @@ impl Drop for InStep<'_> {
     }
 }
 
-/// The object prefix of a backup: `{instance_id}/{backup_id}/`.
-pub fn prefix(backup: &Backup) -> String {
-    format!("{}/{}/", backup.instance_id, backup.id)
-}
-
-/// DCS file name: `redis_{ip}_{port}[_{slots}]_{yyyyMMddHHmmss}.rdb`.
-pub fn file_name(
-    host: &str,
-    port: u16,
-    slots: Option<&str>,
-    at: chrono::DateTime<chrono::Utc>,
-) -> String {
-    // IPv6 colons would make the name unusable on some filesystems and in URLs.
-    let host = host.replace(':', "-");
-    let slots = slots.map(|s| format!("_{s}")).unwrap_or_default();
-    format!(
-        "redis_{host}_{port}{slots}_{}.rdb",
-        at.format("%Y%m%d%H%M%S")
-    )
-}
-
-pub async fn take(
-    ctx: &JobContext,
-    job_id: &str,
-    backup: &Backup,
-    instance: &Instance,
-) -> Result<Stored, Failure> {
+async fn take(ctx: &JobContext, backup: &Backup, instance: &Instance) -> Result<Stored, Failure> {
     let progress = Progress::default();
     let ratio = ctx
         .meta
@@ -170,7 +147,6 @@ pub async fn take(
                 let report = progress.report(reported);
                 reported = report.basis_points;
                 ctx.meta.set_backup_progress(&backup.id, &report).await?;
-                ctx.meta.heartbeat_job(job_id).await?;
             }
         }
     }
@@ -199,11 +175,7 @@ async fn take_node(
     let template = Endpoint::of(instance, &ctx.redis_tls);
     let source = match instance.mode {
         Mode::Ha => source::choose(&template, &instance.addrs, true, ctx.timeouts.connect).await?,
-        _ => Source {
-            endpoint: template,
-            role: "master",
-            master_down: None,
-        },
+        _ => Source::normal(template, Role::Master),
     };
     let source_node = source.describe();
     mark_started(ctx, backup, &source_node).await?;
@@ -239,13 +211,31 @@ async fn take_cluster(
         .collect::<Vec<_>>()
         .join(", ");
     mark_started(ctx, backup, &source_node).await?;
+    let files = pull_shards(ctx, backup, &sources, progress, ratio).await?;
+    check_unchanged(&template, instance, &before, timeout).await?;
+    Ok(Stored {
+        size: files
+            .iter()
+            .map(|f| u64::try_from(f.size).unwrap_or(0))
+            .sum(),
+        used_memory: progress.used_memory.load(Ordering::Relaxed),
+    })
+}
+
+/// One transfer per shard, `cluster_parallel` at a time. The first failure
+/// ends the backup: the other transfers are dropped (closing their links,
+/// abandoning their uploads) and the caller removes every file.
+async fn pull_shards(
+    ctx: &JobContext,
+    backup: &Backup,
+    sources: &[(&Shard, Source)],
+    progress: &Progress,
+    ratio: f64,
+) -> Result<Vec<BackupFile>, Failure> {
     let parallel = match ctx.cluster_parallel {
         0 => sources.len().min(MAX_PARALLEL_SHARDS),
         n => n,
     };
-    // The first failure ends the backup: the other transfers are dropped
-    // (closing their links, abandoning their uploads) and the caller removes
-    // every file of the backup.
     let mut waiting = sources.iter();
     let mut running = futures::stream::FuturesUnordered::new();
     let mut files = Vec::with_capacity(sources.len());
@@ -258,10 +248,19 @@ async fn take_cluster(
         }
         match running.next().await {
             Some(result) => files.push(result?),
-            None => break,
+            None => return Ok(files),
         }
     }
+}
 
+/// The files form one backup only if no master changed and none died while
+/// they were pulled.
+async fn check_unchanged(
+    template: &Endpoint,
+    instance: &Instance,
+    before: &cluster::Topology,
+    timeout: Duration,
+) -> Result<(), Failure> {
     // Every node seen at the start is a seed now: the registered one may be
     // the node that just failed.
     let mut seeds = instance.addrs.clone();
@@ -272,7 +271,7 @@ async fn take_cluster(
             }
         }
     }
-    let after = cluster::discover(&template, &seeds, timeout)
+    let after = cluster::discover(template, &seeds, timeout)
         .await
         .map_err(topology_failure)?;
     if !before.same_layout(&after) {
@@ -301,13 +300,7 @@ async fn take_cluster(
             ));
         }
     }
-    Ok(Stored {
-        size: files
-            .iter()
-            .map(|f| u64::try_from(f.size).unwrap_or(0))
-            .sum(),
-        used_memory: progress.used_memory.load(Ordering::Relaxed),
-    })
+    Ok(())
 }
 
 async fn pull_shard(
@@ -348,7 +341,7 @@ async fn pull(
     ratio: f64,
 ) -> Result<BackupFile, Failure> {
     let addr = source.endpoint.addr.clone();
-    tracing::info!(backup_id = %backup.id, node = %addr, role = source.role, "pulling snapshot");
+    tracing::info!(backup_id = %backup.id, node = %addr, role = %source.role, "pulling snapshot");
     let mut conn = Connection::open(&source.endpoint, ctx.timeouts.connect).await?;
     let used_memory = conn
         .info("memory")
@@ -362,9 +355,9 @@ async fn pull(
     let mut transfer = match source.master_down {
         None => {
             let _waiting = InStep::enter(&progress.waiting);
-            Feed::Replication(snapshot::start(conn, ctx.timeouts.snapshot).await?)
+            Feed::Replication(snapshot::start(conn, ctx.timeouts.transfer).await?)
         }
-        Some(_) => Feed::Copy(ReplicaCopy::start(conn, ctx.timeouts.snapshot.stall).await?),
+        Some(_) => Feed::Copy(ReplicaCopy::start(conn, ctx.timeouts.transfer.stall).await?),
     };
     let _moving = InStep::enter(match transfer {
         Feed::Replication(_) => &progress.moving,
@@ -382,8 +375,8 @@ async fn pull(
     progress.total.fetch_add(estimate, Ordering::Relaxed);
 
     let slots = shard.map(Shard::slot_label);
-    let name = file_name(&addr.host, addr.port, slots.as_deref(), chrono::Utc::now());
-    let key = format!("{}{name}", prefix(backup));
+    let name = object_keys::file_name(&addr.host, addr.port, slots.as_deref(), chrono::Utc::now());
+    let key = object_keys::file_key(backup, &name);
     let mut upload = ctx.objects.upload(&key).await?;
     // An S3 upload's id is recorded until it is completed or aborted, so
     // one abandoned by a crash or an unreachable store is aborted later.
@@ -426,7 +419,6 @@ async fn pull(
             .iter()
             .find(|(k, _)| k == "redis-ver")
             .map(|(_, v)| v.clone()),
-        status: "stored".into(),
     };
     ctx.meta.add_backup_file(&file).await?;
     progress.stored.fetch_add(1, Ordering::Relaxed);
@@ -491,6 +483,166 @@ async fn forget_upload(ctx: &JobContext, upload_id: Option<&str>) {
     }
 }
 
+/// Backups as jobs: the run of one, and the recovery of one whose node died.
+pub(crate) struct Backups;
+
+impl JobHandler for Backups {
+    async fn run(&self, ctx: &JobContext, job: &Job, cancel: CancellationToken) -> JobState {
+        let (backup, instance) = match load(ctx, job).await {
+            Ok(Some(found)) => found,
+            // Deleted before a worker got to it.
+            Ok(None) => return JobState::Cancelled,
+            Err(f) => {
+                tracing::error!(job_id = %job.id, error = %f, "backup job could not run");
+                record_failure(ctx, &job.target_id, &f).await;
+                return JobState::Failed;
+            }
+        };
+        let taken = tokio::select! {
+            taken = take(ctx, &backup, &instance) => taken,
+            _ = cancel.cancelled() => return interrupted(ctx, &backup).await,
+        };
+        match taken {
+            Ok(stored) => publish(ctx, &backup, &stored).await,
+            Err(f) => {
+                tracing::warn!(backup_id = %backup.id, code = f.kind.code(), error = %f, "backup failed");
+                discard(ctx, &backup).await;
+                record_failure(ctx, &backup.id, &f).await;
+                JobState::Failed
+            }
+        }
+    }
+
+    async fn recover(&self, ctx: &JobContext, job: &Job) {
+        let interrupted =
+            Failure::new(FailureKind::Interrupted, FailureKind::Interrupted.meaning());
+        record_failure(ctx, &job.target_id, &interrupted).await;
+        match ctx.meta.get_backup_by_id(&job.target_id).await {
+            Ok(Some(backup)) => remove_objects(ctx, &backup).await,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(backup_id = %job.target_id, error = %e, "recovery could not read the backup")
+            }
+        }
+    }
+}
+
+/// The backup a job works on and its instance; `None` when the backup is no
+/// longer waiting (deleted meanwhile).
+async fn load(ctx: &JobContext, job: &Job) -> Result<Option<(Backup, Instance)>, Failure> {
+    let backup = ctx
+        .meta
+        .get_backup_by_id(&job.target_id)
+        .await?
+        .ok_or_else(|| Failure::new(FailureKind::Internal, "backup record missing"))?;
+    if backup.status != BackupStatus::Waiting {
+        return Ok(None);
+    }
+    let instance = ctx
+        .meta
+        .get_instance(&backup.project_id, &backup.instance_id)
+        .await?
+        .ok_or_else(|| Failure::new(FailureKind::Internal, "instance no longer registered"))?;
+    Ok(Some((backup, instance)))
+}
+
+/// Every file stored and verified: `backuping → succeed`, unless the backup
+/// was deleted meanwhile.
+async fn publish(ctx: &JobContext, backup: &Backup, stored: &Stored) -> JobState {
+    let size = i64::try_from(stored.size).unwrap_or(i64::MAX);
+    let used_memory = i64::try_from(stored.used_memory).unwrap_or(i64::MAX);
+    match ctx.meta.succeed_backup(&backup.id, size, used_memory).await {
+        Ok(true) => {
+            tracing::info!(backup_id = %backup.id, bytes = stored.size, "backup succeeded");
+            JobState::Succeeded
+        }
+        Ok(false) => {
+            remove_objects(ctx, backup).await;
+            JobState::Cancelled
+        }
+        Err(e) => {
+            tracing::error!(backup_id = %backup.id, error = %e, "recording success failed");
+            remove_objects(ctx, backup).await;
+            record_failure(ctx, &backup.id, &e.into()).await;
+            JobState::Failed
+        }
+    }
+}
+
+/// Deleted while running, or the service is stopping: a dropped local
+/// upload removed its staging file, an S3 one is aborted by the sweep.
+async fn interrupted(ctx: &JobContext, backup: &Backup) -> JobState {
+    discard(ctx, backup).await;
+    let kind = FailureKind::Interrupted;
+    match ctx
+        .meta
+        .fail_backup(&backup.id, kind.code(), kind.meaning())
+        .await
+    {
+        Ok(true) => JobState::Failed,
+        // Already `deleted`: the cancellation was asked for.
+        Ok(false) => JobState::Cancelled,
+        Err(e) => {
+            tracing::error!(backup_id = %backup.id, error = %e, "recording the interruption failed");
+            JobState::Failed
+        }
+    }
+}
+
+/// Removes what a backup that will not succeed stored, and aborts the S3
+/// uploads of its transfers (shards stopped by another shard's failure
+/// leave theirs behind).
+async fn discard(ctx: &JobContext, backup: &Backup) {
+    remove_objects(ctx, backup).await;
+    if let Err(e) = sweep(ctx).await {
+        tracing::warn!(error = %e, "sweep after an unsuccessful backup failed");
+    }
+}
+
+async fn record_failure(ctx: &JobContext, backup_id: &str, f: &Failure) {
+    if let Err(e) = ctx
+        .meta
+        .fail_backup(backup_id, f.kind.code(), &f.message)
+        .await
+    {
+        tracing::error!(backup_id, error = %e, "recording the failure failed");
+    }
+}
+
+async fn remove_objects(ctx: &JobContext, backup: &Backup) {
+    if let Err(e) = ctx
+        .objects
+        .delete_prefix(&object_keys::backup_prefix(backup))
+        .await
+    {
+        tracing::error!(backup_id = %backup.id, error = %e, "removing partial objects failed");
+    }
+}
+
+/// Aborts multipart uploads nobody will complete (their backup failed, was
+/// deleted, or the node running it died); one the store refuses now stays
+/// recorded for the next sweep.
+pub async fn sweep(ctx: &JobContext) -> Result<usize, crate::meta::MetaError> {
+    let mut aborted = 0;
+    for upload in ctx.meta.abandoned_uploads().await? {
+        match ctx
+            .objects
+            .abort_upload(&upload.object_key, &upload.upload_id)
+            .await
+        {
+            Ok(()) => {
+                ctx.meta.remove_pending_upload(&upload.upload_id).await?;
+                tracing::info!(backup_id = %upload.backup_id, key = %upload.object_key, "abandoned upload aborted");
+                aborted += 1;
+            }
+            Err(e) => {
+                tracing::warn!(key = %upload.object_key, error = %e, "abandoned upload not aborted yet")
+            }
+        }
+    }
+    Ok(aborted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,22 +677,5 @@ mod tests {
         assert_eq!(p.stage(), "transferring (1 more waiting for the fork)");
         drop(waiting);
         assert_eq!(p.stage(), "transferring");
-    }
-
-    #[test]
-    fn dcs_file_names() {
-        let at = "2019-08-20T21:18:16Z".parse().expect("time");
-        assert_eq!(
-            file_name("192.168.63.250", 6379, None, at),
-            "redis_192.168.63.250_6379_20190820211816.rdb"
-        );
-        assert_eq!(
-            file_name("192.168.63.250", 6379, Some("10923-16383"), at),
-            "redis_192.168.63.250_6379_10923-16383_20190820211816.rdb"
-        );
-        assert_eq!(
-            file_name("::1", 7000, None, at),
-            "redis_--1_7000_20190820211816.rdb"
-        );
     }
 }

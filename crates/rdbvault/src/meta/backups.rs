@@ -1,4 +1,4 @@
-//! Backups, their files, and the backup jobs that run them.
+//! Backups and their files.
 //!
 //! Status moves only forward: `waiting → backuping → succeed | failed`, and
 //! `deleted` from anywhere. Every transition is a conditional UPDATE on the
@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::jobs::JobKind;
 use super::{Meta, MetaError, Result, from_ms, map_unique, now_ms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +98,6 @@ pub struct BackupFile {
     pub sha256: Option<String>,
     pub rdb_version: Option<i64>,
     pub redis_version: Option<String>,
-    pub status: String,
 }
 
 #[derive(Debug, Clone)]
@@ -118,14 +118,6 @@ pub struct ProgressReport {
     /// 0..=9999 while running; never lower than the last report.
     pub basis_points: i64,
     pub stage: String,
-}
-
-/// A claimed job.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub id: String,
-    pub kind: String,
-    pub target_id: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -194,21 +186,6 @@ struct JoinRow {
     f_sha256: Option<String>,
     f_rdb_version: Option<i64>,
     f_redis_version: Option<String>,
-    f_status: Option<String>,
-}
-
-#[derive(sqlx::FromRow)]
-struct FileRow {
-    backup_id: String,
-    file_name: String,
-    object_key: String,
-    slots: Option<String>,
-    source_addr: String,
-    size: i64,
-    sha256: Option<String>,
-    rdb_version: Option<i64>,
-    redis_version: Option<String>,
-    status: String,
 }
 
 const COLUMNS: &str = "id, instance_id, project_id, name, backup_type, backup_format, status, remark, \
@@ -238,15 +215,7 @@ impl Meta {
         .execute(&mut *tx)
         .await
         .map_err(map_unique)?;
-        sqlx::query(
-            "INSERT INTO jobs (id, kind, target_id, state, created_at, updated_at) \
-             VALUES ($1, 'backup', $2, 'queued', $3, $3)",
-        )
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(&id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        Meta::enqueue_job(&mut tx, JobKind::Backup, &id, now).await?;
         tx.commit().await?;
         self.get_backup_by_id(&id)
             .await?
@@ -296,59 +265,6 @@ impl Meta {
             .map(Backup::try_from)
             .collect::<Result<Vec<_>>>()?;
         Ok((usize::try_from(total).unwrap_or(0), backups))
-    }
-
-    /// Takes the oldest queued job for `owner`, if any. Safe against other
-    /// nodes claiming the same job: only one UPDATE sees it still queued.
-    pub async fn claim_job(&self, owner: &str) -> Result<Option<Job>> {
-        loop {
-            let candidate: Option<(String, String, String)> = sqlx::query_as(
-                "SELECT id, kind, target_id FROM jobs WHERE state = 'queued' ORDER BY created_at, id LIMIT 1",
-            )
-            .fetch_optional(self.pool())
-            .await?;
-            let Some((id, kind, target_id)) = candidate else {
-                return Ok(None);
-            };
-            let now = now_ms();
-            let claimed = sqlx::query(
-                "UPDATE jobs SET state = 'running', owner = $1, heartbeat_at = $2, updated_at = $2, \
-                 attempts = attempts + 1 WHERE id = $3 AND state = 'queued'",
-            )
-            .bind(owner)
-            .bind(now)
-            .bind(&id)
-            .execute(self.pool())
-            .await?;
-            if claimed.rows_affected() == 1 {
-                return Ok(Some(Job {
-                    id,
-                    kind,
-                    target_id,
-                }));
-            }
-        }
-    }
-
-    pub async fn finish_job(&self, job_id: &str, state: &str) -> Result<()> {
-        sqlx::query("UPDATE jobs SET state = $1, updated_at = $2 WHERE id = $3")
-            .bind(state)
-            .bind(now_ms())
-            .bind(job_id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    /// Keeps the job visibly alive for other nodes' crash detection.
-    pub async fn heartbeat_job(&self, job_id: &str) -> Result<()> {
-        let now = now_ms();
-        sqlx::query("UPDATE jobs SET heartbeat_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(job_id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
     }
 
     /// `waiting → backuping`; false when the backup is no longer waiting (deleted).
@@ -406,7 +322,7 @@ impl Meta {
     pub async fn add_backup_file(&self, f: &BackupFile) -> Result<()> {
         sqlx::query(
             "INSERT INTO backup_files (backup_id, file_name, object_key, slots, source_addr, size, sha256, \
-             rdb_version, redis_version, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             rdb_version, redis_version, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'stored', $10)",
         )
         .bind(&f.backup_id)
         .bind(&f.file_name)
@@ -417,7 +333,6 @@ impl Meta {
         .bind(f.sha256.as_deref())
         .bind(f.rdb_version)
         .bind(f.redis_version.as_deref())
-        .bind(&f.status)
         .bind(now_ms())
         .execute(self.pool())
         .await
@@ -436,26 +351,16 @@ impl Meta {
         let sql = format!(
             "SELECT {columns}, f.file_name AS f_file_name, f.object_key AS f_object_key, f.slots AS f_slots, \
              f.source_addr AS f_source_addr, f.size AS f_size, f.sha256 AS f_sha256, f.rdb_version AS f_rdb_version, \
-             f.redis_version AS f_redis_version, f.status AS f_status \
+             f.redis_version AS f_redis_version \
              FROM backups b LEFT JOIN backup_files f ON f.backup_id = b.id WHERE b.id = $1 ORDER BY f.file_name"
         );
         let rows: Vec<JoinRow> = sqlx::query_as(&sql).bind(id).fetch_all(self.pool()).await?;
         let mut files = Vec::with_capacity(rows.len());
         let mut backup = None;
         for r in rows {
-            if let (
-                Some(file_name),
-                Some(object_key),
-                Some(source_addr),
-                Some(size),
-                Some(status),
-            ) = (
-                r.f_file_name,
-                r.f_object_key,
-                r.f_source_addr,
-                r.f_size,
-                r.f_status,
-            ) {
+            if let (Some(file_name), Some(object_key), Some(source_addr), Some(size)) =
+                (r.f_file_name, r.f_object_key, r.f_source_addr, r.f_size)
+            {
                 files.push(BackupFile {
                     backup_id: r.backup.id.clone(),
                     file_name,
@@ -466,7 +371,6 @@ impl Meta {
                     sha256: r.f_sha256,
                     rdb_version: r.f_rdb_version,
                     redis_version: r.f_redis_version,
-                    status,
                 });
             }
             if backup.is_none() {
@@ -474,31 +378,6 @@ impl Meta {
             }
         }
         Ok(backup.map(|b| (b, files)))
-    }
-
-    pub async fn backup_files(&self, backup_id: &str) -> Result<Vec<BackupFile>> {
-        let rows: Vec<FileRow> = sqlx::query_as(
-            "SELECT backup_id, file_name, object_key, slots, source_addr, size, sha256, rdb_version, \
-             redis_version, status FROM backup_files WHERE backup_id = $1 ORDER BY file_name",
-        )
-        .bind(backup_id)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| BackupFile {
-                backup_id: r.backup_id,
-                file_name: r.file_name,
-                object_key: r.object_key,
-                slots: r.slots,
-                source_addr: r.source_addr,
-                size: r.size,
-                sha256: r.sha256,
-                rdb_version: r.rdb_version,
-                redis_version: r.redis_version,
-                status: r.status,
-            })
-            .collect())
     }
 
     /// `backuping → succeed`; false when the backup was deleted meanwhile.
@@ -562,41 +441,7 @@ impl Meta {
             .bind(id)
             .execute(self.pool())
             .await?;
-        sqlx::query("UPDATE jobs SET state = 'cancelled', updated_at = $1 WHERE target_id = $2 AND state = 'queued'")
-            .bind(now)
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        self.cancel_queued_jobs(id).await?;
         Ok(Some(before.status))
-    }
-
-    /// Backups whose job was running on `owner` (this node, before a crash
-    /// or kill) or on a node whose heartbeat stopped before `stale_before`:
-    /// marked failed with `code`, their jobs failed. Returns them so the
-    /// caller removes their partial objects.
-    pub async fn fail_orphaned_backups(
-        &self,
-        owner: &str,
-        stale_before: DateTime<Utc>,
-        code: &str,
-        msg: &str,
-    ) -> Result<Vec<Backup>> {
-        let orphans: Vec<(String, String)> = sqlx::query_as(
-            "SELECT id, target_id FROM jobs WHERE kind = 'backup' AND state = 'running' \
-             AND (owner = $1 OR heartbeat_at < $2)",
-        )
-        .bind(owner)
-        .bind(stale_before.timestamp_millis())
-        .fetch_all(self.pool())
-        .await?;
-        let mut failed = Vec::new();
-        for (job_id, backup_id) in orphans {
-            self.fail_backup(&backup_id, code, msg).await?;
-            self.finish_job(&job_id, "failed").await?;
-            if let Some(b) = self.get_backup_by_id(&backup_id).await? {
-                failed.push(b);
-            }
-        }
-        Ok(failed)
     }
 }

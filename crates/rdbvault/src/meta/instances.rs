@@ -19,7 +19,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Mode::Single => "single",
             Mode::Ha => "ha",
@@ -187,7 +187,11 @@ impl Meta {
         })
     }
 
-    pub async fn get_instance(&self, project_id: &str, id: &str) -> Result<Option<Instance>> {
+    pub(crate) async fn get_instance(
+        &self,
+        project_id: &str,
+        id: &str,
+    ) -> Result<Option<Instance>> {
         let sql = format!("SELECT {COLUMNS} FROM instances WHERE project_id = $1 AND id = $2");
         let row: Option<Row> = sqlx::query_as(&sql)
             .bind(project_id)
@@ -198,7 +202,7 @@ impl Meta {
     }
 
     /// Instances of a project, oldest first, filtered.
-    pub async fn list_instances(
+    pub(crate) async fn list_instances(
         &self,
         project_id: &str,
         filter: &InstanceFilter,
@@ -221,8 +225,8 @@ impl Meta {
     }
 
     /// Removes a registration. Refused while the instance still has backups
-    /// or restores that are not finished with, so no stored backup is orphaned.
-    pub async fn delete_instance(&self, project_id: &str, id: &str) -> Result<bool> {
+    /// that are not finished with, so no stored backup is orphaned.
+    pub(crate) async fn delete_instance(&self, project_id: &str, id: &str) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
         let exists: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM instances WHERE project_id = $1 AND id = $2")
@@ -245,17 +249,13 @@ impl Meta {
                 "{live} backup(s) still hold data; delete them first"
             )));
         }
-        // Records of finished backups and restores go with the registration.
+        // Records of finished backups go with the registration.
         sqlx::query(
             "DELETE FROM backup_files WHERE backup_id IN (SELECT id FROM backups WHERE instance_id = $1)",
         )
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM restores WHERE instance_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
         sqlx::query("DELETE FROM backups WHERE instance_id = $1")
             .bind(id)
             .execute(&mut *tx)

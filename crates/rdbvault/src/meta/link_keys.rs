@@ -1,4 +1,4 @@
-//! Keys that sign download links (see `objects::links`).
+//! Keys that sign download links (see `objects::link_signing`).
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -8,10 +8,10 @@ use super::{Meta, Result, from_ms, now_ms};
 #[derive(Clone)]
 pub struct LinkKey {
     /// Public: it travels in links as `AWSAccessKeyId`.
-    pub id: String,
-    pub secret: Vec<u8>,
-    pub created_at: DateTime<Utc>,
-    pub retired_at: Option<DateTime<Utc>>,
+    pub(crate) id: String,
+    pub(crate) secret: Vec<u8>,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) retired_at: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for LinkKey {
@@ -38,7 +38,7 @@ fn new_key() -> (String, String) {
 
 impl Meta {
     /// Every key not yet purged, newest first.
-    pub async fn link_keys(&self) -> Result<Vec<LinkKey>> {
+    pub(crate) async fn link_keys(&self) -> Result<Vec<LinkKey>> {
         let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
             "SELECT id, secret, created_at, retired_at FROM link_keys ORDER BY created_at DESC, id DESC",
         )
@@ -58,7 +58,7 @@ impl Meta {
     }
 
     /// Makes sure a key exists that signs new links.
-    pub async fn ensure_link_key(&self) -> Result<()> {
+    pub(crate) async fn ensure_link_key(&self) -> Result<()> {
         let active: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM link_keys WHERE retired_at IS NULL")
                 .fetch_one(self.pool())
@@ -92,7 +92,7 @@ impl Meta {
     }
 
     /// Forgets keys retired before `before`: no link they signed is valid any more.
-    pub async fn purge_link_keys(&self, before: DateTime<Utc>) -> Result<u64> {
+    pub(crate) async fn purge_link_keys(&self, before: DateTime<Utc>) -> Result<u64> {
         let done =
             sqlx::query("DELETE FROM link_keys WHERE retired_at IS NOT NULL AND retired_at < $1")
                 .bind(before.timestamp_millis())

@@ -1,4 +1,4 @@
-//! Metadata: instances, backups, restores and jobs, in SQLite (embedded
+//! Metadata: instances, backups, jobs and link keys, in SQLite (embedded
 //! default) or PostgreSQL (several nodes).
 //!
 //! Both backends go through sqlx's `Any` driver with one portable schema
@@ -7,10 +7,12 @@
 
 mod backups;
 mod instances;
+mod jobs;
 mod link_keys;
 mod uploads;
 
-pub use backups::{Backup, BackupFile, BackupStatus, Job, NewBackup, ProgressReport};
+pub use backups::{Backup, BackupFile, BackupStatus, NewBackup, ProgressReport};
+pub use jobs::{Job, JobKind, JobState};
 pub use instances::{Instance, InstanceFilter, Mode, NewInstance, Secret};
 pub use link_keys::LinkKey;
 pub use uploads::PendingUpload;

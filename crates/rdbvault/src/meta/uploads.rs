@@ -4,13 +4,13 @@ use super::{Meta, Result, now_ms};
 
 #[derive(Debug, Clone)]
 pub struct PendingUpload {
-    pub upload_id: String,
-    pub backup_id: String,
-    pub object_key: String,
+    pub(crate) upload_id: String,
+    pub(crate) backup_id: String,
+    pub(crate) object_key: String,
 }
 
 impl Meta {
-    pub async fn add_pending_upload(
+    pub(crate) async fn add_pending_upload(
         &self,
         upload_id: &str,
         backup_id: &str,
@@ -26,7 +26,7 @@ impl Meta {
         Ok(())
     }
 
-    pub async fn remove_pending_upload(&self, upload_id: &str) -> Result<()> {
+    pub(crate) async fn remove_pending_upload(&self, upload_id: &str) -> Result<()> {
         sqlx::query("DELETE FROM pending_uploads WHERE upload_id = $1")
             .bind(upload_id)
             .execute(self.pool())
@@ -36,7 +36,7 @@ impl Meta {
 
     /// Uploads whose backup is no longer waiting or running: nobody will
     /// complete them, so they are to be aborted.
-    pub async fn abandoned_uploads(&self) -> Result<Vec<PendingUpload>> {
+    pub(crate) async fn abandoned_uploads(&self) -> Result<Vec<PendingUpload>> {
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT p.upload_id, p.backup_id, p.object_key FROM pending_uploads p \
              LEFT JOIN backups b ON b.id = p.backup_id \

@@ -8,11 +8,16 @@
 //! S3 it is a multipart upload with a bounded number of parts in flight,
 //! completed on commit and aborted otherwise. An S3 upload has an id the
 //! caller records, so an upload abandoned by a crash or by an unreachable
-//! store can be aborted later (see `jobs::sweep`).
+//! store can be aborted later (by the sweep in `jobs`).
 
-pub mod links;
+pub mod link_signing;
 mod s3;
 pub mod sigv2;
+
+/// Transitional: `api/mod.rs` and `server.rs` still name this module
+/// `objects::links`; remove once they say `objects::link_signing`.
+#[doc(hidden)]
+pub use link_signing as links;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,7 +30,6 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 
 use crate::config::{Config, StorageKind};
-pub use s3::S3Upload;
 
 /// Parts of a streamed upload kept in flight: bounds memory to about
 /// `(PARTS_IN_FLIGHT + 1) × part size` whatever the size of the file.
@@ -48,18 +52,19 @@ pub enum ObjectError {
 #[derive(Clone)]
 pub struct Objects {
     store: Arc<dyn ObjectStore>,
-    backend: Backend,
+    storage: Storage,
     bucket: String,
 }
 
+/// Which store holds the objects, with what only that one needs.
 #[derive(Clone)]
-enum Backend {
+enum Storage {
     /// Staging files of interrupted uploads live beside their final names
     /// under `root` and are swept from there.
     Local {
         root: PathBuf,
     },
-    S3(Arc<s3::S3Backend>),
+    S3(Arc<s3::S3Storage>),
 }
 
 impl Objects {
@@ -71,11 +76,11 @@ impl Objects {
                 Objects::local(config.data_dir.join("objects"), config.bucket.clone())?
             }
             StorageKind::S3 => {
-                let backend = Arc::new(s3::S3Backend::new(&config.s3, &config.bucket)?);
-                let store: Arc<dyn ObjectStore> = backend.store();
+                let s3 = Arc::new(s3::S3Storage::new(&config.s3, &config.bucket)?);
+                let store: Arc<dyn ObjectStore> = s3.store();
                 Objects {
                     store,
-                    backend: Backend::S3(backend),
+                    storage: Storage::S3(s3),
                     bucket: config.bucket.clone(),
                 }
             }
@@ -85,14 +90,14 @@ impl Objects {
     }
 
     /// The local filesystem store under `root` (created if missing).
-    pub fn local(root: PathBuf, bucket: String) -> Result<Objects, ObjectError> {
+    fn local(root: PathBuf, bucket: String) -> Result<Objects, ObjectError> {
         std::fs::create_dir_all(&root)?;
         let store = LocalFileSystem::new_with_prefix(&root)?
             .with_fsync(true)
             .with_automatic_cleanup(true);
         Ok(Objects {
             store: Arc::new(store),
-            backend: Backend::Local { root },
+            storage: Storage::Local { root },
             bucket,
         })
     }
@@ -131,19 +136,15 @@ impl Objects {
         Ok(())
     }
 
-    pub fn bucket(&self) -> &str {
+    pub(crate) fn bucket(&self) -> &str {
         &self.bucket
     }
 
-    pub fn is_local(&self) -> bool {
-        matches!(self.backend, Backend::Local { .. })
-    }
-
     /// Where `key` lives in the bucket (S3 adds the configured prefix).
-    pub fn bucket_key(&self, key: &str) -> String {
-        match &self.backend {
-            Backend::Local { .. } => key.to_string(),
-            Backend::S3(s3) => format!("{}{key}", s3.prefix()),
+    pub(crate) fn bucket_key(&self, key: &str) -> String {
+        match &self.storage {
+            Storage::Local { .. } => key.to_string(),
+            Storage::S3(s3) => format!("{}{key}", s3.prefix()),
         }
     }
 
@@ -152,10 +153,10 @@ impl Objects {
         ObjectPath::parse(&full).map_err(|_| ObjectError::BadKey(full))
     }
 
-    /// The file behind `key` on the local backend (`None` elsewhere). The
+    /// The file behind `key` of the local store (`None` on S3). The
     /// key comes from the metadata store, never from a URL.
-    pub fn local_path(&self, key: &str) -> Option<PathBuf> {
-        let Backend::Local { root } = &self.backend else {
+    pub(crate) fn local_path(&self, key: &str) -> Option<PathBuf> {
+        let Storage::Local { root } = &self.storage else {
             return None;
         };
         let path = self.path(key).ok()?;
@@ -165,12 +166,12 @@ impl Objects {
     /// Starts a streamed upload to `key`; nothing is visible until `commit`.
     pub async fn upload(&self, key: &str) -> Result<Upload, ObjectError> {
         let path = self.path(key)?;
-        let inner = match &self.backend {
-            Backend::Local { .. } => {
+        let inner = match &self.storage {
+            Storage::Local { .. } => {
                 let upload = self.store.put_multipart(&path).await?;
                 Inner::Local(WriteMultipart::new_with_chunk_size(upload, LOCAL_PART_SIZE))
             }
-            Backend::S3(s3) => Inner::S3(s3.start_upload(path, PARTS_IN_FLIGHT).await?),
+            Storage::S3(s3) => Inner::S3(s3.start_upload(path, PARTS_IN_FLIGHT).await?),
         };
         Ok(Upload {
             inner: Some(inner),
@@ -180,50 +181,33 @@ impl Objects {
 
     /// Aborts an S3 multipart upload left behind (no-op locally, where an
     /// interrupted upload is a staging file that `delete_prefix` removes).
-    pub async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), ObjectError> {
-        match &self.backend {
-            Backend::Local { .. } => Ok(()),
-            Backend::S3(s3) => s3.abort(&self.path(key)?, upload_id).await,
+    pub(crate) async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), ObjectError> {
+        match &self.storage {
+            Storage::Local { .. } => Ok(()),
+            Storage::S3(s3) => s3.abort(&self.path(key)?, upload_id).await,
         }
     }
 
     /// A link the store itself verifies (S3), or `None` for the local store
-    /// (whose links rdbvault signs and serves: see [`links`]).
-    pub async fn presigned_get(
+    /// (whose links rdbvault signs and serves: see [`link_signing`]).
+    pub(crate) async fn presigned_get(
         &self,
         key: &str,
         file_name: &str,
         expires_in: Duration,
     ) -> Result<Option<String>, ObjectError> {
-        match &self.backend {
-            Backend::Local { .. } => Ok(None),
-            Backend::S3(s3) => Ok(Some(
+        match &self.storage {
+            Storage::Local { .. } => Ok(None),
+            Storage::S3(s3) => Ok(Some(
                 s3.presign_get(&self.path(key)?, file_name, expires_in)
                     .await?,
             )),
         }
     }
 
-    pub async fn size(&self, key: &str) -> Result<Option<u64>, ObjectError> {
-        match self.store.head(&self.path(key)?).await {
-            Ok(meta) => Ok(Some(meta.size)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Streams an object's bytes.
-    pub async fn get(
-        &self,
-        key: &str,
-    ) -> Result<impl futures::Stream<Item = Result<Bytes, ObjectError>> + use<>, ObjectError> {
-        let result = self.store.get(&self.path(key)?).await?;
-        Ok(result.into_stream().map_err(ObjectError::from))
-    }
-
     /// Removes every object under `prefix` (`a/b/` removes `a/b/*`), and on
-    /// the local backend any staging file an interrupted upload left there.
-    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, ObjectError> {
+    /// the local store any staging file an interrupted upload left there.
+    pub(crate) async fn delete_prefix(&self, prefix: &str) -> Result<usize, ObjectError> {
         let path = self.path(prefix.trim_end_matches('/'))?;
         let keys: Vec<ObjectPath> = self
             .store
@@ -238,7 +222,7 @@ impl Objects {
                 Err(e) => return Err(e.into()),
             }
         }
-        if let Backend::Local { root } = &self.backend {
+        if let Storage::Local { root } = &self.storage {
             let dir = root.join(path.as_ref());
             match tokio::fs::remove_dir_all(&dir).await {
                 Ok(()) => {}
@@ -247,25 +231,6 @@ impl Objects {
             }
         }
         Ok(count)
-    }
-
-    /// Keys under `prefix` (without the store's own prefix), sorted.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectError> {
-        let path = self.path(prefix.trim_end_matches('/'))?;
-        let strip = self.bucket_key("");
-        let mut keys: Vec<String> = self
-            .store
-            .list(Some(&path))
-            .map_ok(|m| {
-                m.location
-                    .to_string()
-                    .trim_start_matches(strip.as_str())
-                    .to_string()
-            })
-            .try_collect()
-            .await?;
-        keys.sort();
-        Ok(keys)
     }
 }
 
@@ -278,13 +243,13 @@ pub struct Upload {
 
 enum Inner {
     Local(WriteMultipart),
-    S3(S3Upload),
+    S3(s3::S3Upload),
 }
 
 impl Upload {
     /// The store's id of this upload, to record until it is committed or
     /// aborted (S3 only).
-    pub fn id(&self) -> Option<&str> {
+    pub(crate) fn id(&self) -> Option<&str> {
         match &self.inner {
             Some(Inner::S3(u)) => Some(u.id()),
             _ => None,
@@ -310,7 +275,7 @@ impl Upload {
         Ok(())
     }
 
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.bytes
     }
 
@@ -330,7 +295,7 @@ impl Upload {
 
     /// Discards everything written. An error means the store still holds
     /// the upload (S3 unreachable, say): keep its id for the sweep.
-    pub async fn abort(mut self) -> Result<(), ObjectError> {
+    pub(crate) async fn abort(mut self) -> Result<(), ObjectError> {
         match self.inner.take() {
             Some(Inner::Local(w)) => w.abort().await.map_err(ObjectError::from),
             Some(Inner::S3(u)) => u.abort().await,

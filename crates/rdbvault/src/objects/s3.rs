@@ -1,4 +1,4 @@
-//! The S3-compatible backend: object_store's `AmazonS3` for every request,
+//! The S3-compatible store: object_store's `AmazonS3` for every request,
 //! its `MultipartStore` for uploads whose id we must keep, its SigV4 signer
 //! for links, and [`sigv2`](super::sigv2) for the seed's V2 links.
 
@@ -16,7 +16,7 @@ use super::ObjectError;
 use super::sigv2::V2Link;
 use crate::config::{LinkSigning, S3Config};
 
-pub(super) struct S3Backend {
+pub(super) struct S3Storage {
     store: Arc<AmazonS3>,
     bucket: String,
     prefix: String,
@@ -29,8 +29,8 @@ pub(super) struct S3Backend {
     part_size: usize,
 }
 
-impl S3Backend {
-    pub(super) fn new(c: &S3Config, bucket: &str) -> Result<S3Backend, ObjectError> {
+impl S3Storage {
+    pub(super) fn new(c: &S3Config, bucket: &str) -> Result<S3Storage, ObjectError> {
         let err = |m: String| ObjectError::Config(m);
         if c.endpoint.is_empty() {
             return Err(err("storage = \"s3\" needs s3.endpoint".into()));
@@ -77,7 +77,7 @@ impl S3Backend {
         if !prefix.is_empty() {
             prefix.push('/');
         }
-        Ok(S3Backend {
+        Ok(S3Storage {
             store: Arc::new(store),
             bucket: bucket.to_string(),
             prefix,
@@ -166,7 +166,7 @@ impl S3Backend {
 
 /// A multipart upload with at most `max_in_flight` parts being sent while
 /// the next one fills: memory is bounded by `(max_in_flight + 1) × part_size`.
-pub struct S3Upload {
+pub(super) struct S3Upload {
     store: Arc<AmazonS3>,
     path: ObjectPath,
     id: String,
@@ -179,7 +179,7 @@ pub struct S3Upload {
 }
 
 impl S3Upload {
-    pub fn id(&self) -> &str {
+    pub(super) fn id(&self) -> &str {
         &self.id
     }
 

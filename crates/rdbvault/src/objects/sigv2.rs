@@ -38,7 +38,7 @@ pub struct V2Link<'a> {
 }
 
 impl V2Link<'_> {
-    pub fn string_to_sign(&self) -> String {
+    fn string_to_sign(&self) -> String {
         let mut overrides: Vec<&(&str, String)> = self.overrides.iter().collect();
         overrides.sort_by(|a, b| a.0.cmp(b.0));
         let sub: Vec<String> = overrides.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -53,7 +53,7 @@ impl V2Link<'_> {
         )
     }
 
-    pub fn signature(&self) -> String {
+    fn signature(&self) -> String {
         // HMAC takes keys of any length.
         let mut mac = Hmac::<Sha1>::new_from_slice(self.secret_key.as_bytes())
             .expect("HMAC takes keys of any length");

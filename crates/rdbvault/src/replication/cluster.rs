@@ -8,9 +8,9 @@ use super::conn::{ConnError, Connection, Endpoint};
 use super::resp::Reply;
 use crate::redis_addr::RedisAddr;
 
-pub const SLOTS: u32 = 16384;
+pub(crate) const SLOTS: u32 = 16384;
 /// A backup holds one file per shard and a links answer at most 64 links.
-pub const MAX_SHARDS: usize = 64;
+pub(crate) const MAX_SHARDS: usize = 64;
 
 /// The slot of a key: CRC16 (XMODEM) of the key, or of its non-empty
 /// `{hash tag}`, mod 16384, as Redis Cluster routes it.
@@ -37,25 +37,25 @@ pub fn key_slot(key: &[u8]) -> u16 {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
-    pub id: String,
-    pub addr: RedisAddr,
+pub(crate) struct Node {
+    pub(crate) id: String,
+    pub(crate) addr: RedisAddr,
     /// Not flagged as failed by the cluster.
-    pub healthy: bool,
+    pub(crate) healthy: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shard {
-    pub master: Node,
-    pub replicas: Vec<Node>,
+    pub(crate) master: Node,
+    pub(crate) replicas: Vec<Node>,
     /// Inclusive ranges, sorted.
-    pub slots: Vec<(u16, u16)>,
+    pub(crate) slots: Vec<(u16, u16)>,
 }
 
 impl Shard {
     /// `0-5460`, or `0-99.200-5460` for several ranges: file-name and URL safe,
     /// and `_`-free so it stays one field of the DCS file name.
-    pub fn slot_label(&self) -> String {
+    pub(crate) fn slot_label(&self) -> String {
         self.slots
             .iter()
             .map(|(a, b)| format!("{a}-{b}"))
@@ -69,13 +69,13 @@ impl Shard {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topology {
+pub(crate) struct Topology {
     /// Sorted by first slot.
-    pub shards: Vec<Shard>,
+    pub(crate) shards: Vec<Shard>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum TopologyError {
+pub(crate) enum TopologyError {
     #[error(transparent)]
     Conn(#[from] ConnError),
     #[error("{0}")]
@@ -88,7 +88,7 @@ pub enum TopologyError {
 
 impl Topology {
     /// The same shards with the same masters and slots: nothing moved.
-    pub fn same_layout(&self, other: &Topology) -> bool {
+    pub(crate) fn same_layout(&self, other: &Topology) -> bool {
         let key = |t: &Topology| -> Vec<(String, Vec<(u16, u16)>)> {
             t.shards
                 .iter()
@@ -119,7 +119,7 @@ impl Topology {
 }
 
 /// The topology as the first seed that answers sees it.
-pub async fn discover(
+pub(crate) async fn discover(
     template: &Endpoint,
     seeds: &[RedisAddr],
     timeout: Duration,
@@ -204,7 +204,7 @@ fn node_addr(ip: &str, port: i64, seed: &RedisAddr) -> Option<RedisAddr> {
     Some(RedisAddr { host, port })
 }
 
-pub fn parse_shards(items: &[Reply], seed: &RedisAddr) -> Result<Vec<Shard>, TopologyError> {
+pub(crate) fn parse_shards(items: &[Reply], seed: &RedisAddr) -> Result<Vec<Shard>, TopologyError> {
     let bad = |why: &str| TopologyError::Malformed(format!("CLUSTER SHARDS: {why}"));
     let mut shards = Vec::new();
     for shard in items {
@@ -261,7 +261,7 @@ pub fn parse_shards(items: &[Reply], seed: &RedisAddr) -> Result<Vec<Shard>, Top
 }
 
 /// `<id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch> <link> <slot>...`
-pub fn parse_nodes(text: &str, seed: &RedisAddr) -> Result<Vec<Shard>, TopologyError> {
+pub(crate) fn parse_nodes(text: &str, seed: &RedisAddr) -> Result<Vec<Shard>, TopologyError> {
     struct Line {
         id: String,
         master_of: String,
@@ -339,12 +339,36 @@ mod tests {
 
     #[test]
     fn key_slots_as_redis_computes_them() {
-        // Values from CLUSTER KEYSLOT on a live server.
+        // The cluster spec's CRC16 check value: CRC16("123456789") = 0x31C3.
+        assert_eq!(key_slot(b"123456789"), 0x31C3);
+        assert_eq!(key_slot(b"123456789"), 12739);
+        // Every number below is CLUSTER KEYSLOT of a live Redis 7.0
+        // (tests/cluster.rs checks the same keys against a live server).
         assert_eq!(key_slot(b"foo"), 12182);
         assert_eq!(key_slot(b"bar"), 5061);
-        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
-        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
+        assert_eq!(key_slot(b"somekey"), 11058);
+        assert_eq!(key_slot(b""), 0);
+        // A hash tag: only what is between the first `{` and the next `}`.
+        assert_eq!(key_slot(b"user1000"), 3443);
+        assert_eq!(key_slot(b"{user1000}.following"), 3443);
+        assert_eq!(key_slot(b"{user1000}.followers"), 3443);
+        assert_eq!(key_slot(b"foo{hash_tag}"), 2515);
+        assert_eq!(key_slot(b"bar{hash_tag}"), 2515);
+        // The first `}` after the first `{` closes the tag, so `{bar` is hashed.
+        assert_eq!(key_slot(b"{bar"), 4015);
+        assert_eq!(key_slot(b"foo{{bar}}zap"), 4015);
+        // Only the first tag counts.
+        assert_eq!(key_slot(b"foo{bar}{zap}"), 5061);
+        // An empty tag `{}` means no tag: the whole key is hashed, not `bar`.
+        assert_eq!(key_slot(b"foo{}{bar}"), 8363);
         assert_ne!(key_slot(b"foo{}{bar}"), key_slot(b"bar"));
+        assert_eq!(key_slot(b"{}"), 15257);
+        // Unbalanced braces: no tag.
+        assert_eq!(key_slot(b"{"), 4092);
+        assert_eq!(key_slot(b"}"), 12090);
+        // A `}` before the first `{` does not close anything.
+        assert_eq!(key_slot(b"a}{b}"), 3300);
+        assert_eq!(key_slot(b"a}{b}"), key_slot(b"b"));
     }
 
     #[test]

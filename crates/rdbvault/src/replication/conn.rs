@@ -24,7 +24,7 @@ pub struct Endpoint {
 impl Endpoint {
     /// How to reach a registered instance (its first address); `tls` is used
     /// when the instance is registered with TLS.
-    pub fn of(
+    pub(crate) fn of(
         instance: &crate::meta::Instance,
         tls: &Arc<tokio_rustls::rustls::ClientConfig>,
     ) -> Endpoint {
@@ -37,7 +37,7 @@ impl Endpoint {
     }
 
     /// Another node of the same deployment: same credentials and TLS.
-    pub fn at(&self, addr: &RedisAddr) -> Endpoint {
+    pub(crate) fn at(&self, addr: &RedisAddr) -> Endpoint {
         Endpoint {
             addr: addr.clone(),
             ..self.clone()
@@ -99,13 +99,13 @@ impl ConnError {
     /// True when the server refused our credentials or permissions, as
     /// opposed to a network or protocol failure: another node of the same
     /// deployment would refuse them too.
-    pub fn is_auth(&self) -> bool {
+    pub(crate) fn is_auth(&self) -> bool {
         matches!(self, ConnError::Auth(_) | ConnError::NoPermission { .. })
     }
 
     /// The error for a server's `-ERR...` answer to `args`: a missing ACL
     /// right and a missing login are told apart from other refusals.
-    pub fn refused(addr: &str, args: &[&[u8]], message: String) -> ConnError {
+    pub(crate) fn refused(addr: &str, args: &[&[u8]], message: String) -> ConnError {
         if message.starts_with("NOPERM") {
             let command = command_name(args);
             ConnError::NoPermission {
@@ -179,12 +179,12 @@ impl Connection {
         Ok(conn)
     }
 
-    pub fn addr(&self) -> &str {
+    pub(crate) fn addr(&self) -> &str {
         &self.addr
     }
 
     /// Sends a command and returns the reply as it came, errors included.
-    pub async fn request(&mut self, args: &[&[u8]]) -> Result<Reply, ConnError> {
+    pub(crate) async fn request(&mut self, args: &[&[u8]]) -> Result<Reply, ConnError> {
         let addr = self.addr.clone();
         let resp_err = |source| ConnError::Resp {
             addr: addr.clone(),
@@ -209,7 +209,7 @@ impl Connection {
 
     /// Sends `commands` in one write and reads their replies in order, bulk
     /// strings up to `max_bulk` bytes, all within `timeout`.
-    pub async fn pipeline(
+    pub(crate) async fn pipeline(
         &mut self,
         commands: &[Vec<&[u8]>],
         max_bulk: usize,
@@ -253,7 +253,7 @@ impl Connection {
     }
 
     /// Sends a command whose answer is not a reply (`SYNC` answers with the payload).
-    pub async fn send_only(&mut self, args: &[&[u8]]) -> Result<(), ConnError> {
+    pub(crate) async fn send_only(&mut self, args: &[&[u8]]) -> Result<(), ConnError> {
         let addr = self.addr.clone();
         let io = |e: std::io::Error| ConnError::Resp {
             addr: addr.clone(),
@@ -280,13 +280,16 @@ impl Connection {
     }
 
     /// `INFO <section>` parsed into `field -> value`.
-    pub async fn info(&mut self, section: &str) -> Result<HashMap<String, String>, ConnError> {
+    pub(crate) async fn info(
+        &mut self,
+        section: &str,
+    ) -> Result<HashMap<String, String>, ConnError> {
         let reply = self.command(&[b"INFO", section.as_bytes()]).await?;
         let text = reply.into_string().unwrap_or_default();
         Ok(parse_info(&text))
     }
 
-    pub async fn shutdown(mut self) {
+    pub(crate) async fn shutdown(mut self) {
         let _ = self.stream.shutdown().await;
     }
 }
@@ -308,7 +311,7 @@ fn command_name(args: &[&[u8]]) -> String {
     }
 }
 
-pub fn parse_info(text: &str) -> HashMap<String, String> {
+pub(crate) fn parse_info(text: &str) -> HashMap<String, String> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.split_once(':'))

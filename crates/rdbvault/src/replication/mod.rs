@@ -3,9 +3,9 @@
 //! handshake that pulls an RDB snapshot.
 
 pub mod cluster;
-pub mod conn;
+pub(crate) mod conn;
 pub mod copy;
-pub mod probe;
+pub(crate) mod probe;
 pub mod resp;
 pub mod snapshot;
 pub mod source;

@@ -7,29 +7,23 @@ use super::resp::Reply;
 
 /// What `INFO` tells about a node, as the API and the backup planner need it.
 #[derive(Debug, Clone, Default)]
-pub struct NodeInfo {
-    pub redis_version: String,
-    /// `master` or `slave`.
-    pub role: String,
-    pub cluster_enabled: bool,
-    pub used_memory: u64,
-    pub maxmemory: u64,
-    pub connected_replicas: u32,
-    /// Databases that hold keys (from the keyspace section).
-    pub keyspace_dbs: u32,
+pub(crate) struct NodeInfo {
+    pub(crate) redis_version: String,
+    pub(crate) cluster_enabled: bool,
+    pub(crate) used_memory: u64,
+    pub(crate) maxmemory: u64,
+    pub(crate) connected_replicas: u32,
     /// Configured number of databases (16 when CONFIG is not allowed).
-    pub databases: u32,
+    pub(crate) databases: u32,
     /// Masters serving slots (cluster mode only).
-    pub cluster_size: u32,
-    /// `ok` or `fail` (cluster mode only).
-    pub cluster_state: String,
+    pub(crate) cluster_size: u32,
     /// For a replica cut off from its master: which master, since when.
-    pub master_down: Option<super::copy::Frozen>,
+    pub(crate) master_down: Option<super::copy::Frozen>,
 }
 
 impl NodeInfo {
     /// `7.0` from `7.0.15`: DCS reports major.minor as `engine_version`.
-    pub fn engine_version(&self) -> String {
+    pub(crate) fn engine_version(&self) -> String {
         self.redis_version
             .split('.')
             .take(2)
@@ -38,7 +32,7 @@ impl NodeInfo {
     }
 }
 
-pub async fn probe(endpoint: &Endpoint, timeout: Duration) -> Result<NodeInfo, ConnError> {
+pub(crate) async fn probe(endpoint: &Endpoint, timeout: Duration) -> Result<NodeInfo, ConnError> {
     let mut conn = Connection::open(endpoint, timeout).await?;
     let info = conn.info("everything").await?;
     let num = |k: &str| info.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
@@ -64,19 +58,11 @@ pub async fn probe(endpoint: &Endpoint, timeout: Duration) -> Result<NodeInfo, C
             .get("cluster_size")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
-        cluster_state: cluster.get("cluster_state").cloned().unwrap_or_default(),
         redis_version: info.get("redis_version").cloned().unwrap_or_default(),
-        role: info.get("role").cloned().unwrap_or_default(),
         cluster_enabled,
         used_memory: num("used_memory"),
         maxmemory: num("maxmemory"),
         connected_replicas: u32::try_from(num("connected_slaves")).unwrap_or(0),
-        keyspace_dbs: u32::try_from(info.keys().filter(|k| is_db_key(k)).count()).unwrap_or(0),
         master_down: super::copy::Frozen::from_info(&info),
     })
-}
-
-fn is_db_key(k: &str) -> bool {
-    k.strip_prefix("db")
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }

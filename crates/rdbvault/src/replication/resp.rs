@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 const MAX_LINE: usize = 64 * 1024;
 /// Largest bulk string we read into memory (INFO, CLUSTER NODES, ...). RDB
 /// payloads are never read through here: they are streamed.
-pub const MAX_BULK: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_BULK: usize = 64 * 1024 * 1024;
 const MAX_ARRAY: usize = 1024 * 1024;
 const MAX_DEPTH: usize = 8;
 
@@ -23,7 +23,7 @@ pub enum Reply {
 }
 
 impl Reply {
-    pub fn as_bytes(&self) -> Option<&[u8]> {
+    pub(crate) fn as_bytes(&self) -> Option<&[u8]> {
         match self {
             Reply::Simple(s) => Some(s.as_bytes()),
             Reply::Bulk(Some(b)) => Some(b),
@@ -51,7 +51,7 @@ pub enum RespError {
 }
 
 /// `*N\r\n$len\r\narg\r\n...`
-pub fn encode_command(args: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn encode_command(args: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
     out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
     for arg in args {
@@ -63,7 +63,7 @@ pub fn encode_command(args: &[&[u8]]) -> Vec<u8> {
 }
 
 /// Reads one line without its `\r\n`, refusing lines over [`MAX_LINE`].
-pub async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Vec<u8>, RespError> {
+pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Vec<u8>, RespError> {
     let mut line = Vec::new();
     loop {
         let buf = r.fill_buf().await?;
@@ -100,13 +100,13 @@ fn parse_int(digits: &[u8]) -> Result<i64, RespError> {
         })
 }
 
-pub async fn read_reply<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Reply, RespError> {
+pub(crate) async fn read_reply<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Reply, RespError> {
     read_nested(r, 0, MAX_BULK).await
 }
 
 /// Like [`read_reply`], with bulk strings up to `max_bulk` bytes (`DUMP` of
 /// one large value can pass [`MAX_BULK`]).
-pub async fn read_reply_up_to<R: AsyncBufRead + Unpin>(
+pub(crate) async fn read_reply_up_to<R: AsyncBufRead + Unpin>(
     r: &mut R,
     max_bulk: usize,
 ) -> Result<Reply, RespError> {
@@ -173,7 +173,7 @@ async fn read_nested<R: AsyncBufRead + Unpin>(
     }
 }
 
-pub fn eof_is_closed(e: std::io::Error) -> RespError {
+pub(crate) fn eof_is_closed(e: std::io::Error) -> RespError {
     if e.kind() == std::io::ErrorKind::UnexpectedEof {
         RespError::Closed
     } else {

@@ -31,7 +31,7 @@ const EOF_MARK_LEN: usize = 40;
 const CHUNK: usize = 256 * 1024;
 
 #[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
+pub struct TransferTimeouts {
     /// From the sync command to the first payload byte: the master forks and,
     /// for disk-based transfers, writes the whole file first.
     pub first_byte: Duration,
@@ -101,7 +101,7 @@ pub struct Transfer {
 }
 
 /// Sends the handshake and waits for the payload header.
-pub async fn start(mut conn: Connection, timeouts: Timeouts) -> Result<Transfer, SnapshotError> {
+pub async fn start(mut conn: Connection, timeouts: TransferTimeouts) -> Result<Transfer, SnapshotError> {
     let addr = conn.addr().to_string();
     // Old servers answer these with an error; that only means no diskless/psync2.
     for replconf in [
@@ -289,11 +289,6 @@ fn resp_error(addr: &str, e: RespError) -> SnapshotError {
 impl Transfer {
     pub fn addr(&self) -> &str {
         self.conn.addr()
-    }
-
-    /// Payload bytes handed out so far.
-    pub fn received(&self) -> u64 {
-        self.received
     }
 
     /// The next piece of the payload, or `None` once it is complete. The

@@ -14,11 +14,26 @@ use crate::redis_addr::RedisAddr;
 /// A replica lagging more than this many seconds is not a backup source.
 pub const MAX_REPLICA_LAG_SECS: u64 = 10;
 
+/// The part a node plays in its deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Master,
+    Replica,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Master => "master",
+            Role::Replica => "replica",
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Source {
     pub endpoint: Endpoint,
-    /// `master` or `replica`.
-    pub role: &'static str,
+    pub role: Role,
     /// Set when the instance's master is down and this replica, cut off
     /// from it, is the most up-to-date copy left: it cannot be synced from
     /// and is copied key by key ([`super::copy`]).
@@ -26,7 +41,7 @@ pub struct Source {
 }
 
 impl Source {
-    fn normal(endpoint: Endpoint, role: &'static str) -> Source {
+    pub fn normal(endpoint: Endpoint, role: Role) -> Source {
         Source {
             endpoint,
             role,
@@ -144,7 +159,7 @@ pub async fn choose(
             let endpoint = with_addr(&replica.addr);
             match info_replication(&endpoint, timeout).await {
                 Ok(info) if info.get("master_link_status").map(String::as_str) == Some("up") => {
-                    return Ok(Source::normal(endpoint, "replica"));
+                    return Ok(Source::normal(endpoint, Role::Replica));
                 }
                 Ok(_) => tracing::info!(replica = %replica.addr, "replica link is down; skipped"),
                 Err(e) => {
@@ -153,7 +168,7 @@ pub async fn choose(
             }
         }
     }
-    Ok(Source::normal(with_addr(&master_addr), "master"))
+    Ok(Source::normal(with_addr(&master_addr), Role::Master))
 }
 
 /// The master cannot be reached. A replica still linked to it (rdbvault is
@@ -167,7 +182,7 @@ fn without_master(
         .iter()
         .find(|(_, info)| info.get("master_link_status").map(String::as_str) == Some("up"))
     {
-        return Some(Source::normal(template.at(addr), "replica"));
+        return Some(Source::normal(template.at(addr), Role::Replica));
     }
     let (addr, frozen) = replicas
         .into_iter()
@@ -177,7 +192,7 @@ fn without_master(
         down_secs = frozen.down_secs, "the master is down: copying its most up-to-date replica");
     Some(Source {
         endpoint: template.at(&addr),
-        role: "replica",
+        role: Role::Replica,
         master_down: Some(frozen),
     })
 }
@@ -214,7 +229,7 @@ pub async fn choose_in_shard(
                     _ => false,
                 };
                 if up && caught_up {
-                    return Ok(Source::normal(endpoint, "replica"));
+                    return Ok(Source::normal(endpoint, Role::Replica));
                 }
                 tracing::info!(replica = %replica.addr, up, ?offset, ?master_offset, "replica not in sync; skipped");
             }
@@ -224,7 +239,7 @@ pub async fn choose_in_shard(
             }
         }
     }
-    Ok(Source::normal(master, "master"))
+    Ok(Source::normal(master, Role::Master))
 }
 
 #[cfg(test)]

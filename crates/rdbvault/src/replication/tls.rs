@@ -15,7 +15,7 @@ pub struct TlsConfigError {
     reason: String,
 }
 
-pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsConfigError> {
+pub(crate) fn client_config(extra_ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsConfigError> {
     let mut roots = RootCertStore::empty();
     // Unreadable system certificates are skipped: a private CA may be all that is needed.
     for cert in rustls_native_certs::load_native_certs().certs {

@@ -1256,3 +1256,76 @@ impl RedisCluster {
 }
 
 pub use rdbvault::replication::cluster::key_slot;
+
+/// Polls `probe` (every 50 ms) until it gives `Some`, and returns that;
+/// fails the test naming `what` once `timeout` has passed. For waiting on a
+/// condition rather than for a time that hopes it came about.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl TestServer {
+    /// Polls a running backup's record until `holds(record)`, and returns
+    /// that record; fails the test if the backup ends first.
+    pub async fn wait_backup_until(
+        &self,
+        instance: &str,
+        backup: &str,
+        what: &str,
+        holds: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let record = self.backup_record(instance, backup).await;
+            if holds(&record) {
+                return record;
+            }
+            assert!(
+                record["status"] == "waiting" || record["status"] == "backuping",
+                "the backup ended before {what}: {record}"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {record}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every transfer of a running backup has its payload
+    /// flowing (the record's stage is `transferring`: no source is still
+    /// connecting or waiting for its fork).
+    pub async fn wait_backup_transferring(
+        &self,
+        instance: &str,
+        backup: &str,
+    ) -> serde_json::Value {
+        self.wait_backup_until(instance, backup, "every payload flowing", |r| {
+            r["status"] == "backuping" && r["stage"] == "transferring"
+        })
+        .await
+    }
+}
+
+impl RedisServer {
+    /// `connected_slaves` of `INFO replication`: the replicas (a backup's
+    /// transfer among them) this server is feeding.
+    pub fn connected_replicas(&self) -> usize {
+        self.cli(&["INFO", "replication"])
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_slaves:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}

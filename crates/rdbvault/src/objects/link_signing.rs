@@ -1,4 +1,6 @@
-//! Download links of the local store, in the shape of the seed's example:
+//! Signing and verifying the download links of the local store (the
+//! ListBackupFileLinks operation itself is `api::links`), in the shape of the
+//! seed's example:
 //! `{public_url}/{bucket}/{key}?AWSAccessKeyId=<key id>&Expires=<unix s>&Signature=<b64>`.
 //!
 //! The signature is HMAC-SHA256 over `GET\n{path}\n{expires}` with a
@@ -22,7 +24,7 @@ use subtle::ConstantTimeEq;
 use crate::meta::{LinkKey, Meta, MetaError};
 
 /// The longest validity a link can be given (ListBackupFileLinks allows 86400 s).
-pub const MAX_LINK_SECS: i64 = 86_400;
+pub(crate) const MAX_LINK_SECS: i64 = 86_400;
 /// Unknown key ids trigger a reload (another node may have rotated), at most this often.
 const RELOAD_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 /// Keys are re-read this often anyway, to pick up rotations by other nodes.
@@ -62,7 +64,7 @@ pub struct LinkSigner {
 }
 
 /// What a presented link carries, from its query string.
-pub struct Presented<'a> {
+pub struct LinkQuery<'a> {
     pub key_id: Option<&'a str>,
     pub expires: Option<&'a str>,
     pub signature: Option<&'a str>,
@@ -147,7 +149,7 @@ impl LinkSigner {
     pub async fn verify(
         &self,
         path: &str,
-        p: &Presented<'_>,
+        p: &LinkQuery<'_>,
         now: DateTime<Utc>,
     ) -> Result<(), VerifyError> {
         let (Some(key_id), Some(expires_raw), Some(signature)) = (p.key_id, p.expires, p.signature)
