@@ -155,7 +155,7 @@ pub enum LinkSigning {
     /// AWS Signature Version 4 query auth (`X-Amz-*`), object_store's signer.
     #[default]
     V4,
-    /// The seed's style: `AWSAccessKeyId`, `Expires`, `Signature` (HMAC-SHA1).
+    /// The style of the DCS ListBackupFileLinks example link: `AWSAccessKeyId`, `Expires`, `Signature` (HMAC-SHA1).
     V2,
 }
 

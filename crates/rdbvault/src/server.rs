@@ -14,7 +14,7 @@ use crate::jobs::background::Background;
 use crate::jobs::{self, JobContext, RedisTimeouts, Workers};
 use crate::meta::Meta;
 use crate::objects::Objects;
-use crate::objects::links::{LinkSigner, MAX_LINK_SECS};
+use crate::objects::link_signing::{LinkSigner, MAX_LINK_SECS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -32,7 +32,7 @@ pub enum ServeError {
 
 /// Runs the service on an already-bound listener until `shutdown` resolves,
 /// then drains in-flight requests and stops the workers. `config` must
-/// already hold its credentials (see [`crate::auth::bootstrap`]).
+/// already hold its credentials (see `auth::bootstrap`).
 pub async fn run(
     listener: TcpListener,
     config: Config,

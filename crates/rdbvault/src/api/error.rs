@@ -298,7 +298,7 @@ fn truncate(mut s: String, max: usize) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        // The request id is on the span of the request (see api::layers).
+        // The request id is on the span of the request (see `api::router`).
         if status.is_server_error() {
             tracing::error!(code = self.code(), error = %self, "request failed");
         } else {

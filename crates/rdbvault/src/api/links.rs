@@ -11,14 +11,14 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{self, Json, Path};
 use crate::meta::BackupStatus;
 
-/// The seed's bounds: between 5 minutes and 24 hours.
+/// The DCS ListBackupFileLinks bounds on `expiration`: between 5 minutes and 24 hours.
 pub(crate) const MIN_EXPIRATION: i64 = 300;
 pub(crate) const MAX_EXPIRATION: i64 = 86_400;
 /// The DCS response holds at most 64 links (a cluster backup has one file per shard).
 pub(crate) const MAX_LINKS: usize = 64;
 
 /// DCS `DownloadBackupFilesReq`, for the OpenAPI document: the handler reads
-/// the body with [`parse_expiration`], which tells each mistake apart. (`pub`:
+/// the body with `parse_expiration`, which tells each mistake apart. (`pub`:
 /// only the utoipa derive reads it, which dead-code analysis does not see.)
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DownloadBackupFilesReq {

@@ -16,12 +16,12 @@ pub mod openapi;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
-use axum::{Extension, Router};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -45,7 +45,7 @@ pub struct AppState {
     /// TLS settings for instances registered with `tls`.
     pub redis_tls: Arc<tokio_rustls::rustls::ClientConfig>,
     /// Signs and verifies download links of the local store.
-    pub links: Arc<crate::objects::links::LinkSigner>,
+    pub links: Arc<crate::objects::link_signing::LinkSigner>,
     pub metrics: Arc<metrics::Metrics>,
     /// Base URL of this service as clients reach it.
     pub public_url: String,
@@ -222,9 +222,6 @@ async fn prometheus_metrics(State(state): State<SharedState>) -> Response {
     )
         .into_response()
 }
-
-/// The principal a request was authenticated as (anonymous with `auth = "none"`).
-pub type Caller = Extension<Principal>;
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,8 @@
 //!
 //! One implementation serves both sides: the server recomputes the signature
 //! from what it received, the CLI computes it for what it sends. The
-//! reference (`dcs-backup-api.md` §3.3) is followed step by step; the tests
+//! SDK's signer (its steps are in `docs/design.md`, "The signature") is
+//! followed step by step; the tests
 //! below are the worked examples computed by the SDK's own signer.
 
 use hmac::{Hmac, Mac};

@@ -170,7 +170,7 @@ impl Client {
         Ok(bytes)
     }
 
-    /// Like [`call`](Self::call), decoded.
+    /// Like `call`, decoded.
     pub async fn call_json<T: DeserializeOwned>(
         &self,
         method: Method,

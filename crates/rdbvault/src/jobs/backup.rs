@@ -355,7 +355,11 @@ async fn pull(
     let mut transfer = match source.master_down {
         None => {
             let _waiting = InStep::enter(&progress.waiting);
-            Feed::Replication(snapshot::start(conn, ctx.timeouts.transfer).await?)
+            let transfer = snapshot::start(conn, ctx.timeouts.transfer).await?;
+            // The point in the master's history the file is a snapshot of.
+            tracing::info!(backup_id = %backup.id, node = %addr, replid = %transfer.replid,
+                offset = transfer.offset, "snapshot started");
+            Feed::Replication(transfer)
         }
         Some(_) => Feed::Copy(ReplicaCopy::start(conn, ctx.timeouts.transfer.stall).await?),
     };

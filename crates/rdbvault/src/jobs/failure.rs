@@ -67,6 +67,7 @@ impl FailureKind {
         }
     }
 
+    #[cfg(test)]
     pub const ALL: [FailureKind; 12] = [
         FailureKind::TimedOut,
         FailureKind::Unreachable,

@@ -12,8 +12,8 @@ mod link_keys;
 mod uploads;
 
 pub use backups::{Backup, BackupFile, BackupStatus, NewBackup, ProgressReport};
-pub use jobs::{Job, JobKind, JobState};
 pub use instances::{Instance, InstanceFilter, Mode, NewInstance, Secret};
+pub use jobs::{Job, JobKind, JobState};
 pub use link_keys::LinkKey;
 pub use uploads::PendingUpload;
 

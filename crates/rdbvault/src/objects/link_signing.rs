@@ -1,6 +1,6 @@
 //! Signing and verifying the download links of the local store (the
 //! ListBackupFileLinks operation itself is `api::links`), in the shape of the
-//! seed's example:
+//! example link of the DCS ListBackupFileLinks documentation:
 //! `{public_url}/{bucket}/{key}?AWSAccessKeyId=<key id>&Expires=<unix s>&Signature=<b64>`.
 //!
 //! The signature is HMAC-SHA256 over `GET\n{path}\n{expires}` with a

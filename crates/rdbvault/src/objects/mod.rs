@@ -9,15 +9,14 @@
 //! completed on commit and aborted otherwise. An S3 upload has an id the
 //! caller records, so an upload abandoned by a crash or by an unreachable
 //! store can be aborted later (by the sweep in `jobs`).
+//!
+//! Download links: S3 presigns them (`Objects::presigned_get`, SigV4 or
+//! V2 as in the DCS ListBackupFileLinks example, [`sigv2`]); the local store's are signed and verified by
+//! rdbvault itself ([`link_signing`]).
 
 pub mod link_signing;
 mod s3;
 pub mod sigv2;
-
-/// Transitional: `api/mod.rs` and `server.rs` still name this module
-/// `objects::links`; remove once they say `objects::link_signing`.
-#[doc(hidden)]
-pub use link_signing as links;
 
 use std::path::PathBuf;
 use std::sync::Arc;

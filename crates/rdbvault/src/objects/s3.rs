@@ -1,6 +1,6 @@
 //! The S3-compatible store: object_store's `AmazonS3` for every request,
 //! its `MultipartStore` for uploads whose id we must keep, its SigV4 signer
-//! for links, and [`sigv2`](super::sigv2) for the seed's V2 links.
+//! for links, and [`sigv2`](super::sigv2) for V2 links as in the DCS ListBackupFileLinks example.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,6 @@
-//! S3 Signature Version 2 query authentication, the style of the seed's
-//! example link (`AWSAccessKeyId`, `Expires`, `Signature`), which OBS still
+//! S3 Signature Version 2 query authentication, the style of the example
+//! link in the DCS ListBackupFileLinks documentation (`AWSAccessKeyId`,
+//! `Expires`, `Signature`), which OBS still
 //! speaks. No maintained crate produces it, so this is the whole of it:
 //!
 //! `Signature = Base64(HMAC-SHA1(secret, "GET\n\n\n{Expires}\n/{bucket}/{key}[?sub-resources]"))`

@@ -271,7 +271,7 @@ impl Connection {
         &mut self.stream
     }
 
-    /// Like [`request`](Self::request), with a server error turned into `Err`.
+    /// Like `request`, with a server error turned into `Err`.
     pub async fn command(&mut self, args: &[&[u8]]) -> Result<Reply, ConnError> {
         match self.request(args).await? {
             Reply::Error(message) => Err(ConnError::refused(&self.addr, args, message)),

@@ -183,15 +183,6 @@ impl ReplicaCopy {
         })
     }
 
-    pub fn addr(&self) -> &str {
-        self.conn.addr()
-    }
-
-    /// Where the replica stood when the copy started.
-    pub fn frozen(&self) -> &Frozen {
-        &self.frozen
-    }
-
     /// The next piece of the dump, or `None` once it is complete.
     pub async fn next_chunk(&mut self) -> Result<Option<&[u8]>, SnapshotError> {
         loop {

@@ -4,11 +4,11 @@
 
 pub mod cluster;
 pub(crate) mod conn;
-pub mod copy;
+pub(crate) mod copy;
 pub(crate) mod probe;
 pub mod resp;
-pub mod snapshot;
-pub mod source;
+pub(crate) mod snapshot;
+pub(crate) mod source;
 pub mod tls;
 
 pub use conn::{ConnError, Connection, Endpoint};

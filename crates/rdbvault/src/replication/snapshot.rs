@@ -101,7 +101,10 @@ pub struct Transfer {
 }
 
 /// Sends the handshake and waits for the payload header.
-pub async fn start(mut conn: Connection, timeouts: TransferTimeouts) -> Result<Transfer, SnapshotError> {
+pub async fn start(
+    mut conn: Connection,
+    timeouts: TransferTimeouts,
+) -> Result<Transfer, SnapshotError> {
     let addr = conn.addr().to_string();
     // Old servers answer these with an error; that only means no diskless/psync2.
     for replconf in [
@@ -287,10 +290,6 @@ fn resp_error(addr: &str, e: RespError) -> SnapshotError {
 }
 
 impl Transfer {
-    pub fn addr(&self) -> &str {
-        self.conn.addr()
-    }
-
     /// The next piece of the payload, or `None` once it is complete. The
     /// slice lives in a buffer reused for every read: a multi-gigabyte
     /// transfer allocates nothing per chunk.
