@@ -369,12 +369,7 @@ async fn bad_requests_get_dcs_errors(db: Db) {
         .unwrap();
     assert_eq!(health.status(), 200);
     assert!(health.headers().contains_key("x-request-id"));
-    let metrics = reqwest::get(format!("{}/metrics", server.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.get_text("/metrics").await;
     assert!(
         metrics.contains(r#"rdbvault_http_requests_total{method="GET",route="/v2/{project_id}/instances",status="400"}"#),
         "{metrics}"
@@ -383,12 +378,7 @@ async fn bad_requests_get_dcs_errors(db: Db) {
         metrics.contains("rdbvault_http_request_duration_seconds_bucket"),
         "{metrics}"
     );
-    let doc: serde_json::Value = reqwest::get(format!("{}/openapi.json", server.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = server.openapi().await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     assert!(doc["paths"]["/v2/{project_id}/instances/{instance_id}"]["get"].is_object());
     assert!(doc["paths"]["/v2/{project_id}/rdbvault/instances"]["post"].is_object());

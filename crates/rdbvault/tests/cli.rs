@@ -187,16 +187,7 @@ fn serve_refuses_a_bad_config() {
         "[[credentials]]\naccess_key = \"AK\"\nprojects = [\"p\"]\n",
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&file)
-        .env("RDBVAULT_DATA_DIR", dir.path())
-        .env(
-            "RDBVAULT_LISTEN",
-            format!("127.0.0.1:{}", common::free_port()),
-        )
-        .output()
-        .unwrap();
+    let out = common::serve_config_output(&file, dir.path());
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

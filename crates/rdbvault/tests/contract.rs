@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::process::Command;
 
 use common::{Db, PROJECT, Resp, TestServer};
 
@@ -44,12 +43,7 @@ fn is_fallback(r: &Resp) -> bool {
 #[tokio::test]
 async fn every_documented_operation_is_served_and_nothing_else_on_its_path() {
     let server = TestServer::start(Db::Sqlite).await;
-    let doc: serde_json::Value = reqwest::get(format!("{}/openapi.json", server.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = server.openapi().await;
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 10, "{doc}");
     for (template, item) in paths {
@@ -123,16 +117,7 @@ fn serve_reports_unknown_keys_in_nested_tables() {
     .unwrap();
     // `secret` is not `secret_key`: the credential has none, and serve
     // stops after the warnings.
-    let out = Command::new(env!("CARGO_BIN_EXE_rdbvault"))
-        .args(["serve", "--config"])
-        .arg(&file)
-        .env("RDBVAULT_DATA_DIR", dir.path())
-        .env(
-            "RDBVAULT_LISTEN",
-            format!("127.0.0.1:{}", common::free_port()),
-        )
-        .output()
-        .unwrap();
+    let out = common::serve_config_output(&file, dir.path());
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     for key in ["listenn", "s3.endpiont", "credentials[0].secret"] {

@@ -84,12 +84,7 @@ async fn a_dead_nodes_job_is_recovered_by_a_live_node() {
     // /metrics: the job counts and this node's background tasks.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let text = reqwest::get(format!("{}/metrics", server.base))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = server.get_text("/metrics").await;
         let failed_jobs = text.contains(r#"rdbvault_jobs{kind="backup",state="failed"} 1"#);
         let tasks = ["job-worker-0", "upload-sweep", "job-recovery", "link-keys"]
             .iter()

@@ -1329,3 +1329,32 @@ impl RedisServer {
             .unwrap_or(0)
     }
 }
+
+impl TestServer {
+    /// The body of an unsigned GET (`/healthz`, `/metrics`, `/openapi.json`).
+    pub async fn get_text(&self, path: &str) -> String {
+        reqwest::get(format!("{}{path}", self.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// `/openapi.json`, parsed.
+    pub async fn openapi(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get_text("/openapi.json").await).unwrap()
+    }
+}
+
+/// Runs `rdbvault serve --config file` on a free port in `data_dir` until it
+/// exits (for configurations it must refuse).
+pub fn serve_config_output(file: &Path, data_dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rdbvault"))
+        .args(["serve", "--config"])
+        .arg(file)
+        .env("RDBVAULT_DATA_DIR", data_dir)
+        .env("RDBVAULT_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap()
+}
