@@ -163,16 +163,18 @@ async fn ha_backups_come_from_a_healthy_replica_and_follow_failover() {
     let master = RedisServer::start_fast(&[]);
     let replica = RedisServer::start_fast(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
     fill_all_types(&master).await;
-    // Wait for the replica to be in sync.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !replica
-        .cli(&["INFO", "replication"])
-        .contains("master_link_status:up")
-        || replica.digest().await != master.digest().await
-    {
-        assert!(std::time::Instant::now() < deadline, "replica never synced");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        "the replica to be in sync",
+        Duration::from_secs(20),
+        || async {
+            (replica
+                .cli(&["INFO", "replication"])
+                .contains("master_link_status:up")
+                && replica.digest().await == master.digest().await)
+                .then_some(())
+        },
+    )
+    .await;
     let server = TestServer::start(Db::Sqlite).await;
     let instance = server
         .register(json!({"name": "ha1", "mode": "ha", "addrs": [master.addr(), replica.addr()]}))
@@ -477,26 +479,37 @@ async fn ha_master_down_copies_the_replica_key_by_key() {
         c.command(&[b"SET", key.as_bytes(), &value]).await.unwrap();
     }
     let digest = master.digest().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while replica.digest().await != digest {
-        assert!(std::time::Instant::now() < deadline, "replica never synced");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        "the replica to be in sync",
+        Duration::from_secs(60),
+        || async { (replica.digest().await == digest).then_some(()) },
+    )
+    .await;
     let server = TestServer::start(Db::Sqlite).await;
     let instance = server
         .register(json!({"name": "ha", "mode": "ha", "addrs": [master.addr(), replica.addr()]}))
         .await;
     master.kill();
-    while !replica
-        .cli(&["INFO", "replication"])
-        .contains("master_link_status:down")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the replica never noticed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Its port stays taken (bound without SO_REUSEADDR and never listening:
+    // the replica's reconnects are refused as before), so no server another
+    // test starts meanwhile can land on it and become the replica's master
+    // again. Best effort: if the port cannot be held, the test goes on.
+    let _port_held = tokio::net::TcpSocket::new_v4().and_then(|socket| {
+        socket.set_reuseaddr(false)?;
+        socket.bind(([127, 0, 0, 1], master.port).into())?;
+        Ok(socket)
+    });
+    wait_for(
+        "the replica to notice its master is gone",
+        Duration::from_secs(60),
+        || async {
+            replica
+                .cli(&["INFO", "replication"])
+                .contains("master_link_status:down")
+                .then_some(())
+        },
+    )
+    .await;
     let backup = server.start_backup(&instance).await;
     let record = server.wait_backup(&instance, &backup).await;
     assert_eq!(

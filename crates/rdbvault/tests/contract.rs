@@ -9,7 +9,6 @@
 
 mod common;
 
-
 use common::{Db, PROJECT, Resp, TestServer};
 
 /// Every method a documented path is probed with. HEAD is not among them:

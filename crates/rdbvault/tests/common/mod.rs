@@ -410,17 +410,45 @@ impl Resp {
     }
 }
 
-/// A free loopback port below 45000 (cluster bus ports are +10000).
+/// A free loopback port below 45000 (cluster bus ports are +10000), never
+/// handed out twice within [`PORT_QUARANTINE`] by any test process: a test
+/// that kills a server expects its port to stay dead, not to be reused by
+/// another test's server (nextest runs tests in parallel processes).
 pub fn free_port() -> u16 {
+    let claims = std::env::temp_dir().join("rdbvault-test-ports");
+    let _ = std::fs::create_dir_all(&claims);
     for _ in 0..1000 {
         let port = 20000 + (rand_u16() % 25000);
-        if StdListener::bind(("127.0.0.1", port)).is_ok()
-            && StdListener::bind(("127.0.0.1", port + 10000)).is_ok()
+        if StdListener::bind(("127.0.0.1", port)).is_err()
+            || StdListener::bind(("127.0.0.1", port + 10000)).is_err()
         {
+            continue;
+        }
+        if claim_port(&claims.join(port.to_string())) {
             return port;
         }
     }
     panic!("no free port");
+}
+
+/// How long a port handed out stays reserved for its test.
+const PORT_QUARANTINE: Duration = Duration::from_secs(600);
+
+/// Claims `file` for this process unless another claimed it recently.
+fn claim_port(file: &Path) -> bool {
+    let fresh = std::fs::metadata(file)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().unwrap_or_default() < PORT_QUARANTINE);
+    if fresh {
+        return false;
+    }
+    // A stale claim is taken over; between two takers, create_new decides.
+    let _ = std::fs::remove_file(file);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(file)
+        .is_ok()
 }
 
 fn rand_u16() -> u16 {
