@@ -219,6 +219,9 @@ pub async fn recover(ctx: &JobContext, own: bool) -> Result<usize, MetaError> {
             recovered += 1;
         }
     }
-    backup::sweep(ctx).await?;
+    // The upload sweep has its own task; here only what a stop left behind.
+    if own || recovered > 0 {
+        backup::sweep(ctx).await?;
+    }
     Ok(recovered)
 }
