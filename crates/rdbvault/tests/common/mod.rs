@@ -553,7 +553,8 @@ impl RedisServer {
     }
 
     /// A server speaking only TLS, with a certificate for 127.0.0.1 signed by
-    /// a fresh CA; returns the CA's PEM file too.
+    /// a fresh CA, on Redis 7.0's defaults otherwise (the keep-alives of its
+    /// fork delay then cross TLS too); returns the CA's PEM file too.
     pub fn start_tls() -> (RedisServer, tempfile::TempDir, PathBuf) {
         let pki = tempfile::tempdir().unwrap();
         let p = |f: &str| pki.path().join(f).display().to_string();
@@ -618,7 +619,7 @@ impl RedisServer {
         let port_s = port.to_string();
         let server = Self::spawn(
             Release::V7_0,
-            Tuning::Fast,
+            Tuning::Defaults,
             port,
             &[
                 "--port",
