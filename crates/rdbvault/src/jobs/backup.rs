@@ -7,13 +7,16 @@
 //! removes every file. The topology is read before and after; a failover or
 //! a slot move in between fails the backup rather than leave an
 //! inconsistent set of files.
+//!
+//! As a job ([`Backups`]): a backup deleted while it runs, or a service
+//! stopping, interrupts it (`failed`, `dcs.08.0108`, nothing kept); one whose
+//! node died is recovered the same way by another node.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-
 use tokio_util::sync::CancellationToken;
 
 use super::failure::{Failure, FailureKind};
@@ -26,7 +29,7 @@ use crate::replication::snapshot::{self, Payload, SnapshotError, Transfer};
 use crate::replication::source::{self, Role, Source};
 use crate::replication::{Connection, Endpoint};
 
-/// How often progress (and the job's heartbeat) reach the metadata store.
+/// How often progress reaches the metadata store.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Upper bound of parallel shard transfers when the configuration sets none.
 const MAX_PARALLEL_SHARDS: usize = 16;
