@@ -95,12 +95,7 @@ async fn documented_user_backs_up_single_and_ha(release: Release) {
     assert_eq!(record["status"], "succeed", "{release:?}: {record}");
 
     let digest = master.digest().await;
-    wait_until("the replica is in sync", || {
-        replica
-            .cli(&["INFO", "replication"])
-            .contains("master_link_status:up")
-    })
-    .await;
+    replica.wait_master_link(true).await;
     let ha = server
         .register(with_user(
             json!({"name": "h", "mode": "ha", "addrs": [master.addr(), replica.addr()]}),
@@ -120,12 +115,7 @@ async fn documented_user_backs_up_single_and_ha(release: Release) {
     // degraded, and the replica, which refuses PSYNC now, is copied key by
     // key into a dump that holds the same data.
     master.kill();
-    wait_until("the replica sees its master gone", || {
-        replica
-            .cli(&["INFO", "replication"])
-            .contains("master_link_status:down")
-    })
-    .await;
+    replica.wait_master_link(false).await;
     let shown = server.show_instance(&ha).await;
     assert_eq!(shown["status"], "RUNNING", "{shown}");
     assert_eq!(shown["sub_status"], "degraded", "{shown}");
@@ -159,14 +149,6 @@ async fn documented_user_backs_up_single_and_ha(release: Release) {
         assert!(loaded.cli(&["FUNCTION", "LIST"]).contains("vaultlib"));
     }
     server.stop().await;
-}
-
-async fn wait_until(what: &str, check: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !check() {
-        assert!(std::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
 }
 
 async fn documented_user_backs_up_a_cluster(release: Release) {

@@ -13,7 +13,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Db, RedisCluster, RedisServer, Release, TestServer, fill_all_types, slot_label};
+use common::{
+    Db, RedisCluster, RedisServer, Release, TestServer, fill_all_types, slot_label, wait_for,
+};
 use serde_json::{Value, json};
 
 per_release!(
@@ -83,14 +85,6 @@ fn info(redis: &RedisServer, section: &str) -> String {
     redis.cli(&["INFO", section])
 }
 
-async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check() {
-        assert!(Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn single_on_defaults(release: Release) {
     let redis = RedisServer::start_release(release, &[]);
     fill_all_types(&redis).await;
@@ -118,10 +112,7 @@ async fn ha_on_defaults(release: Release) {
         &["--replicaof", "127.0.0.1", &master.port.to_string()],
     );
     let digest = master.digest().await;
-    wait_until("the replica is in sync", || {
-        info(&replica, "replication").contains("master_link_status:up")
-    })
-    .await;
+    replica.wait_master_link(true).await;
     assert_eq!(replica.digest().await, digest);
     let server = TestServer::start(Db::Sqlite).await;
     let instance = server
@@ -204,9 +195,15 @@ async fn while_another_replica_syncs(release: Release) {
         &["--replicaof", "127.0.0.1", &master.port.to_string()],
     );
     // The replica's full sync is under way (its fork runs with the delay).
-    wait_until("the replica's sync forked", || {
-        info(&master, "persistence").contains("rdb_bgsave_in_progress:1")
-    })
+    wait_for(
+        "the replica's sync to fork",
+        Duration::from_secs(60),
+        || async {
+            info(&master, "persistence")
+                .contains("rdb_bgsave_in_progress:1")
+                .then_some(())
+        },
+    )
     .await;
     master.cli(&["CONFIG", "SET", "rdb-key-save-delay", "0"]);
     let server = TestServer::start(Db::Sqlite).await;

@@ -1387,3 +1387,21 @@ pub fn serve_config_output(file: &Path, data_dir: &Path) -> std::process::Output
         .output()
         .unwrap()
 }
+
+impl RedisServer {
+    /// Waits until this replica's link to its master is `up` (or down).
+    pub async fn wait_master_link(&self, up: bool) {
+        let state = if up { "up" } else { "down" };
+        let wanted = format!("master_link_status:{state}");
+        wait_for(
+            &format!("{} to see its master link {state}", self.addr()),
+            Duration::from_secs(60),
+            || async {
+                self.cli(&["INFO", "replication"])
+                    .contains(&wanted)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+}
