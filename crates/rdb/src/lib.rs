@@ -4,6 +4,7 @@
 //! any byte stream, performs no I/O of its own and has no network or storage
 //! dependency, so it can be fuzzed and reused outside rdbvault.
 
+pub mod commands;
 pub mod crc64;
 mod encodings;
 mod error;

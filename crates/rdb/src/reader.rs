@@ -323,6 +323,27 @@ impl<R: Read> Reader<R> {
         }))
     }
 
+    /// The next key with its value as the `DUMP` payload `RESTORE` takes,
+    /// measured (every structure checked, as [`next_key`](Self::next_key)
+    /// does) but not decoded: what a restore by `RESTORE` needs, at the cost
+    /// of one copy of the value.
+    ///
+    /// # Errors
+    ///
+    /// As [`next_entry`](Self::next_entry).
+    pub fn next_dump(&mut self) -> Result<Option<(KeyInfo, Vec<u8>)>, RdbError> {
+        let Some((head, counted)) = self.next_with(value::count, true)? else {
+            return Ok(None);
+        };
+        let dump = self.last_dump.take().unwrap_or_default();
+        let info = KeyInfo {
+            elements: counted.elements,
+            module_id: counted.module_id,
+            ..head
+        };
+        Ok(Some((info, dump)))
+    }
+
     /// The next key, its value decoded by `decode` (and its `DUMP` payload
     /// kept in `last_dump` if `dumps`); the key's `elements` and
     /// `module_id` are left for the caller.

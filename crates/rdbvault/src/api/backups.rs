@@ -3,15 +3,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::SharedState;
-use super::common::{dcs_time, find, find_backup, parse_limit, parse_offset};
+use super::common::{dcs_time, find, find_backup, parse_dcs_time, parse_limit, parse_offset};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{self, Json, OptionalJson, Path, Query};
-use crate::meta::{Backup, BackupStatus, MetaError, Mode, NewBackup};
+use crate::meta::{Backup, BackupStatus, MetaError, Mode, NewBackup, Refusal};
 
 /// DCS `BackupInstanceBody`; both fields optional, an empty body means defaults.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -109,27 +108,6 @@ pub(crate) struct ListBackupsQuery {
     pub(crate) limit: Option<String>,
 }
 
-fn parse_dcs_time(
-    field: &'static str,
-    raw: Option<&str>,
-) -> Result<Option<DateTime<Utc>>, ApiError> {
-    let Some(raw) = raw else { return Ok(None) };
-    let valid = raw.len() == 14 && raw.bytes().all(|b| b.is_ascii_digit());
-    valid
-        .then(|| NaiveDateTime::parse_from_str(raw, "%Y%m%d%H%M%S").ok())
-        .flatten()
-        .map(|t| Some(t.and_utc()))
-        .ok_or_else(|| {
-            ApiError::invalid(
-                field,
-                format!(
-                    "{:?} is not a UTC time yyyyMMddHHmmss",
-                    extract::truncated(raw)
-                ),
-            )
-        })
-}
-
 /// A cluster is backed up only if its slots are all served and it has at
 /// most 64 shards; said now rather than as a failed backup later.
 async fn check_cluster(
@@ -189,6 +167,7 @@ pub(crate) async fn create_backup(
         .await
         .map_err(|e| match e {
             MetaError::Conflict => ApiError::InstanceBackingUp(instance.id.clone()),
+            MetaError::Refused(Refusal::Restoring) => ApiError::InstanceRestoring(instance.id.clone()),
             other => other.into(),
         })?;
     state.workers.wake();
@@ -241,7 +220,15 @@ pub(crate) async fn delete_backup(
     Path((project_id, instance_id, raw_backup_id)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let backup = find_backup(&state, &project_id, &instance_id, &raw_backup_id).await?;
-    if let Some(before) = state.meta.mark_backup_deleted(&backup.id).await? {
+    let marked = state
+        .meta
+        .mark_backup_deleted(&backup.id)
+        .await
+        .map_err(|e| match e {
+            MetaError::Refused(Refusal::BackupInRestore) => ApiError::BackupInRestore(backup.id.clone()),
+            other => other.into(),
+        })?;
+    if let Some(before) = marked {
         if before.is_active() {
             state.workers.cancel(&backup.id);
         }

@@ -2,6 +2,8 @@
 //! names (with the DCS error for each way it does not exist), paging
 //! parameters, and the DCS time format.
 
+use chrono::{DateTime, NaiveDateTime, Utc};
+
 use super::SharedState;
 use super::error::ApiError;
 use super::extract;
@@ -98,6 +100,28 @@ pub(crate) async fn find_backup_with_files(
             }
         }
     }
+}
+
+/// A `begin_time`/`end_time` query parameter: UTC, `yyyyMMddHHmmss`.
+pub(crate) fn parse_dcs_time(
+    field: &'static str,
+    raw: Option<&str>,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let valid = raw.len() == 14 && raw.bytes().all(|b| b.is_ascii_digit());
+    valid
+        .then(|| NaiveDateTime::parse_from_str(raw, "%Y%m%d%H%M%S").ok())
+        .flatten()
+        .map(|t| Some(t.and_utc()))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                format!(
+                    "{:?} is not a UTC time yyyyMMddHHmmss",
+                    extract::truncated(raw)
+                ),
+            )
+        })
 }
 
 #[cfg(test)]

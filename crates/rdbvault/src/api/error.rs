@@ -71,6 +71,12 @@ pub enum ApiError {
     InstanceBackingUp(String),
     #[error("deleting the backup files failed")]
     DeleteFailed(String),
+    #[error("backup {0} has not succeeded; only a successful backup can be restored")]
+    RestoreFromUnsuccessful(String),
+    #[error("instance {0} is already being restored; wait for that restore to end")]
+    InstanceRestoring(String),
+    #[error("backup {0} is being restored; it can be deleted once the restore ends")]
+    BackupInRestore(String),
     #[error("expiration is required: the number of seconds the links stay valid, 300 to 86400")]
     ExpirationMissing,
     #[error("expiration must be an integer number of seconds from 300 to 86400, not {0}")]
@@ -162,6 +168,9 @@ catalogue! {
     FormatNotSupported => "DCS.4931", BAD_REQUEST, "backup format not supported yet";
     InstanceBackingUp => "DCS.4096", BAD_REQUEST, "instance is already backing up";
     DeleteFailed => "DCS.4101", INTERNAL_SERVER_ERROR, "deleting the backup files failed";
+    RestoreFromUnsuccessful => "DCS.4087", BAD_REQUEST, "only a successful backup can be restored";
+    InstanceRestoring => "DCS.4097", BAD_REQUEST, "instance is already being restored";
+    BackupInRestore => "DCS.4947", BAD_REQUEST, "backup is being read by a restore";
     ExpirationMissing => "DCS.4940", BAD_REQUEST, "expiration missing";
     ExpirationNotInteger => "DCS.4941", BAD_REQUEST, "expiration not an integer";
     ExpirationOutOfRange => "DCS.4942", BAD_REQUEST, "expiration outside 300..86400";
@@ -241,6 +250,9 @@ impl ApiError {
             E::FormatNotSupported(_) => Entry::FormatNotSupported,
             E::InstanceBackingUp(_) => Entry::InstanceBackingUp,
             E::DeleteFailed(_) => Entry::DeleteFailed,
+            E::RestoreFromUnsuccessful(_) => Entry::RestoreFromUnsuccessful,
+            E::InstanceRestoring(_) => Entry::InstanceRestoring,
+            E::BackupInRestore(_) => Entry::BackupInRestore,
             E::ExpirationMissing => Entry::ExpirationMissing,
             E::ExpirationNotInteger(_) => Entry::ExpirationNotInteger,
             E::ExpirationOutOfRange(_) => Entry::ExpirationOutOfRange,

@@ -84,7 +84,8 @@ pub(crate) struct InstanceInfo {
     pub(crate) engine: String,
     /// `major.minor` of the live server; empty while it cannot be reached.
     pub(crate) engine_version: String,
-    /// `RUNNING` when the instance answers, `ERROR` when it does not.
+    /// `RUNNING` when the instance answers, `RESTORING` while a restore
+    /// writes into it, `ERROR` when it does not answer.
     pub(crate) status: String,
     /// Host of the first address; for clusters every host, comma separated.
     pub(crate) ip: String,
@@ -155,12 +156,12 @@ pub(crate) async fn list_instances(
     let limit = parse_limit(q.limit.as_deref(), 10, 1000)?;
     let status = match q.status.as_deref() {
         None | Some("") => None,
-        Some(s @ ("RUNNING" | "ERROR")) => Some(s),
+        Some(s @ ("RUNNING" | "RESTORING" | "ERROR")) => Some(s),
         Some(other) => {
             return Err(ApiError::invalid(
                 "status",
                 format!(
-                    "{:?} is not one of RUNNING, ERROR",
+                    "{:?} is not one of RUNNING, RESTORING, ERROR",
                     extract::truncated(other)
                 ),
             ));
@@ -487,6 +488,12 @@ async fn describe(state: &SharedState, i: &Instance, detail: bool) -> InstanceIn
         tracing::debug!(instance_id = %i.id, error = %e, "instance probe failed");
     }
     let live = live.ok();
+    // A failed lookup only loses the RESTORING detail; the probe said the rest.
+    let restoring = state
+        .meta
+        .restoring_instances(std::slice::from_ref(&i.id))
+        .await
+        .is_ok_and(|r| !r.is_empty());
     let first = &i.addrs[0];
     let ip = if i.mode == Mode::Cluster {
         i.addrs
@@ -508,7 +515,12 @@ async fn describe(state: &SharedState, i: &Instance, detail: bool) -> InstanceIn
         } else {
             String::new()
         },
-        status: if live.is_some() { "RUNNING" } else { "ERROR" }.into(),
+        status: match (&live, restoring) {
+            (None, _) => "ERROR",
+            (Some(_), true) => "RESTORING",
+            (Some(_), false) => "RUNNING",
+        }
+        .into(),
         status_detail: status_detail(i, live.as_ref()),
         ip,
         port: first.port,

@@ -10,7 +10,7 @@ use axum::routing::{MethodFilter, MethodRouter};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
-use super::{SharedState, backups, download, error, instances, links};
+use super::{SharedState, backups, download, error, instances, links, restores};
 
 /// Who may call an operation, and so how the router guards it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,7 @@ macro_rules! operations {
             tags(
                 (name = "instances", description = "DCS instance reads"),
                 (name = "backups", description = "DCS backup records and ListBackupFileLinks"),
+                (name = "restores", description = "DCS restores of backups into instances"),
                 (name = "downloads", description = "Download links of the local store (authenticated by the link)"),
                 (name = "rdbvault", description = "rdbvault's own extensions: registering existing Redis deployments"),
                 (name = "service", description = "Health, metrics and this document; unauthenticated"),
@@ -81,6 +82,8 @@ operations! {
         backups::list_backups,
         backups::delete_backup,
         links::list_backup_file_links,
+        restores::restore_instance,
+        restores::list_restore_records,
     ],
     Public: [
         super::healthz,

@@ -327,7 +327,7 @@ async fn pull_shard(
         })
 }
 
-fn topology_failure(e: TopologyError) -> Failure {
+pub(super) fn topology_failure(e: TopologyError) -> Failure {
     match e {
         TopologyError::Conn(c) => c.into(),
         other => Failure::new(FailureKind::ReplicationRefused, other),

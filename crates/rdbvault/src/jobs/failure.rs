@@ -1,4 +1,4 @@
-//! Why a backup failed: the `error_code` a failed record carries.
+//! Why a backup or a restore failed: the `error_code` a failed record carries.
 //!
 //! DCS documents `dcs.08.0001`–`dcs.08.0008` (reference §4.3); rdbvault
 //! reuses `dcs.08.0002` (timed out) and adds `dcs.08.01xx` in the same form
@@ -22,6 +22,8 @@ pub enum FailureKind {
     Internal,
     TopologyChanged,
     PermissionMissing,
+    TargetRefused,
+    Incompatible,
 }
 
 impl FailureKind {
@@ -39,6 +41,8 @@ impl FailureKind {
             FailureKind::Internal => "dcs.08.0109",
             FailureKind::TopologyChanged => "dcs.08.0110",
             FailureKind::PermissionMissing => "dcs.08.0111",
+            FailureKind::TargetRefused => "dcs.08.0007",
+            FailureKind::Incompatible => "dcs.08.0112",
         }
     }
 
@@ -55,20 +59,26 @@ impl FailureKind {
             FailureKind::Verification => {
                 "the RDB payload failed verification (magic, version, EOF, CRC-64)"
             }
-            FailureKind::Storage => "writing to the object store failed",
-            FailureKind::Interrupted => "the service stopped during the backup",
+            FailureKind::Storage => "reading or writing the object store failed",
+            FailureKind::Interrupted => "the service stopped during the backup or restore",
             FailureKind::Internal => "internal error (metadata store)",
             FailureKind::TopologyChanged => {
                 "the cluster failed over or resharded, or the replica copied changed, during the backup"
             }
             FailureKind::PermissionMissing => {
-                "the ACL user lacks a right the backup needs (the message names it)"
+                "the ACL user lacks a right the backup or restore needs (the message names it)"
+            }
+            FailureKind::TargetRefused => {
+                "data sync failed during restore: the target refused a write (the message says which and why)"
+            }
+            FailureKind::Incompatible => {
+                "the backup cannot be restored into this target as asked (the message says why)"
             }
         }
     }
 
     #[cfg(test)]
-    pub const ALL: [FailureKind; 12] = [
+    pub const ALL: [FailureKind; 14] = [
         FailureKind::TimedOut,
         FailureKind::Unreachable,
         FailureKind::AuthRefused,
@@ -81,6 +91,8 @@ impl FailureKind {
         FailureKind::Internal,
         FailureKind::TopologyChanged,
         FailureKind::PermissionMissing,
+        FailureKind::TargetRefused,
+        FailureKind::Incompatible,
     ];
 }
 

@@ -16,6 +16,7 @@
 pub mod background;
 pub mod backup;
 pub mod failure;
+mod restore;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -87,12 +88,14 @@ pub(crate) trait JobHandler {
 async fn run_kind(ctx: &JobContext, job: &Job, cancel: CancellationToken) -> JobState {
     match job.kind {
         JobKind::Backup => backup::Backups.run(ctx, job, cancel).await,
+        JobKind::Restore => restore::Restores.run(ctx, job, cancel).await,
     }
 }
 
 async fn recover_kind(ctx: &JobContext, job: &Job) {
     match job.kind {
         JobKind::Backup => backup::Backups.recover(ctx, job).await,
+        JobKind::Restore => restore::Restores.recover(ctx, job).await,
     }
 }
 

@@ -194,12 +194,17 @@ const COLUMNS: &str = "id, instance_id, project_id, name, backup_type, backup_fo
 
 impl Meta {
     /// Records a new backup as `waiting` and queues its job, atomically.
-    /// `Conflict` when the instance already has a waiting or running backup.
+    /// `Conflict` when the instance already has a waiting or running
+    /// backup, `Refused(Restoring)` while a restore writes into it.
     pub async fn create_backup(&self, new: NewBackup) -> Result<Backup> {
         let id = uuid::Uuid::new_v4().to_string();
         let now = now_ms();
         let name = format!("backup_{}", from_ms(now).format("%Y%m%d%H%M%S"));
         let mut tx = self.pool().begin().await?;
+        super::restores::lock_instance(&mut tx, &new.instance_id).await?;
+        if super::restores::active_into(&mut tx, &new.instance_id).await? > 0 {
+            return Err(MetaError::Refused(super::Refusal::Restoring));
+        }
         sqlx::query(
             "INSERT INTO backups (id, instance_id, project_id, name, backup_type, backup_format, status, \
              remark, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'waiting', $7, $8, $8)",
@@ -415,7 +420,8 @@ impl Meta {
     }
 
     /// Marks a backup deleted (its files are removed by the caller) and
-    /// returns the status it had; `None` when it was already deleted.
+    /// returns the status it had; `None` when it was already deleted;
+    /// `Refused(BackupInRestore)` while a restore reads it.
     pub async fn mark_backup_deleted(&self, id: &str) -> Result<Option<BackupStatus>> {
         let Some(before) = self.get_backup_by_id(id).await? else {
             return Ok(None);
@@ -426,7 +432,8 @@ impl Meta {
         let now = now_ms();
         let done = sqlx::query(
             "UPDATE backups SET status = 'deleted', updated_at = $1, finished_at = COALESCE(finished_at, $1) \
-             WHERE id = $2 AND status = $3",
+             WHERE id = $2 AND status = $3 AND NOT EXISTS (SELECT 1 FROM restores r \
+             WHERE r.backup_id = $2 AND r.status IN ('waiting', 'restoring'))",
         )
         .bind(now)
         .bind(id)
@@ -434,6 +441,15 @@ impl Meta {
         .execute(self.pool())
         .await?;
         if done.rows_affected() == 0 {
+            let reading: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM restores WHERE backup_id = $1 AND status IN ('waiting', 'restoring')",
+            )
+            .bind(id)
+            .fetch_one(self.pool())
+            .await?;
+            if reading > 0 {
+                return Err(MetaError::Refused(super::Refusal::BackupInRestore));
+            }
             // The status moved under us (a worker finished); decide again.
             return Box::pin(self.mark_backup_deleted(id)).await;
         }

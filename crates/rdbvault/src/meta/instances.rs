@@ -249,7 +249,20 @@ impl Meta {
                 "{live} backup(s) still hold data; delete them first"
             )));
         }
-        // Records of finished backups go with the registration.
+        let restoring = super::restores::active_into(&mut tx, id).await?;
+        if restoring > 0 {
+            return Err(MetaError::InUse(
+                "a restore is writing into it; wait for it to end".into(),
+            ));
+        }
+        // Records of finished backups and restores go with the registration.
+        sqlx::query(
+            "DELETE FROM restores WHERE instance_id = $1 OR target_instance_id = $1 \
+             OR backup_id IN (SELECT id FROM backups WHERE instance_id = $1)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "DELETE FROM backup_files WHERE backup_id IN (SELECT id FROM backups WHERE instance_id = $1)",
         )

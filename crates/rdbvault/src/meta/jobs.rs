@@ -11,18 +11,20 @@ use chrono::{DateTime, Utc};
 
 use super::{Meta, MetaError, Result, now_ms};
 
-/// What a job works on. Stored as text: `backup`.
+/// What a job works on. Stored as text: `backup`, `restore`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum JobKind {
     Backup,
+    Restore,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 1] = [JobKind::Backup];
+    pub const ALL: [JobKind; 2] = [JobKind::Backup, JobKind::Restore];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Backup => "backup",
+            JobKind::Restore => "restore",
         }
     }
 
@@ -90,7 +92,7 @@ impl JobState {
 pub struct Job {
     pub id: String,
     pub kind: JobKind,
-    /// The record it works on (a backup's id).
+    /// The record it works on (a backup's or a restore's id).
     pub target_id: String,
 }
 

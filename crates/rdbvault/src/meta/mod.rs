@@ -9,12 +9,16 @@ mod backups;
 mod instances;
 mod jobs;
 mod link_keys;
+mod restores;
 mod uploads;
 
 pub use backups::{Backup, BackupFile, BackupStatus, NewBackup, ProgressReport};
 pub use instances::{Instance, InstanceFilter, Mode, NewInstance, Secret};
 pub use jobs::{Job, JobKind, JobState};
 pub use link_keys::LinkKey;
+pub use restores::{
+    KeyCounts, NewRestore, Restore, RestoreMethod, RestoreMode, RestoreProgress, RestoreStatus,
+};
 pub use uploads::PendingUpload;
 
 use std::str::FromStr;
@@ -38,6 +42,22 @@ pub enum MetaError {
     InUse(String),
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
+    /// A backup or restore that the state of its instance or backup forbids.
+    #[error("{0}")]
+    Refused(Refusal),
+}
+
+/// Why a backup, a restore or a deletion was not allowed to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the instance is being backed up")]
+    BackingUp,
+    #[error("the instance is being restored")]
+    Restoring,
+    #[error("the backup has not succeeded (or is no longer available)")]
+    BackupNotSucceeded,
+    #[error("a restore is reading the backup")]
+    BackupInRestore,
 }
 
 pub type Result<T> = std::result::Result<T, MetaError>;

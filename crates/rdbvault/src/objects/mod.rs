@@ -178,6 +178,22 @@ impl Objects {
         })
     }
 
+    /// Streams the object at `key` (a backup file, for a restore or its
+    /// verification): never whole in memory.
+    pub(crate) async fn read(
+        &self,
+        key: &str,
+    ) -> Result<impl tokio::io::AsyncRead + Send + Unpin + 'static, ObjectError> {
+        let path = self.path(key)?;
+        let stream = self
+            .store
+            .get(&path)
+            .await?
+            .into_stream()
+            .map_err(std::io::Error::other);
+        Ok(tokio_util::io::StreamReader::new(stream))
+    }
+
     /// Aborts an S3 multipart upload left behind (no-op locally, where an
     /// interrupted upload is a staging file that `delete_prefix` removes).
     pub(crate) async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), ObjectError> {

@@ -2,6 +2,7 @@
 //! PostgreSQL, and real `redis-server` processes on free loopback ports.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use rdbvault::auth::signature;
 use rdbvault::config::{AuthMode, Config, CredentialConfig};
+use rdbvault::replication::resp::Reply;
 use tokio::sync::oneshot;
 
 pub const AK: &str = "TESTAK0000000000000A";
@@ -1403,5 +1405,208 @@ impl RedisServer {
             },
         )
         .await;
+    }
+}
+
+impl TestServer {
+    /// A backup of `instance` that succeeded: its id.
+    pub async fn backed_up(&self, instance: &str) -> String {
+        let backup = self.start_backup(instance).await;
+        let record = self.wait_backup(instance, &backup).await;
+        assert_eq!(record["status"], "succeed", "{record}");
+        backup
+    }
+
+    /// `restore_instance` with `body`: the answer, whatever it is.
+    pub async fn post_restore(&self, instance: &str, body: serde_json::Value) -> Resp {
+        self.req("POST", &format!("/v2/{PROJECT}/instances/{instance}/restores"))
+            .json(&body.to_string())
+            .send()
+            .await
+    }
+
+    /// Starts a restore of `backup` (fields of `extra` added to the body)
+    /// and returns its id.
+    pub async fn start_restore(&self, instance: &str, backup: &str, extra: serde_json::Value) -> String {
+        let mut body = serde_json::json!({"backup_id": backup, "remark": "test restore"});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let r = self.post_restore(instance, body).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.json()["restore_id"].as_str().unwrap().to_string()
+    }
+
+    /// The restore's record in `list_restore_records` of `instance`.
+    pub async fn restore_record(&self, instance: &str, restore: &str) -> serde_json::Value {
+        let r = self
+            .req("GET", &format!("/v2/{PROJECT}/instances/{instance}/restores?limit=1000"))
+            .send()
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.json()["restore_record_response"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["restore_id"] == restore)
+            .cloned()
+            .unwrap_or_else(|| panic!("restore {restore} not listed"))
+    }
+
+    /// Polls until the restore's record satisfies `holds`; fails the test
+    /// if it ends first.
+    pub async fn wait_restore_until(
+        &self,
+        instance: &str,
+        restore: &str,
+        what: &str,
+        holds: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let record = self.restore_record(instance, restore).await;
+            if holds(&record) {
+                return record;
+            }
+            assert!(
+                record["status"] == "waiting" || record["status"] == "restoring",
+                "the restore ended before {what}: {record}"
+            );
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {record}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for the restore to end (succeed or failed).
+    pub async fn wait_restore(&self, instance: &str, restore: &str) -> serde_json::Value {
+        self.wait_restore_until(instance, restore, "its end", |r| {
+            r["status"] == "succeed" || r["status"] == "failed"
+        })
+        .await
+    }
+}
+
+/// Every key of the given databases of `redis`, read back with ordinary
+/// commands into a comparable text (`TYPE` and the value; unordered
+/// collections sorted; streams with their groups, consumers' pending
+/// counts and last IDs), with its TTL in ms (-1 without).
+pub async fn values(redis: &RedisServer, dbs: &[u64]) -> BTreeMap<(u64, Vec<u8>), (String, i64)> {
+    let mut c = redis.conn().await;
+    let mut out = BTreeMap::new();
+    for &db in dbs {
+        let db_text = db.to_string();
+        c.command(&[b"SELECT", db_text.as_bytes()]).await.unwrap();
+        for key in bulk_list(c.command(&[b"KEYS", b"*"]).await.unwrap()) {
+            let value = describe(&mut c, &key).await;
+            let ttl = match c.command(&[b"PTTL", &key]).await.unwrap() {
+                Reply::Int(n) => n,
+                other => panic!("PTTL: {other:?}"),
+            };
+            out.insert((db, key), (value, ttl));
+        }
+    }
+    out
+}
+
+/// The value of `key` as text, independent of its encoding.
+pub async fn describe(c: &mut rdbvault::replication::Connection, key: &[u8]) -> String {
+    let kind = c.command(&[b"TYPE", key]).await.unwrap().into_string().unwrap();
+    let read = |args: &[&[u8]]| args.iter().map(|a| a.to_vec()).collect::<Vec<_>>();
+    let (cmd, sort) = match kind.as_str() {
+        "string" => (read(&[b"GET", key]), false),
+        "list" => (read(&[b"LRANGE", key, b"0", b"-1"]), false),
+        "set" => (read(&[b"SMEMBERS", key]), true),
+        "zset" => (read(&[b"ZRANGE", key, b"0", b"-1", b"WITHSCORES"]), false),
+        "hash" => (read(&[b"HGETALL", key]), false),
+        "stream" => {
+            let entries = c.command(&[b"XRANGE", key, b"-", b"+"]).await.unwrap();
+            let groups = c.command(&[b"XINFO", b"GROUPS", key]).await.unwrap();
+            let mut text = format!("stream {entries:?}");
+            for group in array(groups) {
+                let fields = array(group);
+                let field = |name: &str| {
+                    fields
+                        .chunks(2)
+                        .find(|kv| kv[0].clone().into_string().as_deref() == Some(name))
+                        .map(|kv| format!("{:?}", kv[1]))
+                        .unwrap_or_default()
+                };
+                let name = fields[1].clone().into_string().unwrap();
+                let pending = c
+                    .command(&[b"XPENDING", key, name.as_bytes(), b"-", b"+", b"1000"])
+                    .await
+                    .unwrap();
+                let pending: Vec<String> = array(pending)
+                    .into_iter()
+                    .map(|p| {
+                        let p = array(p);
+                        format!("{:?}/{:?}", p[0], p[1])
+                    })
+                    .collect();
+                text += &format!(
+                    " group {name} last {} pending {pending:?}",
+                    field("last-delivered-id")
+                );
+            }
+            let last = c.command(&[b"XINFO", b"STREAM", key]).await.unwrap();
+            let last = array(last);
+            let field = |name: &str| {
+                last.chunks(2)
+                    .find(|kv| kv[0].clone().into_string().as_deref() == Some(name))
+                    .map(|kv| format!("{:?}", kv[1]))
+                    .unwrap_or_default()
+            };
+            return text + &format!(" length {} last-id {}", field("length"), field("last-generated-id"));
+        }
+        other => return format!("type {other}"),
+    };
+    let args: Vec<&[u8]> = cmd.iter().map(Vec::as_slice).collect();
+    let reply = c.command(&args).await.unwrap();
+    let mut items: Vec<String> = match reply {
+        Reply::Array(Some(items)) => items.iter().map(|i| format!("{i:?}")).collect(),
+        other => vec![format!("{other:?}")],
+    };
+    if kind == "hash" {
+        let mut pairs: Vec<String> = items.chunks(2).map(|p| p.join("=")).collect();
+        pairs.sort();
+        items = pairs;
+    } else if sort {
+        items.sort();
+    }
+    format!("{kind} {items:?}")
+}
+
+fn array(reply: Reply) -> Vec<Reply> {
+    match reply {
+        Reply::Array(Some(items)) => items,
+        other => panic!("not an array: {other:?}"),
+    }
+}
+
+fn bulk_list(reply: Reply) -> Vec<Vec<u8>> {
+    array(reply)
+        .into_iter()
+        .map(|r| match r {
+            Reply::Bulk(Some(b)) => b,
+            other => panic!("not a bulk: {other:?}"),
+        })
+        .collect()
+}
+
+/// The two datasets hold the same keys with the same values, and TTLs
+/// within `slack_ms` of each other (the restore took some time).
+pub fn assert_same_values(
+    before: &BTreeMap<(u64, Vec<u8>), (String, i64)>,
+    after: &BTreeMap<(u64, Vec<u8>), (String, i64)>,
+    slack_ms: i64,
+) {
+    let missing: Vec<_> = before.keys().filter(|k| !after.contains_key(*k)).collect();
+    let extra: Vec<_> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, extra {extra:?}");
+    for (key, (value, ttl)) in before {
+        let (got, got_ttl) = &after[key];
+        assert_eq!(value, got, "value of {key:?}");
+        assert_eq!(*ttl < 0, *got_ttl < 0, "TTL of {key:?}: {ttl} vs {got_ttl}");
+        assert!((ttl - got_ttl).abs() <= slack_ms, "TTL of {key:?}: {ttl} vs {got_ttl}");
     }
 }

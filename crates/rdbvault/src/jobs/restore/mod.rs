@@ -1,0 +1,438 @@
+//! One restore: put a stored backup back into a registered instance.
+//!
+//! The steps, each a `stage` of the record:
+//! 1. *resolving the target*: its master (`single`, `ha`) or its masters
+//!    and their slots (`cluster`), and its Redis version, which decides
+//!    how keys are written ([`plan`]);
+//! 2. *verifying the backup files*: every file is read once and checked
+//!    (size, SHA-256, every RDB check) before the target is touched, so a
+//!    file corrupted in the store fails the restore with the target as it
+//!    was; the databases it holds are learnt here (a cluster has only 0);
+//! 3. *flushing the target* (`replace` mode): `FLUSHALL` on each master;
+//! 4. *writing keys*: each file streamed again, into pipelined `RESTORE`s
+//!    or rebuilt native commands ([`write`]), files in parallel.
+//!
+//! A restore that fails says why, where (file, byte offset) and how many
+//! keys it had written; the target keeps what was written (in `replace`
+//! mode its old data is gone either way). A restore interrupted by a stop
+//! of the service, or whose node died, ends `failed` (`dcs.08.0108`).
+
+mod plan;
+mod read;
+mod write;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::failure::{Failure, FailureKind};
+use super::{JobContext, JobHandler};
+use crate::meta::{BackupFile, Instance, Job, JobState, Mode, Restore, RestoreMode, RestoreProgress, RestoreStatus};
+use crate::replication::cluster;
+use crate::replication::source;
+use crate::replication::{Connection, Endpoint};
+use read::Item;
+use write::{Settings, Tally, Writer};
+
+/// How often progress reaches the metadata store.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// Upper bound of files written at once when the configuration sets none.
+const MAX_PARALLEL_FILES: usize = 16;
+
+/// Where the keys go: one server, or a cluster's masters and their slots.
+enum Destination {
+    Single(Endpoint),
+    Cluster {
+        template: Endpoint,
+        masters: Vec<(crate::redis_addr::RedisAddr, Vec<(u16, u16)>)>,
+    },
+}
+
+impl Destination {
+    fn nodes(&self) -> Vec<Endpoint> {
+        match self {
+            Destination::Single(e) => vec![e.clone()],
+            Destination::Cluster { template, masters } => {
+                masters.iter().map(|(a, _)| template.at(a)).collect()
+            }
+        }
+    }
+}
+
+/// What the record shows while the restore runs.
+struct Progress {
+    stage: Mutex<&'static str>,
+    /// Bytes read by the verification pass and by the writing pass, per
+    /// file; the total is twice the backup's size.
+    verified: Vec<Arc<AtomicU64>>,
+    written: Vec<Arc<AtomicU64>>,
+    total: u64,
+    tally: Tally,
+}
+
+impl Progress {
+    fn new(files: usize, total: u64) -> Progress {
+        let counters = || (0..files).map(|_| Arc::new(AtomicU64::new(0))).collect();
+        Progress {
+            stage: Mutex::new("resolving the target"),
+            verified: counters(),
+            written: counters(),
+            total,
+            tally: Tally::default(),
+        }
+    }
+
+    fn enter(&self, stage: &'static str) {
+        if let Ok(mut s) = self.stage.lock() {
+            *s = stage;
+        }
+    }
+
+    fn report(&self) -> RestoreProgress {
+        let sum = |c: &[Arc<AtomicU64>]| c.iter().map(|n| n.load(Ordering::Relaxed)).sum::<u64>();
+        let done = sum(&self.verified) + sum(&self.written);
+        let total = self.total * 2;
+        let basis_points = if total == 0 {
+            0
+        } else {
+            ((done as f64 / total as f64) * 10_000.0).clamp(0.0, 9999.0) as i64
+        };
+        RestoreProgress {
+            bytes_done: i64::try_from(done).unwrap_or(i64::MAX),
+            bytes_total: Some(i64::try_from(total).unwrap_or(i64::MAX)),
+            basis_points,
+            stage: self.stage.lock().map(|s| s.to_string()).unwrap_or_default(),
+            keys: self.tally.counts(),
+        }
+    }
+}
+
+async fn execute(ctx: &JobContext, restore: &Restore, files: &[BackupFile], target: &Instance, progress: &Progress) -> Result<(), Failure> {
+    let (destination, version) = resolve(ctx, target).await?;
+    let plan = plan::choose(restore, target, files, &version)?;
+    ctx.meta.set_restore_method(&restore.id, &plan.describe()).await?;
+    tracing::info!(restore_id = %restore.id, method = %plan.describe(), "restore planned");
+
+    progress.enter("verifying the backup files");
+    let mut dbs = BTreeSet::new();
+    for (file, counter) in files.iter().zip(&progress.verified) {
+        let input = ctx.objects.read(&file.object_key).await?;
+        dbs.extend(read::verify(input, file, counter.clone()).await?);
+    }
+    if matches!(destination, Destination::Cluster { .. }) {
+        refuse_other_dbs(&dbs)?;
+    }
+
+    if restore.mode == RestoreMode::Replace {
+        progress.enter("flushing the target");
+        for node in destination.nodes() {
+            flush(ctx, &node).await?;
+        }
+    }
+
+    progress.enter("writing keys");
+    let settings = Settings {
+        mode: restore.mode,
+        how: plan.how,
+        strict: restore.strict,
+        target: version.target,
+        stall: ctx.timeouts.transfer.stall,
+        connect: ctx.timeouts.connect,
+    };
+    let parallel = match ctx.cluster_parallel {
+        0 => files.len().min(MAX_PARALLEL_FILES),
+        n => n,
+    }
+    .max(1);
+    // The first failure ends the restore: the other files' writers are
+    // dropped, closing their connections.
+    let mut waiting = files.iter().zip(&progress.written);
+    let mut running = futures::stream::FuturesUnordered::new();
+    loop {
+        while running.len() < parallel {
+            let Some((file, counter)) = waiting.next() else {
+                break;
+            };
+            running.push(write_file(ctx, file, &destination, settings, &progress.tally, counter.clone()));
+        }
+        match running.next().await {
+            Some(done) => done?,
+            None => return Ok(()),
+        }
+    }
+}
+
+/// The target's master(s) and its Redis version.
+async fn resolve(ctx: &JobContext, target: &Instance) -> Result<(Destination, plan::Version), Failure> {
+    let template = Endpoint::of(target, &ctx.redis_tls);
+    let timeout = ctx.timeouts.connect;
+    let destination = match target.mode {
+        Mode::Single | Mode::Ha => {
+            let master = source::choose(&template, &target.addrs, false, timeout).await?;
+            if master.master_down.is_some() || master.role != source::Role::Master {
+                return Err(Failure::new(
+                    FailureKind::Unreachable,
+                    format!("the master of the target is unreachable ({})", master.describe()),
+                ));
+            }
+            Destination::Single(master.endpoint)
+        }
+        Mode::Cluster => {
+            let topology = cluster::discover(&template, &target.addrs, timeout)
+                .await
+                .map_err(super::backup::topology_failure)?;
+            if let Some(shard) = topology.shards.iter().find(|s| !s.master.healthy) {
+                return Err(Failure::new(
+                    FailureKind::Unreachable,
+                    format!("the master {} of shard {} is failing", shard.master.addr, shard.slot_label()),
+                ));
+            }
+            Destination::Cluster {
+                template,
+                masters: topology
+                    .shards
+                    .into_iter()
+                    .map(|s| (s.master.addr, s.slots))
+                    .collect(),
+            }
+        }
+    };
+    let mut version: Option<plan::Version> = None;
+    for node in destination.nodes() {
+        let mut conn = Connection::open(&node, timeout).await?;
+        let server = conn.info("server").await?;
+        conn.shutdown().await;
+        let found = plan::Version::of(&server)
+            .ok_or_else(|| Failure::new(FailureKind::Protocol, format!("{} reports no usable redis_version", node.addr)))?;
+        // A cluster mid-upgrade is written for its oldest node.
+        if version.as_ref().is_none_or(|v| found.target < v.target) {
+            version = Some(found);
+        }
+    }
+    let version = version.ok_or_else(|| Failure::new(FailureKind::Unreachable, "the target has no master"))?;
+    Ok((destination, version))
+}
+
+/// A cluster has database 0 only: a backup with keys elsewhere cannot go
+/// there, and nothing is written.
+fn refuse_other_dbs(dbs: &BTreeSet<u64>) -> Result<(), Failure> {
+    let others: Vec<String> = dbs.iter().filter(|&&db| db != 0).map(u64::to_string).collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::new(
+        FailureKind::Incompatible,
+        format!(
+            "the backup holds keys in database{} {} and a cluster has only database 0; nothing was written",
+            if others.len() > 1 { "s" } else { "" },
+            others.join(", ")
+        ),
+    ))
+}
+
+async fn flush(ctx: &JobContext, node: &Endpoint) -> Result<(), Failure> {
+    let mut conn = Connection::open(node, ctx.timeouts.connect).await?;
+    // Synchronous: the memory is free before the keys arrive. A big
+    // dataset makes this take seconds; the connection waits as long as a
+    // stall allows.
+    let flushed = tokio::time::timeout(ctx.timeouts.transfer.stall, conn.command(&[b"FLUSHALL"])).await;
+    conn.shutdown().await;
+    match flushed {
+        Ok(r) => r.map(drop).map_err(Failure::from),
+        Err(_) => Err(Failure::new(
+            FailureKind::TimedOut,
+            format!("FLUSHALL on {} took longer than {} s", node.addr, ctx.timeouts.transfer.stall.as_secs()),
+        )),
+    }
+}
+
+/// Streams one stored file into the target.
+async fn write_file(
+    ctx: &JobContext,
+    file: &BackupFile,
+    destination: &Destination,
+    settings: Settings,
+    tally: &Tally,
+    read: Arc<AtomicU64>,
+) -> Result<(), Failure> {
+    let whence = |f: Failure, read: &AtomicU64| Failure {
+        kind: f.kind,
+        message: format!(
+            "{} (file {}, after {} of its {} bytes)",
+            f.message,
+            file.file_name,
+            read.load(Ordering::Relaxed),
+            file.size
+        ),
+    };
+    let input = ctx.objects.read(&file.object_key).await?;
+    let decode = settings.how == write::How::Commands;
+    let mut items = read::keys(input, file, decode, read.clone());
+    let mut writer = match destination {
+        Destination::Single(endpoint) => Writer::single(endpoint, settings, tally).await?,
+        Destination::Cluster { template, masters } => Writer::cluster(template, masters, settings, tally).await?,
+    };
+    loop {
+        let item = items
+            .recv()
+            .await
+            .unwrap_or_else(|| Err(Failure::new(FailureKind::Internal, "the file reader stopped")))
+            .map_err(|f| whence(f, &read))?;
+        match item {
+            Item::Functions(libraries) => writer.functions(&libraries).await,
+            Item::Keys(keys) => {
+                let mut result = Ok(());
+                for key in keys {
+                    result = writer.write(key).await;
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                result
+            }
+            Item::End => break,
+        }
+        .map_err(|f| whence(f, &read))?;
+    }
+    writer.finish().await.map_err(|f| whence(f, &read))
+}
+
+/// Restores as jobs: the run of one, and the recovery of one whose node died.
+pub(crate) struct Restores;
+
+impl JobHandler for Restores {
+    async fn run(&self, ctx: &JobContext, job: &Job, cancel: CancellationToken) -> JobState {
+        let loaded = match load(ctx, job).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return JobState::Cancelled,
+            Err(f) => {
+                tracing::error!(job_id = %job.id, error = %f, "restore job could not run");
+                record_failure(ctx, &job.target_id, &f, None).await;
+                return JobState::Failed;
+            }
+        };
+        let (restore, files, target) = loaded;
+        let total: u64 = files.iter().map(|f| u64::try_from(f.size).unwrap_or(0)).sum();
+        match ctx.meta.start_restore(&restore.id, i64::try_from(total * 2).unwrap_or(i64::MAX)).await {
+            Ok(true) => {}
+            Ok(false) => return JobState::Cancelled,
+            Err(e) => {
+                record_failure(ctx, &restore.id, &e.into(), None).await;
+                return JobState::Failed;
+            }
+        }
+        let progress = Progress::new(files.len(), total);
+        let outcome = tokio::select! {
+            outcome = report_while(ctx, &restore, &progress, execute(ctx, &restore, &files, &target, &progress)) => outcome,
+            _ = cancel.cancelled() => Err(Failure::new(FailureKind::Interrupted, FailureKind::Interrupted.meaning())),
+        };
+        let counts = progress.tally.counts();
+        match outcome {
+            Ok(()) => match ctx.meta.succeed_restore(&restore.id, &counts).await {
+                Ok(_) => {
+                    tracing::info!(restore_id = %restore.id, restored = counts.restored, rebuilt = counts.rebuilt,
+                        replaced = counts.replaced, skipped = counts.skipped, "restore succeeded");
+                    JobState::Succeeded
+                }
+                Err(e) => {
+                    tracing::error!(restore_id = %restore.id, error = %e, "recording success failed");
+                    JobState::Failed
+                }
+            },
+            Err(f) => {
+                let written = progress.tally.written();
+                let f = Failure {
+                    kind: f.kind,
+                    message: format!("{}; {written} keys had been written", f.message),
+                };
+                tracing::warn!(restore_id = %restore.id, code = f.kind.code(), error = %f, "restore failed");
+                record_failure(ctx, &restore.id, &f, Some(&counts)).await;
+                JobState::Failed
+            }
+        }
+    }
+
+    async fn recover(&self, ctx: &JobContext, job: &Job) {
+        let interrupted = Failure::new(FailureKind::Interrupted, FailureKind::Interrupted.meaning());
+        record_failure(ctx, &job.target_id, &interrupted, None).await;
+    }
+}
+
+/// Runs `work`, writing the progress to the record once a second.
+async fn report_while(
+    ctx: &JobContext,
+    restore: &Restore,
+    progress: &Progress,
+    work: impl std::future::Future<Output = Result<(), Failure>>,
+) -> Result<(), Failure> {
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    loop {
+        tokio::select! {
+            result = &mut work => return result,
+            _ = tick.tick() => {
+                if let Err(e) = ctx.meta.set_restore_progress(&restore.id, &progress.report()).await {
+                    tracing::warn!(restore_id = %restore.id, error = %e, "restore progress not recorded");
+                }
+            }
+        }
+    }
+}
+
+/// The restore a job works on, the backup's files and the target; `None`
+/// when the restore is no longer waiting.
+async fn load(ctx: &JobContext, job: &Job) -> Result<Option<(Restore, Vec<BackupFile>, Instance)>, Failure> {
+    let missing = |what: &str| Failure::new(FailureKind::Internal, format!("{what} record missing"));
+    let restore = ctx.meta.get_restore(&job.target_id).await?.ok_or_else(|| missing("restore"))?;
+    if restore.status != RestoreStatus::Waiting {
+        return Ok(None);
+    }
+    let (_, files) = ctx
+        .meta
+        .backup_with_files(&restore.backup_id)
+        .await?
+        .ok_or_else(|| missing("backup"))?;
+    let target = ctx
+        .meta
+        .get_instance(&restore.project_id, &restore.target_instance_id)
+        .await?
+        .ok_or_else(|| missing("target instance"))?;
+    Ok(Some((restore, files, target)))
+}
+
+async fn record_failure(ctx: &JobContext, restore_id: &str, f: &Failure, counts: Option<&crate::meta::KeyCounts>) {
+    if let Err(e) = ctx
+        .meta
+        .fail_restore(restore_id, f.kind.code(), &f.message, counts)
+        .await
+    {
+        tracing::error!(restore_id, error = %e, "recording the failure failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_refuses_other_databases_by_name() {
+        assert!(refuse_other_dbs(&BTreeSet::from([0])).is_ok());
+        let f = refuse_other_dbs(&BTreeSet::from([0, 3, 9])).expect_err("refused");
+        assert_eq!(f.kind, FailureKind::Incompatible);
+        assert!(f.message.contains("databases 3, 9"), "{}", f.message);
+    }
+
+    #[test]
+    fn progress_counts_both_passes() {
+        let p = Progress::new(2, 100);
+        p.verified[0].store(100, Ordering::Relaxed);
+        p.written[1].store(50, Ordering::Relaxed);
+        let r = p.report();
+        assert_eq!((r.bytes_done, r.bytes_total, r.basis_points), (150, Some(200), 7500));
+        assert_eq!(r.stage, "resolving the target");
+    }
+}

@@ -1,0 +1,135 @@
+//! How a restore writes: the method asked for, checked against the target
+//! and the backup, and the reason recorded with it (`method_used`).
+//!
+//! Redis refuses a `RESTORE` payload (and an RDB file) of a newer RDB
+//! version than its own, so which method works is decided by the target's
+//! release: a backup newer than the target is rebuilt with native commands.
+
+use std::collections::HashMap;
+
+use super::write::How;
+use crate::jobs::failure::{Failure, FailureKind};
+use crate::meta::{BackupFile, Instance, Mode, Restore, RestoreMethod};
+
+/// A target's release, as the writers need it.
+#[derive(Debug, Clone)]
+pub(super) struct Version {
+    /// `redis_version` as reported.
+    pub redis: String,
+    pub target: rdb::commands::Target,
+    /// The newest RDB version the release reads.
+    pub rdb: u32,
+}
+
+impl Version {
+    /// From `INFO server`; `None` without a parsable `redis_version`.
+    pub(super) fn of(server: &HashMap<String, String>) -> Option<Version> {
+        let redis = server.get("redis_version")?.clone();
+        let target = rdb::commands::Target::parse(&redis)?;
+        Some(Version {
+            rdb: rdb_version_read_by(target),
+            redis,
+            target,
+        })
+    }
+}
+
+/// The RDB version each release writes and reads (rdb.h `RDB_VERSION`).
+fn rdb_version_read_by(t: rdb::commands::Target) -> u32 {
+    match (t.major, t.minor) {
+        (0..=3, _) => 7,
+        (4, _) => 8,
+        (5 | 6, _) => 9,
+        (7, 0 | 1) => 10,
+        (7, 2 | 3) => 11,
+        _ => 12,
+    }
+}
+
+/// The method chosen, and why, for the record.
+#[derive(Debug, Clone)]
+pub(super) struct Plan {
+    pub how: How,
+    why: String,
+}
+
+impl Plan {
+    pub(super) fn describe(&self) -> String {
+        let name = match self.how {
+            How::Restore { .. } => "restore",
+            How::Commands => "commands",
+        };
+        format!("{name}: {}", self.why)
+    }
+}
+
+/// The method for `restore` of `files` into `target`.
+pub(super) fn choose(
+    restore: &Restore,
+    target: &Instance,
+    files: &[BackupFile],
+    version: &Version,
+) -> Result<Plan, Failure> {
+    let newest = files
+        .iter()
+        .filter_map(|f| f.rdb_version)
+        .max()
+        .and_then(|v| u32::try_from(v).ok())
+        .unwrap_or(0);
+    let readable = newest <= version.rdb;
+    let versions = format!(
+        "the backup is RDB {newest}, the target (Redis {}) reads RDB {}",
+        version.redis, version.rdb
+    );
+    match restore.method {
+        RestoreMethod::Auto if readable => Ok(Plan {
+            how: How::Restore { fallback: true },
+            why: format!(
+                "pipelined RESTORE ({versions}; a payload it refuses is rebuilt with commands){}",
+                cluster_note(target)
+            ),
+        }),
+        RestoreMethod::Auto | RestoreMethod::Commands => Ok(Plan {
+            how: How::Commands,
+            why: format!("values rebuilt with native commands ({versions})"),
+        }),
+        RestoreMethod::Restore if readable => Ok(Plan {
+            how: How::Restore { fallback: false },
+            why: format!("pipelined RESTORE, as asked ({versions})"),
+        }),
+        RestoreMethod::Restore => Err(Failure::new(
+            FailureKind::Incompatible,
+            format!("the method `restore` cannot work: {versions}; `commands` or `auto` can"),
+        )),
+        RestoreMethod::Replicate => Err(Failure::new(
+            FailureKind::Incompatible,
+            "the method `replicate` is not available in this release; `auto` uses `restore`",
+        )),
+    }
+}
+
+fn cluster_note(target: &Instance) -> &'static str {
+    match target.mode {
+        Mode::Cluster => ", each key to the master of its slot",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(v: &str) -> Version {
+        Version::of(&HashMap::from([("redis_version".to_string(), v.to_string())])).expect("parsed")
+    }
+
+    #[test]
+    fn releases_read_their_rdb_versions() {
+        assert_eq!(version("6.2.14").rdb, 9);
+        assert_eq!(version("7.0.15").rdb, 10);
+        assert_eq!(version("7.2.4").rdb, 11);
+        assert_eq!(version("7.4.1").rdb, 12);
+        assert_eq!(version("8.2.1").rdb, 12);
+        assert!(Version::of(&HashMap::new()).is_none());
+    }
+}
