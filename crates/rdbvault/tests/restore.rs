@@ -21,10 +21,16 @@ async fn every_method_puts_the_same_dataset_back(db: Db) {
     let server = TestServer::start(db).await;
     let instance = server.register_single(&redis.addr()).await;
     let backup = server.backed_up(&instance).await;
-    for (method, used) in [("auto", "restore"), ("restore", "restore"), ("commands", "commands")] {
+    for (method, used) in [
+        ("auto", "restore"),
+        ("restore", "restore"),
+        ("commands", "commands"),
+    ] {
         redis.cli(&["FLUSHALL"]);
         assert_ne!(redis.digest().await, digest);
-        let restore = server.start_restore(&instance, &backup, json!({"method": method})).await;
+        let restore = server
+            .start_restore(&instance, &backup, json!({"method": method}))
+            .await;
         let record = server.wait_restore(&instance, &restore).await;
         assert_eq!(record["status"], "succeed", "{method}: {record}");
         assert_eq!(redis.digest().await, digest, "{method}: {record}");
@@ -34,13 +40,27 @@ async fn every_method_puts_the_same_dataset_back(db: Db) {
         assert!(record["error_code"].is_null(), "{record}");
         assert!(record["stage"].is_null(), "{record}");
         assert!(
-            record["method_used"].as_str().unwrap().starts_with(&format!("{used}:")),
+            record["method_used"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{used}:")),
             "{method}: {record}"
         );
-        let (restored, rebuilt) = (record["keys_restored"].as_i64().unwrap(), record["keys_rebuilt"].as_i64().unwrap());
+        let (restored, rebuilt) = (
+            record["keys_restored"].as_i64().unwrap(),
+            record["keys_rebuilt"].as_i64().unwrap(),
+        );
         // 3 databases of 16 keys each.
         assert_eq!(restored + rebuilt, 48, "{record}");
-        assert_eq!(if used == "commands" { rebuilt } else { restored }, 48, "{record}");
+        assert_eq!(
+            if used == "commands" {
+                rebuilt
+            } else {
+                restored
+            },
+            48,
+            "{record}"
+        );
         assert_eq!(record["keys_skipped"], 0, "{record}");
         assert_eq!(server.show_instance(&instance).await["status"], "RUNNING");
     }

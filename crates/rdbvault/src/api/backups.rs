@@ -167,7 +167,9 @@ pub(crate) async fn create_backup(
         .await
         .map_err(|e| match e {
             MetaError::Conflict => ApiError::InstanceBackingUp(instance.id.clone()),
-            MetaError::Refused(Refusal::Restoring) => ApiError::InstanceRestoring(instance.id.clone()),
+            MetaError::Refused(Refusal::Restoring) => {
+                ApiError::InstanceRestoring(instance.id.clone())
+            }
             other => other.into(),
         })?;
     state.workers.wake();
@@ -225,7 +227,9 @@ pub(crate) async fn delete_backup(
         .mark_backup_deleted(&backup.id)
         .await
         .map_err(|e| match e {
-            MetaError::Refused(Refusal::BackupInRestore) => ApiError::BackupInRestore(backup.id.clone()),
+            MetaError::Refused(Refusal::BackupInRestore) => {
+                ApiError::BackupInRestore(backup.id.clone())
+            }
             other => other.into(),
         })?;
     if let Some(before) = marked {

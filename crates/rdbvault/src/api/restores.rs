@@ -214,8 +214,12 @@ pub(crate) async fn restore_instance(
         })
         .await
         .map_err(|e| match e {
-            MetaError::Refused(Refusal::BackingUp) => ApiError::InstanceBackingUp(target.id.clone()),
-            MetaError::Refused(Refusal::Restoring) => ApiError::InstanceRestoring(target.id.clone()),
+            MetaError::Refused(Refusal::BackingUp) => {
+                ApiError::InstanceBackingUp(target.id.clone())
+            }
+            MetaError::Refused(Refusal::Restoring) => {
+                ApiError::InstanceRestoring(target.id.clone())
+            }
             MetaError::Refused(_) => ApiError::RestoreFromUnsuccessful(backup.id.clone()),
             other => other.into(),
         })?;

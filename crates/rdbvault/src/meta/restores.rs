@@ -196,7 +196,8 @@ const COLUMNS: &str = "id, instance_id, target_instance_id, project_id, backup_i
 impl TryFrom<Row> for Restore {
     type Error = MetaError;
     fn try_from(r: Row) -> Result<Restore> {
-        let corrupt = |what: &str, v: &str| MetaError::Corrupt(format!("restore {}: {what} {v:?}", r.id));
+        let corrupt =
+            |what: &str, v: &str| MetaError::Corrupt(format!("restore {}: {what} {v:?}", r.id));
         let status = RestoreStatus::parse(&r.status).ok_or_else(|| corrupt("status", &r.status))?;
         let mode = RestoreMode::parse(&r.mode).ok_or_else(|| corrupt("mode", &r.mode))?;
         let method = RestoreMethod::parse(&r.method).ok_or_else(|| corrupt("method", &r.method))?;
@@ -438,8 +439,14 @@ impl Meta {
     ) -> Result<bool> {
         match keys {
             Some(keys) => {
-                self.end_restore(id, "failed", Some((code, msg)), keys, "status IN ('waiting', 'restoring')")
-                    .await
+                self.end_restore(
+                    id,
+                    "failed",
+                    Some((code, msg)),
+                    keys,
+                    "status IN ('waiting', 'restoring')",
+                )
+                .await
             }
             None => {
                 let now = now_ms();
@@ -467,7 +474,11 @@ impl Meta {
         from: &str,
     ) -> Result<bool> {
         let now = now_ms();
-        let progress = if status == "succeed" { Some(10_000) } else { None };
+        let progress = if status == "succeed" {
+            Some(10_000)
+        } else {
+            None
+        };
         let sql = format!(
             "UPDATE restores SET status = $1, error_code = $2, error_msg = $3, stage = NULL, \
              progress_bp = COALESCE($4, progress_bp), keys_restored = $5, keys_rebuilt = $6, \

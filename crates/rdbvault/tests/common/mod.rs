@@ -1419,15 +1419,23 @@ impl TestServer {
 
     /// `restore_instance` with `body`: the answer, whatever it is.
     pub async fn post_restore(&self, instance: &str, body: serde_json::Value) -> Resp {
-        self.req("POST", &format!("/v2/{PROJECT}/instances/{instance}/restores"))
-            .json(&body.to_string())
-            .send()
-            .await
+        self.req(
+            "POST",
+            &format!("/v2/{PROJECT}/instances/{instance}/restores"),
+        )
+        .json(&body.to_string())
+        .send()
+        .await
     }
 
     /// Starts a restore of `backup` (fields of `extra` added to the body)
     /// and returns its id.
-    pub async fn start_restore(&self, instance: &str, backup: &str, extra: serde_json::Value) -> String {
+    pub async fn start_restore(
+        &self,
+        instance: &str,
+        backup: &str,
+        extra: serde_json::Value,
+    ) -> String {
         let mut body = serde_json::json!({"backup_id": backup, "remark": "test restore"});
         if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
             b.extend(e.clone());
@@ -1440,7 +1448,10 @@ impl TestServer {
     /// The restore's record in `list_restore_records` of `instance`.
     pub async fn restore_record(&self, instance: &str, restore: &str) -> serde_json::Value {
         let r = self
-            .req("GET", &format!("/v2/{PROJECT}/instances/{instance}/restores?limit=1000"))
+            .req(
+                "GET",
+                &format!("/v2/{PROJECT}/instances/{instance}/restores?limit=1000"),
+            )
             .send()
             .await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -1472,7 +1483,10 @@ impl TestServer {
                 record["status"] == "waiting" || record["status"] == "restoring",
                 "the restore ended before {what}: {record}"
             );
-            assert!(Instant::now() < deadline, "timed out waiting for {what}: {record}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {record}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -1510,7 +1524,12 @@ pub async fn values(redis: &RedisServer, dbs: &[u64]) -> BTreeMap<(u64, Vec<u8>)
 
 /// The value of `key` as text, independent of its encoding.
 pub async fn describe(c: &mut rdbvault::replication::Connection, key: &[u8]) -> String {
-    let kind = c.command(&[b"TYPE", key]).await.unwrap().into_string().unwrap();
+    let kind = c
+        .command(&[b"TYPE", key])
+        .await
+        .unwrap()
+        .into_string()
+        .unwrap();
     let read = |args: &[&[u8]]| args.iter().map(|a| a.to_vec()).collect::<Vec<_>>();
     let (cmd, sort) = match kind.as_str() {
         "string" => (read(&[b"GET", key]), false),
@@ -1556,7 +1575,12 @@ pub async fn describe(c: &mut rdbvault::replication::Connection, key: &[u8]) -> 
                     .map(|kv| format!("{:?}", kv[1]))
                     .unwrap_or_default()
             };
-            return text + &format!(" length {} last-id {}", field("length"), field("last-generated-id"));
+            return text
+                + &format!(
+                    " length {} last-id {}",
+                    field("length"),
+                    field("last-generated-id")
+                );
         }
         other => return format!("type {other}"),
     };
@@ -1602,11 +1626,17 @@ pub fn assert_same_values(
 ) {
     let missing: Vec<_> = before.keys().filter(|k| !after.contains_key(*k)).collect();
     let extra: Vec<_> = after.keys().filter(|k| !before.contains_key(*k)).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, extra {extra:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, extra {extra:?}"
+    );
     for (key, (value, ttl)) in before {
         let (got, got_ttl) = &after[key];
         assert_eq!(value, got, "value of {key:?}");
         assert_eq!(*ttl < 0, *got_ttl < 0, "TTL of {key:?}: {ttl} vs {got_ttl}");
-        assert!((ttl - got_ttl).abs() <= slack_ms, "TTL of {key:?}: {ttl} vs {got_ttl}");
+        assert!(
+            (ttl - got_ttl).abs() <= slack_ms,
+            "TTL of {key:?}: {ttl} vs {got_ttl}"
+        );
     }
 }

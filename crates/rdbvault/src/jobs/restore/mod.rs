@@ -31,7 +31,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::failure::{Failure, FailureKind};
 use super::{JobContext, JobHandler};
-use crate::meta::{BackupFile, Instance, Job, JobState, Mode, Restore, RestoreMode, RestoreProgress, RestoreStatus};
+use crate::meta::{
+    BackupFile, Instance, Job, JobState, Mode, Restore, RestoreMode, RestoreProgress, RestoreStatus,
+};
 use crate::replication::cluster;
 use crate::replication::source;
 use crate::replication::{Connection, Endpoint};
@@ -111,10 +113,18 @@ impl Progress {
     }
 }
 
-async fn execute(ctx: &JobContext, restore: &Restore, files: &[BackupFile], target: &Instance, progress: &Progress) -> Result<(), Failure> {
+async fn execute(
+    ctx: &JobContext,
+    restore: &Restore,
+    files: &[BackupFile],
+    target: &Instance,
+    progress: &Progress,
+) -> Result<(), Failure> {
     let (destination, version) = resolve(ctx, target).await?;
     let plan = plan::choose(restore, target, files, &version)?;
-    ctx.meta.set_restore_method(&restore.id, &plan.describe()).await?;
+    ctx.meta
+        .set_restore_method(&restore.id, &plan.describe())
+        .await?;
     tracing::info!(restore_id = %restore.id, method = %plan.describe(), "restore planned");
 
     progress.enter("verifying the backup files");
@@ -157,7 +167,14 @@ async fn execute(ctx: &JobContext, restore: &Restore, files: &[BackupFile], targ
             let Some((file, counter)) = waiting.next() else {
                 break;
             };
-            running.push(write_file(ctx, file, &destination, settings, &progress.tally, counter.clone()));
+            running.push(write_file(
+                ctx,
+                file,
+                &destination,
+                settings,
+                &progress.tally,
+                counter.clone(),
+            ));
         }
         match running.next().await {
             Some(done) => done?,
@@ -167,7 +184,10 @@ async fn execute(ctx: &JobContext, restore: &Restore, files: &[BackupFile], targ
 }
 
 /// The target's master(s) and its Redis version.
-async fn resolve(ctx: &JobContext, target: &Instance) -> Result<(Destination, plan::Version), Failure> {
+async fn resolve(
+    ctx: &JobContext,
+    target: &Instance,
+) -> Result<(Destination, plan::Version), Failure> {
     let template = Endpoint::of(target, &ctx.redis_tls);
     let timeout = ctx.timeouts.connect;
     let destination = match target.mode {
@@ -176,7 +196,10 @@ async fn resolve(ctx: &JobContext, target: &Instance) -> Result<(Destination, pl
             if master.master_down.is_some() || master.role != source::Role::Master {
                 return Err(Failure::new(
                     FailureKind::Unreachable,
-                    format!("the master of the target is unreachable ({})", master.describe()),
+                    format!(
+                        "the master of the target is unreachable ({})",
+                        master.describe()
+                    ),
                 ));
             }
             Destination::Single(master.endpoint)
@@ -188,7 +211,11 @@ async fn resolve(ctx: &JobContext, target: &Instance) -> Result<(Destination, pl
             if let Some(shard) = topology.shards.iter().find(|s| !s.master.healthy) {
                 return Err(Failure::new(
                     FailureKind::Unreachable,
-                    format!("the master {} of shard {} is failing", shard.master.addr, shard.slot_label()),
+                    format!(
+                        "the master {} of shard {} is failing",
+                        shard.master.addr,
+                        shard.slot_label()
+                    ),
                 ));
             }
             Destination::Cluster {
@@ -206,21 +233,30 @@ async fn resolve(ctx: &JobContext, target: &Instance) -> Result<(Destination, pl
         let mut conn = Connection::open(&node, timeout).await?;
         let server = conn.info("server").await?;
         conn.shutdown().await;
-        let found = plan::Version::of(&server)
-            .ok_or_else(|| Failure::new(FailureKind::Protocol, format!("{} reports no usable redis_version", node.addr)))?;
+        let found = plan::Version::of(&server).ok_or_else(|| {
+            Failure::new(
+                FailureKind::Protocol,
+                format!("{} reports no usable redis_version", node.addr),
+            )
+        })?;
         // A cluster mid-upgrade is written for its oldest node.
         if version.as_ref().is_none_or(|v| found.target < v.target) {
             version = Some(found);
         }
     }
-    let version = version.ok_or_else(|| Failure::new(FailureKind::Unreachable, "the target has no master"))?;
+    let version = version
+        .ok_or_else(|| Failure::new(FailureKind::Unreachable, "the target has no master"))?;
     Ok((destination, version))
 }
 
 /// A cluster has database 0 only: a backup with keys elsewhere cannot go
 /// there, and nothing is written.
 fn refuse_other_dbs(dbs: &BTreeSet<u64>) -> Result<(), Failure> {
-    let others: Vec<String> = dbs.iter().filter(|&&db| db != 0).map(u64::to_string).collect();
+    let others: Vec<String> = dbs
+        .iter()
+        .filter(|&&db| db != 0)
+        .map(u64::to_string)
+        .collect();
     if others.is_empty() {
         return Ok(());
     }
@@ -239,13 +275,18 @@ async fn flush(ctx: &JobContext, node: &Endpoint) -> Result<(), Failure> {
     // Synchronous: the memory is free before the keys arrive. A big
     // dataset makes this take seconds; the connection waits as long as a
     // stall allows.
-    let flushed = tokio::time::timeout(ctx.timeouts.transfer.stall, conn.command(&[b"FLUSHALL"])).await;
+    let flushed =
+        tokio::time::timeout(ctx.timeouts.transfer.stall, conn.command(&[b"FLUSHALL"])).await;
     conn.shutdown().await;
     match flushed {
         Ok(r) => r.map(drop).map_err(Failure::from),
         Err(_) => Err(Failure::new(
             FailureKind::TimedOut,
-            format!("FLUSHALL on {} took longer than {} s", node.addr, ctx.timeouts.transfer.stall.as_secs()),
+            format!(
+                "FLUSHALL on {} took longer than {} s",
+                node.addr,
+                ctx.timeouts.transfer.stall.as_secs()
+            ),
         )),
     }
 }
@@ -274,13 +315,20 @@ async fn write_file(
     let mut items = read::keys(input, file, decode, read.clone());
     let mut writer = match destination {
         Destination::Single(endpoint) => Writer::single(endpoint, settings, tally).await?,
-        Destination::Cluster { template, masters } => Writer::cluster(template, masters, settings, tally).await?,
+        Destination::Cluster { template, masters } => {
+            Writer::cluster(template, masters, settings, tally).await?
+        }
     };
     loop {
         let item = items
             .recv()
             .await
-            .unwrap_or_else(|| Err(Failure::new(FailureKind::Internal, "the file reader stopped")))
+            .unwrap_or_else(|| {
+                Err(Failure::new(
+                    FailureKind::Internal,
+                    "the file reader stopped",
+                ))
+            })
             .map_err(|f| whence(f, &read))?;
         match item {
             Item::Functions(libraries) => writer.functions(&libraries).await,
@@ -316,8 +364,15 @@ impl JobHandler for Restores {
             }
         };
         let (restore, files, target) = loaded;
-        let total: u64 = files.iter().map(|f| u64::try_from(f.size).unwrap_or(0)).sum();
-        match ctx.meta.start_restore(&restore.id, i64::try_from(total * 2).unwrap_or(i64::MAX)).await {
+        let total: u64 = files
+            .iter()
+            .map(|f| u64::try_from(f.size).unwrap_or(0))
+            .sum();
+        match ctx
+            .meta
+            .start_restore(&restore.id, i64::try_from(total * 2).unwrap_or(i64::MAX))
+            .await
+        {
             Ok(true) => {}
             Ok(false) => return JobState::Cancelled,
             Err(e) => {
@@ -357,7 +412,8 @@ impl JobHandler for Restores {
     }
 
     async fn recover(&self, ctx: &JobContext, job: &Job) {
-        let interrupted = Failure::new(FailureKind::Interrupted, FailureKind::Interrupted.meaning());
+        let interrupted =
+            Failure::new(FailureKind::Interrupted, FailureKind::Interrupted.meaning());
         record_failure(ctx, &job.target_id, &interrupted, None).await;
     }
 }
@@ -385,9 +441,17 @@ async fn report_while(
 
 /// The restore a job works on, the backup's files and the target; `None`
 /// when the restore is no longer waiting.
-async fn load(ctx: &JobContext, job: &Job) -> Result<Option<(Restore, Vec<BackupFile>, Instance)>, Failure> {
-    let missing = |what: &str| Failure::new(FailureKind::Internal, format!("{what} record missing"));
-    let restore = ctx.meta.get_restore(&job.target_id).await?.ok_or_else(|| missing("restore"))?;
+async fn load(
+    ctx: &JobContext,
+    job: &Job,
+) -> Result<Option<(Restore, Vec<BackupFile>, Instance)>, Failure> {
+    let missing =
+        |what: &str| Failure::new(FailureKind::Internal, format!("{what} record missing"));
+    let restore = ctx
+        .meta
+        .get_restore(&job.target_id)
+        .await?
+        .ok_or_else(|| missing("restore"))?;
     if restore.status != RestoreStatus::Waiting {
         return Ok(None);
     }
@@ -404,7 +468,12 @@ async fn load(ctx: &JobContext, job: &Job) -> Result<Option<(Restore, Vec<Backup
     Ok(Some((restore, files, target)))
 }
 
-async fn record_failure(ctx: &JobContext, restore_id: &str, f: &Failure, counts: Option<&crate::meta::KeyCounts>) {
+async fn record_failure(
+    ctx: &JobContext,
+    restore_id: &str,
+    f: &Failure,
+    counts: Option<&crate::meta::KeyCounts>,
+) {
     if let Err(e) = ctx
         .meta
         .fail_restore(restore_id, f.kind.code(), &f.message, counts)
@@ -432,7 +501,10 @@ mod tests {
         p.verified[0].store(100, Ordering::Relaxed);
         p.written[1].store(50, Ordering::Relaxed);
         let r = p.report();
-        assert_eq!((r.bytes_done, r.bytes_total, r.basis_points), (150, Some(200), 7500));
+        assert_eq!(
+            (r.bytes_done, r.bytes_total, r.basis_points),
+            (150, Some(200), 7500)
+        );
         assert_eq!(r.stage, "resolving the target");
     }
 }

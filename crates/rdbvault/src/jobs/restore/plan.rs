@@ -120,7 +120,11 @@ mod tests {
     use super::*;
 
     fn version(v: &str) -> Version {
-        Version::of(&HashMap::from([("redis_version".to_string(), v.to_string())])).expect("parsed")
+        Version::of(&HashMap::from([(
+            "redis_version".to_string(),
+            v.to_string(),
+        )]))
+        .expect("parsed")
     }
 
     #[test]

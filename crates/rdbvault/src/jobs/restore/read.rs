@@ -45,7 +45,9 @@ impl Key {
             + match &self.body {
                 Body::Dump(d) => d.len(),
                 // A rough size: enough to bound a batch.
-                Body::Entry(e) => e.dump.as_ref().map_or(64, Vec::len) + 64 * e.value.elements() as usize,
+                Body::Entry(e) => {
+                    e.dump.as_ref().map_or(64, Vec::len) + 64 * e.value.elements() as usize
+                }
             }
     }
 }
@@ -121,7 +123,8 @@ fn read_all<R: Read>(
     };
     // The channel closing means the restore stopped: nothing left to tell.
     let send = |item: Item| tx.blocking_send(Ok(item)).is_ok();
-    let reader = rdb::Reader::new(std::io::BufReader::with_capacity(1 << 20, tap)).map_err(broken)?;
+    let reader =
+        rdb::Reader::new(std::io::BufReader::with_capacity(1 << 20, tap)).map_err(broken)?;
     let mut reader = if decode {
         reader
     } else {
@@ -157,7 +160,9 @@ fn read_all<R: Read>(
                 return Ok(());
             }
             weight = 0;
-            if !send(Item::Functions(reader.functions()[sent_functions..].to_vec())) {
+            if !send(Item::Functions(
+                reader.functions()[sent_functions..].to_vec(),
+            )) {
                 return Ok(());
             }
             sent_functions = reader.functions().len();
@@ -196,7 +201,10 @@ fn drained<R: Read>(reader: TapReader<R>, file: &BackupFile) -> Result<Tap<R>, F
     if trailing > 0 {
         return Err(Failure::new(
             FailureKind::Verification,
-            format!("backup file {}: bytes follow the end of the dump", file.file_name),
+            format!(
+                "backup file {}: bytes follow the end of the dump",
+                file.file_name
+            ),
         ));
     }
     Ok(tap)
@@ -252,7 +260,8 @@ where
             bytes: 0,
             progress,
         };
-        let mut reader = rdb::Reader::new(std::io::BufReader::with_capacity(1 << 20, tap)).map_err(broken)?;
+        let mut reader =
+            rdb::Reader::new(std::io::BufReader::with_capacity(1 << 20, tap)).map_err(broken)?;
         let mut dbs = std::collections::BTreeSet::new();
         while let Some(key) = reader.next_key().map_err(broken)? {
             dbs.insert(key.db);

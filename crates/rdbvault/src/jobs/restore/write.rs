@@ -114,10 +114,17 @@ enum Op {
     Asking,
     FunctionLoad,
     /// One `RESTORE` of the key; `replace` when sent with `REPLACE`.
-    Restore { key: Key, replace: bool },
+    Restore {
+        key: Key,
+        replace: bool,
+    },
     /// The key rebuilt as `count` commands (a `DEL` first in `merge` mode),
     /// each preceded by `ASKING` when `asking`.
-    Commands { key: Key, count: usize, asking: bool },
+    Commands {
+        key: Key,
+        count: usize,
+        asking: bool,
+    },
 }
 
 struct Lane {
@@ -308,7 +315,8 @@ impl<'a> Writer<'a> {
                     }
                     // The key is written; what it lost is said in the record.
                     if let Ok(mut r) = self.tally.reasons.lock() {
-                        *r.entry(format!("keys written without: {what}")).or_default() += 1;
+                        *r.entry(format!("keys written without: {what}"))
+                            .or_default() += 1;
                     }
                 }
                 let count = rebuilt.commands.len();
@@ -458,7 +466,12 @@ impl<'a> Writer<'a> {
         let stall = self.settings.stall;
         let lane = &mut self.lanes[i];
         let addr = lane.addr.to_string();
-        match tokio::time::timeout(stall, resp::read_reply_up_to(lane.conn.stream_mut(), MAX_REPLY)).await {
+        match tokio::time::timeout(
+            stall,
+            resp::read_reply_up_to(lane.conn.stream_mut(), MAX_REPLY),
+        )
+        .await
+        {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(Failure::from(ConnError::Resp { addr, source: e })),
             Err(_) => Err(Failure::new(
@@ -523,11 +536,7 @@ impl<'a> Writer<'a> {
                         return Err(refused(&addr, "ASKING", &e));
                     }
                     match self.reply(i).await? {
-                        Reply::Error(e) => {
-                            if first_error.is_none() {
-                                first_error = Some((n, e));
-                            }
-                        }
+                        Reply::Error(e) if first_error.is_none() => first_error = Some((n, e)),
                         // The DEL of `merge` mode: 1 when the key existed.
                         Reply::Int(1) if n == 0 && self.settings.mode == RestoreMode::Merge => {
                             existed = true;
@@ -550,7 +559,8 @@ impl<'a> Writer<'a> {
                         if fatal(&e) || self.settings.strict {
                             return Err(refused(&addr, "a rebuilt command", &e));
                         }
-                        self.tally.skip(format!("refused by the target ({})", error_class(&e)));
+                        self.tally
+                            .skip(format!("refused by the target ({})", error_class(&e)));
                         Ok(None)
                     }
                 }
@@ -610,7 +620,10 @@ fn entry_of(key: &Key) -> Result<rdb::Entry, Failure> {
             let broken = |e: String| {
                 Failure::new(
                     FailureKind::Verification,
-                    format!("key {}: its payload does not decode: {e}", printable(&key.key)),
+                    format!(
+                        "key {}: its payload does not decode: {e}",
+                        printable(&key.key)
+                    ),
                 )
             };
             let version = rdb::payload_version(payload).map_err(|e| broken(e.to_string()))?;
@@ -620,7 +633,8 @@ fn entry_of(key: &Key) -> Result<rdb::Entry, Failure> {
                 .map_err(|e| broken(e.to_string()))?;
             let mut bytes = dump.drain();
             bytes.extend_from_slice(&dump.finish());
-            let mut reader = rdb::Reader::new(bytes.as_slice()).map_err(|e| broken(e.to_string()))?;
+            let mut reader =
+                rdb::Reader::new(bytes.as_slice()).map_err(|e| broken(e.to_string()))?;
             let mut entry = reader
                 .next_entry()
                 .map_err(|e| broken(e.to_string()))?
@@ -649,7 +663,10 @@ fn redirect_kind(e: &str) -> Option<Redirect> {
 /// `MOVED 3999 127.0.0.1:6381` / `ASK ...`: where the key goes instead.
 fn redirect(e: &str, key: Key) -> Option<Result<Again, Failure>> {
     let kind = redirect_kind(e)?;
-    let addr = e.split_whitespace().nth(2).and_then(|a| a.parse::<RedisAddr>().ok());
+    let addr = e
+        .split_whitespace()
+        .nth(2)
+        .and_then(|a| a.parse::<RedisAddr>().ok());
     Some(match addr {
         None => Err(Failure::new(
             FailureKind::Protocol,
@@ -665,9 +682,19 @@ fn redirect(e: &str, key: Key) -> Option<Result<Again, Failure>> {
 /// Errors no key can get past: the target is full, read-only, loading,
 /// or refuses our login or rights.
 fn fatal(e: &str) -> bool {
-    ["OOM", "READONLY", "LOADING", "NOAUTH", "NOPERM", "WRONGPASS", "MASTERDOWN", "CLUSTERDOWN", "MISCONF"]
-        .iter()
-        .any(|p| e.starts_with(p))
+    [
+        "OOM",
+        "READONLY",
+        "LOADING",
+        "NOAUTH",
+        "NOPERM",
+        "WRONGPASS",
+        "MASTERDOWN",
+        "CLUSTERDOWN",
+        "MISCONF",
+    ]
+    .iter()
+    .any(|p| e.starts_with(p))
 }
 
 /// A payload the target's RDB reader does not accept (a newer version, a
