@@ -7,7 +7,15 @@
 
 mod common;
 
-use common::{Db, RedisServer, TestServer, fill_all_types};
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use common::{
+    Db, PROJECT, RedisCluster, RedisServer, TestServer, assert_same_values, fill_all_types,
+    key_slot, values,
+};
+
+type Values = BTreeMap<(u64, Vec<u8>), (String, i64)>;
 use serde_json::json;
 
 local_and_s3!(every_method_puts_the_same_dataset_back);
@@ -64,5 +72,392 @@ async fn every_method_puts_the_same_dataset_back(db: Db) {
         assert_eq!(record["keys_skipped"], 0, "{record}");
         assert_eq!(server.show_instance(&instance).await["status"], "RUNNING");
     }
+    server.stop().await;
+}
+
+/// The restores listed for `instance`.
+async fn restore_count(server: &TestServer, instance: &str) -> u64 {
+    let r = server
+        .req(
+            "GET",
+            &format!("/v2/{PROJECT}/instances/{instance}/restores"),
+        )
+        .send()
+        .await;
+    assert_eq!(r.status, 200);
+    r.json()["total_num"].as_u64().unwrap()
+}
+
+/// DCS's refusals, while a restore runs (held by a write pause on the
+/// target) and while a backup runs: one restore at a time, no backup while
+/// restoring, no restore while backing up, the backup read cannot be
+/// deleted, and `show_instance` says `RESTORING`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_restore_at_a_time_and_nothing_else_meanwhile() {
+    let redis = RedisServer::start_fast(&[]);
+    fill_all_types(&redis).await;
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = server.register_single(&redis.addr()).await;
+    let backup = server.backed_up(&instance).await;
+
+    assert_eq!(redis.cli(&["CLIENT", "PAUSE", "20000", "WRITE"]), "OK");
+    let restore = server.start_restore(&instance, &backup, json!({})).await;
+    let record = server
+        .wait_restore_until(&instance, &restore, "the flush", |r| {
+            r["stage"] == "flushing the target"
+        })
+        .await;
+    assert_eq!(record["status"], "restoring", "{record}");
+    assert_eq!(server.show_instance(&instance).await["status"], "RESTORING");
+    let listed = server
+        .req("GET", &format!("/v2/{PROJECT}/instances?status=RESTORING"))
+        .send()
+        .await;
+    assert_eq!(listed.json()["instance_num"], 1, "{}", listed.json());
+
+    server
+        .post_restore(&instance, json!({"backup_id": backup}))
+        .await
+        .assert_error(400, "DCS.4097");
+    server
+        .req(
+            "POST",
+            &format!("/v2/{PROJECT}/instances/{instance}/backups"),
+        )
+        .json("{}")
+        .send()
+        .await
+        .assert_error(400, "DCS.4097");
+    server
+        .req(
+            "DELETE",
+            &format!("/v2/{PROJECT}/instances/{instance}/backups/{backup}"),
+        )
+        .send()
+        .await
+        .assert_error(400, "DCS.4947");
+    assert_eq!(restore_count(&server, &instance).await, 1);
+
+    assert_eq!(redis.cli(&["CLIENT", "UNPAUSE"]), "OK");
+    let record = server.wait_restore(&instance, &restore).await;
+    assert_eq!(record["status"], "succeed", "{record}");
+    assert_eq!(server.show_instance(&instance).await["status"], "RUNNING");
+
+    // A backup running: no restore; the backup is not disturbed.
+    redis.slow_snapshots(2000, 1000);
+    let running = server.start_backup(&instance).await;
+    server
+        .wait_backup_status(&instance, &running, &["backuping"])
+        .await;
+    server
+        .post_restore(&instance, json!({"backup_id": backup}))
+        .await
+        .assert_error(400, "DCS.4096");
+    assert_eq!(restore_count(&server, &instance).await, 1);
+    server
+        .req(
+            "DELETE",
+            &format!("/v2/{PROJECT}/instances/{instance}/backups/{running}"),
+        )
+        .send()
+        .await;
+    // The backup read by a finished restore can be deleted.
+    let deleted = server
+        .req(
+            "DELETE",
+            &format!("/v2/{PROJECT}/instances/{instance}/backups/{backup}"),
+        )
+        .send()
+        .await;
+    assert_eq!(
+        deleted.status,
+        204,
+        "{}",
+        String::from_utf8_lossy(&deleted.body)
+    );
+    server.stop().await;
+}
+
+/// Every bad request is refused with its code and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_requests_are_validated() {
+    let redis = RedisServer::start_fast(&[]);
+    redis.cli(&["SET", "k", "v"]);
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = server.register_single(&redis.addr()).await;
+    let other = server.register_single(&redis.addr()).await;
+    let cluster = server
+        .register(
+            json!({"name": "c", "mode": "cluster", "addrs": ["127.0.0.1:1"], "verify": false}),
+        )
+        .await;
+    let backup = server.backed_up(&instance).await;
+    let b = backup.as_str();
+
+    let cases: Vec<(serde_json::Value, u16, &str)> = vec![
+        (json!({}), 400, "DCS.4800"),
+        (json!({"backup_id": b, "mode": "upsert"}), 400, "DCS.4800"),
+        (json!({"backup_id": b, "method": "rsync"}), 400, "DCS.4800"),
+        (json!({"backup_id": b, "strict": "yes"}), 400, "DCS.4800"),
+        (json!({"backup_id": b, "colour": "blue"}), 400, "DCS.4800"),
+        (
+            json!({"backup_id": b, "method": "replicate", "mode": "merge"}),
+            400,
+            "DCS.4800",
+        ),
+        (
+            json!({"backup_id": b, "method": "replicate", "target_instance_id": cluster}),
+            400,
+            "DCS.4800",
+        ),
+        (
+            json!({"backup_id": b, "remark": "r".repeat(129)}),
+            400,
+            "DCS.4098",
+        ),
+        (json!({"backup_id": "not-a-uuid"}), 400, "DCS.4934"),
+        (
+            json!({"backup_id": uuid::Uuid::new_v4().to_string()}),
+            404,
+            "DCS.4930",
+        ),
+        (
+            json!({"backup_id": b, "target_instance_id": "nope"}),
+            400,
+            "DCS.4061",
+        ),
+        (
+            json!({"backup_id": b, "target_instance_id": uuid::Uuid::new_v4().to_string()}),
+            404,
+            "DCS.3022",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let r = server.post_restore(&instance, body.clone()).await;
+        assert_eq!(
+            (r.status, r.json()["error_code"].as_str().unwrap_or("")),
+            (status, code),
+            "{body}: {}",
+            r.json()
+        );
+        r.assert_error(status, code);
+    }
+    // The backup belongs to another instance than the one in the path.
+    server
+        .post_restore(&other, json!({"backup_id": b}))
+        .await
+        .assert_error(404, "DCS.4932");
+    // Only a successful backup: one whose instance is gone fails.
+    let dead = RedisServer::start_fast(&[]);
+    let dead_instance = server.register_single(&dead.addr()).await;
+    drop(dead);
+    let failed = server.start_backup(&dead_instance).await;
+    assert_eq!(
+        server.wait_backup(&dead_instance, &failed).await["status"],
+        "failed"
+    );
+    server
+        .post_restore(&dead_instance, json!({"backup_id": failed}))
+        .await
+        .assert_error(400, "DCS.4087");
+    let r = server
+        .req(
+            "GET",
+            &format!("/v2/{PROJECT}/instances/{instance}/restores?limit=0"),
+        )
+        .send()
+        .await;
+    r.assert_error(400, "DCS.4800");
+    let r = server
+        .req(
+            "GET",
+            &format!("/v2/{PROJECT}/instances/{instance}/restores?begin_time=2026"),
+        )
+        .send()
+        .await;
+    r.assert_error(400, "DCS.4800");
+    for i in [&instance, &other, &dead_instance] {
+        assert_eq!(restore_count(&server, i).await, 0);
+    }
+    assert_eq!(redis.cli(&["GET", "k"]), "v");
+    server.stop().await;
+}
+
+/// `merge`: the backup's keys are written over what the target holds,
+/// counted as replaced; keys the backup does not have stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_overwrites_same_names_and_keeps_the_rest() {
+    let redis = RedisServer::start_fast(&[]);
+    fill_all_types(&redis).await;
+    let before = values(&redis, &[0, 1, 5]).await;
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = server.register_single(&redis.addr()).await;
+    let backup = server.backed_up(&instance).await;
+    for method in ["restore", "commands"] {
+        redis.cli(&["SET", "str:small", "changed"]);
+        redis.cli(&["SADD", "set:small", "extra"]);
+        redis.cli(&["DEL", "list:small"]);
+        redis.cli(&["SET", "only:here", "stays"]);
+        let restore = server
+            .start_restore(
+                &instance,
+                &backup,
+                json!({"mode": "merge", "method": method}),
+            )
+            .await;
+        let record = server.wait_restore(&instance, &restore).await;
+        assert_eq!(record["status"], "succeed", "{method}: {record}");
+        assert_eq!(record["mode"], "merge");
+        // 48 keys, all but `list:small` of database 0 present before.
+        assert_eq!(record["keys_replaced"], 47, "{method}: {record}");
+        assert_eq!(redis.cli(&["GET", "only:here"]), "stays");
+        redis.cli(&["DEL", "only:here"]);
+        assert_same_values(&before, &values(&redis, &[0, 1, 5]).await, 60_000);
+    }
+    server.stop().await;
+}
+
+/// Every key of every master of `cluster`, database 0.
+async fn cluster_values(cluster: &RedisCluster) -> Values {
+    let mut all = Values::new();
+    for (node, _) in cluster.masters() {
+        all.extend(values(node, &[0]).await);
+    }
+    all
+}
+
+async fn register_cluster(server: &TestServer, cluster: &RedisCluster) -> String {
+    server
+        .register(json!({"name": format!("c{}", uuid::Uuid::new_v4().simple()), "mode": "cluster", "addrs": [cluster.seed()]}))
+        .await
+}
+
+/// A few keys of every type, some with TTLs and hash tags, on `cluster`.
+async fn fill_typed(cluster: &RedisCluster) {
+    let cmds: Vec<Vec<&str>> = vec![
+        vec!["SET", "{user:1}:name", "ada", "EX", "100000"],
+        vec!["RPUSH", "{user:1}:list", "a", "b", "c"],
+        vec!["SADD", "tags", "x", "y"],
+        vec!["ZADD", "board", "1", "a", "2.5", "b"],
+        vec!["HSET", "h:ttl", "f", "v"],
+        vec!["PEXPIRE", "h:ttl", "99999999"],
+        vec!["XADD", "events", "1-1", "n", "1"],
+        vec!["XGROUP", "CREATE", "events", "g", "0"],
+    ];
+    for cmd in cmds {
+        let out = Command::new("redis-cli")
+            .args(["-c", "-p", &cluster.nodes[0].port.to_string()])
+            .args(&cmd)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{cmd:?}");
+    }
+}
+
+/// A 3-master backup restores into 6 masters and back, each key to the
+/// master of its slot, every key with its value and TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_restore_into_other_shapes() {
+    let three = RedisCluster::start_fast(3, 0);
+    three.fill(3000).await;
+    fill_typed(&three).await;
+    let original = cluster_values(&three).await;
+    let six = RedisCluster::start_fast(6, 0);
+    let server = TestServer::start(Db::Sqlite).await;
+    let (i3, i6) = (
+        register_cluster(&server, &three).await,
+        register_cluster(&server, &six).await,
+    );
+
+    let backup = server.backed_up(&i3).await;
+    let restore = server
+        .start_restore(&i3, &backup, json!({"target_instance_id": i6}))
+        .await;
+    let record = server.wait_restore(&i3, &restore).await;
+    assert_eq!(record["status"], "succeed", "{record}");
+    assert_eq!(record["target_instance_id"], i6);
+    assert!(
+        record["method_used"]
+            .as_str()
+            .unwrap()
+            .contains("each key to the master of its slot"),
+        "{record}"
+    );
+    // Listed under the target too.
+    assert_eq!(
+        server.restore_record(&i6, &restore).await["status"],
+        "succeed"
+    );
+    let on_six = cluster_values(&six).await;
+    assert_same_values(&original, &on_six, 60_000);
+    // Every key on the master owning its slot (cluster_values read masters only).
+    for (node, slots) in six.masters() {
+        for ((_, key), _) in values(node, &[0]).await {
+            let slot = key_slot(&key);
+            assert!(
+                slots.iter().any(|&(a, b)| a <= slot && slot <= b),
+                "{key:?} on the wrong master"
+            );
+        }
+    }
+
+    let back = server.backed_up(&i6).await;
+    let files = server.backup_record(&i6, &back).await;
+    assert!(
+        files["source_node"]
+            .as_str()
+            .unwrap()
+            .matches("master")
+            .count()
+            == 6,
+        "{files}"
+    );
+    three.nodes[0].cli(&["SET", "{user:1}:name", "overwritten"]);
+    let restore = server
+        .start_restore(&i6, &back, json!({"target_instance_id": i3}))
+        .await;
+    let record = server.wait_restore(&i6, &restore).await;
+    assert_eq!(record["status"], "succeed", "{record}");
+    assert_same_values(&original, &cluster_values(&three).await, 60_000);
+    server.stop().await;
+}
+
+/// A single instance's backup goes into a cluster when it has keys in
+/// database 0 only; other databases are refused by name before anything
+/// is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_into_cluster_only_from_database_0() {
+    let cluster = RedisCluster::start_fast(3, 0);
+    let redis = RedisServer::start_fast(&[]);
+    redis.cli(&["DEBUG", "POPULATE", "2000", "k", "20"]);
+    redis.cli(&["SET", "ttl", "v", "EX", "5000"]);
+    let original = values(&redis, &[0]).await;
+    let server = TestServer::start(Db::Sqlite).await;
+    let single = server.register_single(&redis.addr()).await;
+    let target = register_cluster(&server, &cluster).await;
+    let backup = server.backed_up(&single).await;
+    let restore = server
+        .start_restore(&single, &backup, json!({"target_instance_id": target}))
+        .await;
+    let record = server.wait_restore(&single, &restore).await;
+    assert_eq!(record["status"], "succeed", "{record}");
+    assert_same_values(&original, &cluster_values(&cluster).await, 60_000);
+
+    fill_all_types(&redis).await;
+    let backup = server.backed_up(&single).await;
+    let restore = server
+        .start_restore(&single, &backup, json!({"target_instance_id": target}))
+        .await;
+    let record = server.wait_restore(&single, &restore).await;
+    assert_eq!(record["status"], "failed", "{record}");
+    assert_eq!(record["error_code"], "dcs.08.0112", "{record}");
+    let msg = record["error_msg"].as_str().unwrap();
+    assert!(
+        msg.contains("databases 1, 5") && msg.contains("nothing was written"),
+        "{msg}"
+    );
+    assert_eq!(record["keys_restored"], 0);
+    // The cluster was not flushed: the first restore's keys are all there.
+    assert_same_values(&original, &cluster_values(&cluster).await, 60_000);
     server.stop().await;
 }

@@ -291,8 +291,7 @@ impl<'a> Writer<'a> {
         }
         let entry = entry_of(&key)?;
         let options = rdb::commands::Options {
-            // `merge`: a key of the same name is replaced, not mixed into.
-            delete_first: settings.mode == RestoreMode::Merge,
+            delete_first: false,
             max_args: MAX_ARGS,
         };
         match rdb::commands::rebuild(&entry, settings.target, options) {
@@ -319,8 +318,12 @@ impl<'a> Writer<'a> {
                             .or_default() += 1;
                     }
                 }
-                let count = rebuilt.commands.len();
-                for cmd in &rebuilt.commands {
+                // `merge`: a key of the same name is replaced, not mixed
+                // into; the `DEL` (even before a `SET`) says whether it existed.
+                let delete = (settings.mode == RestoreMode::Merge)
+                    .then(|| vec![b"DEL".to_vec(), key.key.clone()]);
+                let count = rebuilt.commands.len() + usize::from(delete.is_some());
+                for cmd in delete.iter().chain(&rebuilt.commands) {
                     if resend.asking {
                         rdb::commands::encode(&[b"ASKING"], &mut lane.out);
                     }
