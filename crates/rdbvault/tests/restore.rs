@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use common::{
-    Db, PROJECT, RedisCluster, RedisServer, TestServer, assert_same_values, fill_all_types,
-    key_slot, values,
+    Db, PROJECT, RedisCluster, RedisServer, Release, TestServer, assert_same_values,
+    fill_all_types, key_slot, values,
 };
 
 type Values = BTreeMap<(u64, Vec<u8>), (String, i64)>;
@@ -459,5 +459,54 @@ async fn single_into_cluster_only_from_database_0() {
     assert_eq!(record["keys_restored"], 0);
     // The cluster was not flushed: the first restore's keys are all there.
     assert_same_values(&original, &cluster_values(&cluster).await, 60_000);
+    server.stop().await;
+}
+
+/// A Redis 8.2 backup (RDB 12: listpack sets, hash field expiry, stream
+/// metadata) goes into 7.0 and 6.2 by `commands` under `auto`, every key
+/// compared value by value; what an older release cannot hold (a field's
+/// TTL) is said in the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newer_backups_go_into_older_releases_by_commands() {
+    let source = RedisServer::start_8_2(&[]);
+    fill_all_types(&source).await;
+    source.cli(&["HSET", "hash:fttl", "a", "1", "b", "2"]);
+    source.cli(&["HEXPIRE", "hash:fttl", "100000", "FIELDS", "1", "a"]);
+    source.cli(&["SADD", "set:listpack", "p", "q", "r"]);
+    let original = values(&source, &[0, 1, 5]).await;
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = server.register_single(&source.addr()).await;
+    let backup = server.backed_up(&instance).await;
+    for release in [Release::V7_0, Release::V6_2] {
+        let target = RedisServer::start_release(release, &[]);
+        let target_id = server.register_single(&target.addr()).await;
+        let restore = server
+            .start_restore(&instance, &backup, json!({"target_instance_id": target_id}))
+            .await;
+        let record = server.wait_restore(&instance, &restore).await;
+        assert_eq!(record["status"], "succeed", "{release:?}: {record}");
+        let used = record["method_used"].as_str().unwrap();
+        assert!(
+            used.starts_with("commands:") && used.contains("RDB 12"),
+            "{used}"
+        );
+        assert_eq!(record["keys_rebuilt"], 50, "{record}");
+        assert_eq!(record["keys_skipped"], 0, "{record}");
+        let detail = record["skipped_detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("field"), "{release:?}: {record}");
+        assert_same_values(&original, &values(&target, &[0, 1, 5]).await, 60_000);
+        // And `restore` is refused for what the target cannot read.
+        let restore = server
+            .start_restore(
+                &instance,
+                &backup,
+                json!({"target_instance_id": target_id, "method": "restore"}),
+            )
+            .await;
+        let record = server.wait_restore(&instance, &restore).await;
+        assert_eq!(record["status"], "failed", "{record}");
+        assert_eq!(record["error_code"], "dcs.08.0112", "{record}");
+        assert_same_values(&original, &values(&target, &[0, 1, 5]).await, 60_000);
+    }
     server.stop().await;
 }

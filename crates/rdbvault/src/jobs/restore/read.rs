@@ -115,12 +115,7 @@ fn read_all<R: Read>(
     decode: bool,
     tx: &mpsc::Sender<Result<Item, Failure>>,
 ) -> Result<(), Failure> {
-    let broken = |e: rdb::RdbError| {
-        Failure::new(
-            FailureKind::Verification,
-            format!("backup file {}: {e}", file.file_name),
-        )
-    };
+    let broken = |e| broken(file, e);
     // The channel closing means the restore stopped: nothing left to tell.
     let send = |item: Item| tx.blocking_send(Ok(item)).is_ok();
     let reader =
@@ -186,6 +181,16 @@ fn read_all<R: Read>(
     Ok(())
 }
 
+/// A reader's error as a failure: the store failing to deliver the bytes,
+/// or the bytes failing a check.
+fn broken(file: &BackupFile, e: rdb::RdbError) -> Failure {
+    let kind = match e {
+        rdb::RdbError::Io { .. } => FailureKind::Storage,
+        _ => FailureKind::Verification,
+    };
+    Failure::new(kind, format!("backup file {}: {e}", file.file_name))
+}
+
 type TapReader<R> = rdb::Reader<std::io::BufReader<Tap<R>>>;
 
 /// The tap of a reader that reached the end of its dump, once it is sure
@@ -248,12 +253,7 @@ where
 {
     let file = file.clone();
     let run = tokio::task::spawn_blocking(move || {
-        let broken = |e: rdb::RdbError| {
-            Failure::new(
-                FailureKind::Verification,
-                format!("backup file {}: {e}", file.file_name),
-            )
-        };
+        let broken = |e| broken(&file, e);
         let tap = Tap {
             inner: SyncIoBridge::new(input),
             sha: Sha256::new(),
