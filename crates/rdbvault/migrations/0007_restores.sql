@@ -23,6 +23,7 @@ CREATE TABLE restores (
     keys_replaced      BIGINT NOT NULL DEFAULT 0, -- merge: existing keys overwritten
     keys_skipped       BIGINT NOT NULL DEFAULT 0,
     skipped_detail     TEXT,                      -- why keys were skipped, by reason
+    replica_of         TEXT,                      -- replicate: the listener the target was told to follow
     error_code         TEXT,
     error_msg          TEXT,
     created_at         BIGINT NOT NULL,

@@ -35,6 +35,8 @@ const KNOWN_KEYS: &[&str] = &[
     "s3",
     "sweep_interval_secs",
     "cluster_parallel",
+    "restore_listen",
+    "restore_announce",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +142,12 @@ pub struct Config {
     pub sweep_interval_secs: u64,
     /// Shards of a cluster pulled at once (0: all of them, at most 16).
     pub cluster_parallel: usize,
+    /// Where a `replicate` restore's one-time replication listener binds
+    /// (port 0: a free port for each restore). The target connects to it.
+    pub restore_listen: SocketAddr,
+    /// The host the target is told to connect to (`REPLICAOF host port`);
+    /// empty means the listener's address, which must then not be 0.0.0.0.
+    pub restore_announce: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,6 +290,8 @@ impl Default for Config {
             s3: S3Config::default(),
             sweep_interval_secs: 600,
             cluster_parallel: 0,
+            restore_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            restore_announce: None,
         }
     }
 }

@@ -57,6 +57,8 @@ pub async fn run(
     let ctx = Arc::new(JobContext {
         redis_tls: redis_tls.clone(),
         cluster_parallel: config.cluster_parallel,
+        restore_listen: config.restore_listen,
+        restore_announce: config.restore_announce.clone().filter(|a| !a.is_empty()),
         meta: meta.clone(),
         objects: objects.clone(),
         timeouts: RedisTimeouts::from_config(&config),

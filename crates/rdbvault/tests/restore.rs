@@ -30,7 +30,8 @@ async fn every_method_puts_the_same_dataset_back(db: Db) {
     let instance = server.register_single(&redis.addr()).await;
     let backup = server.backed_up(&instance).await;
     for (method, used) in [
-        ("auto", "restore"),
+        ("auto", "replicate"),
+        ("replicate", "replicate"),
         ("restore", "restore"),
         ("commands", "commands"),
     ] {
@@ -71,6 +72,8 @@ async fn every_method_puts_the_same_dataset_back(db: Db) {
         );
         assert_eq!(record["keys_skipped"], 0, "{record}");
         assert_eq!(server.show_instance(&instance).await["status"], "RUNNING");
+        // Whatever the method, the target is a master afterwards.
+        assert!(redis.cli(&["INFO", "replication"]).contains("role:master"));
     }
     server.stop().await;
 }

@@ -69,6 +69,9 @@ pub struct JobContext {
     pub redis_tls: Arc<tokio_rustls::rustls::ClientConfig>,
     /// Shard transfers at once in a cluster backup (0: all shards, capped).
     pub cluster_parallel: usize,
+    /// Where a `replicate` restore listens, and the host it announces.
+    pub restore_listen: std::net::SocketAddr,
+    pub restore_announce: Option<String>,
 }
 
 /// What one kind of job provides; [`Workers`] and [`recover`] do the rest.

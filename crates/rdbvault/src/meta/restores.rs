@@ -114,6 +114,8 @@ pub struct Restore {
     pub bytes_done: i64,
     pub bytes_total: Option<i64>,
     pub keys: KeyCounts,
+    /// `replicate`: the listener the target follows until it is promoted back.
+    pub replica_of: Option<String>,
     pub error_code: Option<String>,
     pub error_msg: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -180,6 +182,7 @@ struct Row {
     keys_replaced: i64,
     keys_skipped: i64,
     skipped_detail: Option<String>,
+    replica_of: Option<String>,
     error_code: Option<String>,
     error_msg: Option<String>,
     created_at: i64,
@@ -190,8 +193,8 @@ struct Row {
 
 const COLUMNS: &str = "id, instance_id, target_instance_id, project_id, backup_id, name, remark, mode, \
     method, strict, status, stage, method_used, progress_bp, bytes_done, bytes_total, keys_restored, \
-    keys_rebuilt, keys_replaced, keys_skipped, skipped_detail, error_code, error_msg, created_at, \
-    started_at, finished_at, updated_at";
+    keys_rebuilt, keys_replaced, keys_skipped, skipped_detail, replica_of, error_code, error_msg, \
+    created_at, started_at, finished_at, updated_at";
 
 impl TryFrom<Row> for Restore {
     type Error = MetaError;
@@ -229,6 +232,7 @@ impl TryFrom<Row> for Restore {
             progress_bp: r.progress_bp,
             bytes_done: r.bytes_done,
             bytes_total: r.bytes_total,
+            replica_of: r.replica_of,
             error_code: r.error_code,
             error_msg: r.error_msg,
         })
@@ -393,6 +397,19 @@ impl Meta {
     pub async fn set_restore_method(&self, id: &str, method_used: &str) -> Result<()> {
         sqlx::query("UPDATE restores SET method_used = $1, updated_at = $2 WHERE id = $3")
             .bind(method_used)
+            .bind(now_ms())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// `replicate`: the address the target was told to replicate from
+    /// (recorded before `REPLICAOF`, cleared once it is a master again), so
+    /// that whoever recovers a restore whose node died can promote it back.
+    pub async fn set_restore_replica_of(&self, id: &str, addr: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE restores SET replica_of = $1, updated_at = $2 WHERE id = $3")
+            .bind(addr)
             .bind(now_ms())
             .bind(id)
             .execute(self.pool())

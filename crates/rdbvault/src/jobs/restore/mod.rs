@@ -19,6 +19,7 @@
 
 mod plan;
 mod read;
+mod replicate;
 mod write;
 
 use std::collections::BTreeSet;
@@ -37,7 +38,9 @@ use crate::meta::{
 use crate::replication::cluster;
 use crate::replication::source;
 use crate::replication::{Connection, Endpoint};
+use plan::Method;
 use read::Item;
+use replicate::Attempt;
 use write::{Settings, Tally, Writer};
 
 /// How often progress reaches the metadata store.
@@ -121,21 +124,65 @@ async fn execute(
     progress: &Progress,
 ) -> Result<(), Failure> {
     let (destination, version) = resolve(ctx, target).await?;
-    let plan = plan::choose(restore, target, files, &version)?;
-    ctx.meta
-        .set_restore_method(&restore.id, &plan.describe())
-        .await?;
-    tracing::info!(restore_id = %restore.id, method = %plan.describe(), "restore planned");
+    let mut plan = plan::choose(restore, target, files, &version)?;
+    record_plan(ctx, restore, &plan).await?;
 
     progress.enter("verifying the backup files");
     let mut dbs = BTreeSet::new();
+    let mut keys = 0;
     for (file, counter) in files.iter().zip(&progress.verified) {
         let input = ctx.objects.read(&file.object_key).await?;
-        dbs.extend(read::verify(input, file, counter.clone()).await?);
+        let contents = read::verify(input, file, counter.clone()).await?;
+        dbs.extend(contents.dbs);
+        keys += contents.keys;
     }
     if matches!(destination, Destination::Cluster { .. }) {
         refuse_other_dbs(&dbs)?;
     }
+
+    if let (Method::Replicate { fallback }, Destination::Single(master), [file]) =
+        (plan.method, &destination, files)
+    {
+        let replication = replicate::Replication {
+            ctx,
+            restore_id: &restore.id,
+            target: master,
+            file,
+            sent: progress.written[0].clone(),
+            connect_within: if fallback {
+                replicate::CONNECT_AUTO
+            } else {
+                replicate::CONNECT_EXPLICIT
+            },
+        };
+        match replication.run(|stage| progress.enter(stage)).await {
+            Ok(()) => {
+                progress
+                    .tally
+                    .loaded(i64::try_from(keys).unwrap_or(i64::MAX));
+                return Ok(());
+            }
+            Err(Attempt::Failed(f)) => return Err(f),
+            Err(Attempt::Unavailable(why)) if fallback => {
+                tracing::warn!(restore_id = %restore.id, reason = %why, "replicate not possible; writing keys instead");
+                plan = plan.fallback(&why);
+                record_plan(ctx, restore, &plan).await?;
+                progress.written[0].store(0, Ordering::Relaxed);
+            }
+            Err(Attempt::Unavailable(why)) => {
+                return Err(Failure::new(
+                    FailureKind::Incompatible,
+                    format!("the method `replicate` cannot work: {why}"),
+                ));
+            }
+        }
+    }
+    let Method::Write(how) = plan.method else {
+        return Err(Failure::new(
+            FailureKind::Internal,
+            "replicate planned for a target it cannot serve",
+        ));
+    };
 
     if restore.mode == RestoreMode::Replace {
         progress.enter("flushing the target");
@@ -147,7 +194,7 @@ async fn execute(
     progress.enter("writing keys");
     let settings = Settings {
         mode: restore.mode,
-        how: plan.how,
+        how,
         strict: restore.strict,
         target: version.target,
         stall: ctx.timeouts.transfer.stall,
@@ -181,6 +228,17 @@ async fn execute(
             None => return Ok(()),
         }
     }
+}
+
+async fn record_plan(
+    ctx: &JobContext,
+    restore: &Restore,
+    plan: &plan::Plan,
+) -> Result<(), Failure> {
+    let text = plan.describe();
+    ctx.meta.set_restore_method(&restore.id, &text).await?;
+    tracing::info!(restore_id = %restore.id, method = %text, "restore planned");
+    Ok(())
 }
 
 /// The target's master(s) and its Redis version.
@@ -385,6 +443,9 @@ impl JobHandler for Restores {
             outcome = report_while(ctx, &restore, &progress, execute(ctx, &restore, &files, &target, &progress)) => outcome,
             _ = cancel.cancelled() => Err(Failure::new(FailureKind::Interrupted, FailureKind::Interrupted.meaning())),
         };
+        if outcome.is_err() {
+            promote_back(ctx, &restore.id, &target).await;
+        }
         let counts = progress.tally.counts();
         match outcome {
             Ok(()) => match ctx.meta.succeed_restore(&restore.id, &counts).await {
@@ -415,6 +476,46 @@ impl JobHandler for Restores {
         let interrupted =
             Failure::new(FailureKind::Interrupted, FailureKind::Interrupted.meaning());
         record_failure(ctx, &job.target_id, &interrupted, None).await;
+        match ctx.meta.get_restore(&job.target_id).await {
+            Ok(Some(restore)) => match ctx
+                .meta
+                .get_instance(&restore.project_id, &restore.target_instance_id)
+                .await
+            {
+                Ok(Some(target)) => promote_back(ctx, &restore.id, &target).await,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(restore_id = %restore.id, error = %e, "recovery could not read the target")
+                }
+            },
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(restore_id = %job.target_id, error = %e, "recovery could not read the restore")
+            }
+        }
+    }
+}
+
+/// A `replicate` restore that stopped (failed, cancelled, its node died)
+/// may have left the target following its listener: promote it back.
+async fn promote_back(ctx: &JobContext, restore_id: &str, target: &Instance) {
+    let replica_of = match ctx.meta.get_restore(restore_id).await {
+        Ok(Some(r)) => r.replica_of,
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(restore_id, error = %e, "could not read whether the target follows rdbvault");
+            None
+        }
+    };
+    let Some(replica_of) = replica_of else { return };
+    match replicate::reset(ctx, target, &replica_of).await {
+        Ok(()) => {
+            if let Err(e) = ctx.meta.set_restore_replica_of(restore_id, None).await {
+                tracing::warn!(restore_id, error = %e, "could not clear the restore's replica_of");
+            }
+        }
+        Err(e) => tracing::error!(restore_id, error = %e,
+            "the target still follows a stopped restore's listener; run REPLICAOF NO ONE on it"),
     }
 }
 

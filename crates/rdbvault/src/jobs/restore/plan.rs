@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use super::write::How;
 use crate::jobs::failure::{Failure, FailureKind};
-use crate::meta::{BackupFile, Instance, Mode, Restore, RestoreMethod};
+use crate::meta::{BackupFile, Instance, Mode, Restore, RestoreMethod, RestoreMode};
 
 /// A target's release, as the writers need it.
 #[derive(Debug, Clone)]
@@ -46,20 +46,41 @@ fn rdb_version_read_by(t: rdb::commands::Target) -> u32 {
     }
 }
 
+/// How the keys get into the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Method {
+    /// The target loads the file itself ([`super::replicate`]); with
+    /// `fallback`, keys are written instead when it cannot.
+    Replicate { fallback: bool },
+    /// Keys written by rdbvault ([`super::write`]).
+    Write(How),
+}
+
 /// The method chosen, and why, for the record.
 #[derive(Debug, Clone)]
 pub(super) struct Plan {
-    pub how: How,
+    pub method: Method,
     why: String,
 }
 
 impl Plan {
     pub(super) fn describe(&self) -> String {
-        let name = match self.how {
-            How::Restore { .. } => "restore",
-            How::Commands => "commands",
+        let name = match self.method {
+            Method::Replicate { .. } => "replicate",
+            Method::Write(How::Restore { .. }) => "restore",
+            Method::Write(How::Commands) => "commands",
         };
         format!("{name}: {}", self.why)
+    }
+
+    /// What `auto` does when `replicate` could not be used, and why.
+    pub(super) fn fallback(&self, why: &str) -> Plan {
+        Plan {
+            method: Method::Write(How::Restore { fallback: true }),
+            why: format!(
+                "pipelined RESTORE; replicate was tried first and could not be used: {why}"
+            ),
+        }
     }
 }
 
@@ -81,29 +102,61 @@ pub(super) fn choose(
         "the backup is RDB {newest}, the target (Redis {}) reads RDB {}",
         version.redis, version.rdb
     );
-    match restore.method {
-        RestoreMethod::Auto if readable => Ok(Plan {
-            how: How::Restore { fallback: true },
-            why: format!(
+    // Why the target cannot simply load the file, if it cannot.
+    let unloadable = if !readable {
+        Some(versions.clone())
+    } else if target.mode == Mode::Cluster {
+        Some("the target is a cluster".to_string())
+    } else if restore.mode == RestoreMode::Merge {
+        Some("merge keeps the target's keys, a load replaces them".to_string())
+    } else if files.len() != 1 {
+        Some(format!(
+            "the backup has {} files (a cluster's shards), a server loads one",
+            files.len()
+        ))
+    } else {
+        None
+    };
+    let write = |how, why: String| {
+        Ok(Plan {
+            method: Method::Write(how),
+            why,
+        })
+    };
+    match (restore.method, unloadable) {
+        (RestoreMethod::Auto, None) => Ok(Plan {
+            method: Method::Replicate { fallback: true },
+            why: format!("the target loads the RDB file itself ({versions})"),
+        }),
+        (RestoreMethod::Replicate, None) => Ok(Plan {
+            method: Method::Replicate { fallback: false },
+            why: format!("the target loads the RDB file itself, as asked ({versions})"),
+        }),
+        (RestoreMethod::Replicate, Some(why)) => Err(Failure::new(
+            FailureKind::Incompatible,
+            format!("the method `replicate` cannot work: {why}"),
+        )),
+        (RestoreMethod::Auto, _) if readable => write(
+            How::Restore { fallback: true },
+            format!(
                 "pipelined RESTORE ({versions}; a payload it refuses is rebuilt with commands){}",
                 cluster_note(target)
             ),
-        }),
-        RestoreMethod::Auto | RestoreMethod::Commands => Ok(Plan {
-            how: How::Commands,
-            why: format!("values rebuilt with native commands ({versions})"),
-        }),
-        RestoreMethod::Restore if readable => Ok(Plan {
-            how: How::Restore { fallback: false },
-            why: format!("pipelined RESTORE, as asked ({versions})"),
-        }),
-        RestoreMethod::Restore => Err(Failure::new(
+        ),
+        (RestoreMethod::Auto | RestoreMethod::Commands, _) => write(
+            How::Commands,
+            format!("values rebuilt with native commands ({versions})"),
+        ),
+        (RestoreMethod::Restore, _) if readable => write(
+            How::Restore { fallback: false },
+            format!(
+                "pipelined RESTORE, as asked ({versions}){}",
+                cluster_note(target)
+            ),
+        ),
+        (RestoreMethod::Restore, _) => Err(Failure::new(
             FailureKind::Incompatible,
             format!("the method `restore` cannot work: {versions}; `commands` or `auto` can"),
-        )),
-        RestoreMethod::Replicate => Err(Failure::new(
-            FailureKind::Incompatible,
-            "the method `replicate` is not available in this release; `auto` uses `restore`",
         )),
     }
 }

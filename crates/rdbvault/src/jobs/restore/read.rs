@@ -240,6 +240,14 @@ pub(crate) fn check_record(file: &BackupFile, size: u64, sha256: &str) -> Result
     Ok(())
 }
 
+/// What a verified file holds.
+#[derive(Debug, Default)]
+pub(crate) struct Contents {
+    /// The databases with keys.
+    pub dbs: std::collections::BTreeSet<u64>,
+    pub keys: u64,
+}
+
 /// Checks a stored file before anything is written to the target: its
 /// size and every RDB check (magic, version, structure, CRC-64) by the
 /// fast measuring reader, and which databases it holds.
@@ -247,7 +255,7 @@ pub(crate) async fn verify<R>(
     input: R,
     file: &BackupFile,
     progress: Arc<AtomicU64>,
-) -> Result<std::collections::BTreeSet<u64>, Failure>
+) -> Result<Contents, Failure>
 where
     R: AsyncRead + Send + Unpin + 'static,
 {
@@ -262,13 +270,14 @@ where
         };
         let mut reader =
             rdb::Reader::new(std::io::BufReader::with_capacity(1 << 20, tap)).map_err(broken)?;
-        let mut dbs = std::collections::BTreeSet::new();
+        let mut contents = Contents::default();
         while let Some(key) = reader.next_key().map_err(broken)? {
-            dbs.insert(key.db);
+            contents.dbs.insert(key.db);
+            contents.keys += 1;
         }
         let tap = drained(reader, &file)?;
         check_record(&file, tap.bytes, &hex::encode(tap.sha.finalize()))?;
-        Ok(dbs)
+        Ok(contents)
     });
     run.await
         .map_err(|e| Failure::new(FailureKind::Internal, format!("verification thread: {e}")))?

@@ -94,6 +94,11 @@ impl Tally {
         }
     }
 
+    /// Keys the target loaded itself (`replicate`).
+    pub(crate) fn loaded(&self, keys: i64) {
+        self.restored.fetch_add(keys, Ordering::Relaxed);
+    }
+
     /// Keys written so far, however.
     pub(crate) fn written(&self) -> i64 {
         self.restored.load(Ordering::Relaxed) + self.rebuilt.load(Ordering::Relaxed)
