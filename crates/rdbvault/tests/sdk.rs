@@ -67,3 +67,21 @@ async fn official_sdk_lists_backups_and_gets_working_links() {
     .await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdk_restores_an_instance() {
+    let redis = RedisServer::start(&[]);
+    common::fill_all_types(&redis).await;
+    let digest = redis.digest().await;
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = server.register_single(&redis.addr()).await;
+    let backup = server.backed_up(&instance).await;
+    redis.cli(&["FLUSHALL"]);
+    run_sdk_script(
+        "restores.py",
+        &[&server.base, AK, SK, PROJECT, &instance, &backup],
+    )
+    .await;
+    assert_eq!(redis.digest().await, digest);
+    server.stop().await;
+}
