@@ -14,11 +14,13 @@ const PASSWORD: &str = "backup-pw";
 
 per_release!(
     documented_user_backs_up_single_and_ha,
-    documented_user_backs_up_a_cluster
+    documented_user_backs_up_a_cluster,
+    documented_user_restores_by_every_method
 );
 
 /// The `ACL SETUSER rdbvault ...` lines exactly as the README gives them:
-/// the one for every release, then the one for Redis 7+.
+/// for backups the one for every release, then the one for Redis 7+; for
+/// restores the one for every release, then 7+, then 7.4+.
 fn documented_lines() -> Vec<Vec<String>> {
     let readme = include_str!("../../../README.md");
     let lines: Vec<Vec<String>> = readme
@@ -35,8 +37,8 @@ fn documented_lines() -> Vec<Vec<String>> {
         .collect();
     assert_eq!(
         lines.len(),
-        2,
-        "the README documents the ACL user in two lines"
+        5,
+        "the README documents the ACL user in two lines for backups, three for restores"
     );
     lines
 }
@@ -48,9 +50,24 @@ fn create_user(redis: &RedisServer, without: &[&str]) {
     let for_release = if redis.release == Release::V6_2 {
         &lines[..1]
     } else {
-        &lines[..]
+        &lines[..2]
     };
-    for line in for_release {
+    apply(redis, for_release, without);
+}
+
+/// Adds the documented restore rights to user `rdbvault`, minus `without`.
+fn grant_restores(redis: &RedisServer, without: &[&str]) {
+    let lines = documented_lines();
+    let for_release = match redis.release {
+        Release::V6_2 => &lines[2..3],
+        Release::V7_0 => &lines[2..4],
+        Release::V8_2 => &lines[2..5],
+    };
+    apply(redis, for_release, without);
+}
+
+fn apply(redis: &RedisServer, lines: &[Vec<String>], without: &[&str]) {
+    for line in lines {
         let args: Vec<&str> = line
             .iter()
             .map(String::as_str)
@@ -246,5 +263,69 @@ async fn missing_rights_are_named() {
         msg.contains("PSYNC") && msg.contains("grant it +psync"),
         "{msg}"
     );
+    server.stop().await;
+}
+
+/// With exactly the documented rights a target is restored into by every
+/// method; without `+replicaof`, `auto` writes keys instead; without
+/// `+restore`, the `restore` method fails naming the right.
+async fn documented_user_restores_by_every_method(release: Release) {
+    let redis = RedisServer::start_release(release, &[]);
+    fill_all_types(&redis).await;
+    if release != Release::V6_2 {
+        let lib = "#!lua name=vaultlib\nredis.register_function('f', function() return 1 end)";
+        assert_eq!(redis.cli(&["FUNCTION", "LOAD", lib]), "vaultlib");
+    }
+    let digest = redis.digest().await;
+    create_user(&redis, &[]);
+    grant_restores(&redis, &[]);
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = server
+        .register(with_user(
+            json!({"name": "s", "mode": "single", "addrs": [redis.addr()]}),
+        ))
+        .await;
+    let backup = server.backed_up(&instance).await;
+    for method in ["replicate", "restore", "commands"] {
+        redis.cli(&["FLUSHALL"]);
+        if release != Release::V6_2 {
+            redis.cli(&["FUNCTION", "FLUSH"]);
+        }
+        let restore = server
+            .start_restore(&instance, &backup, json!({"method": method}))
+            .await;
+        let record = server.wait_restore(&instance, &restore).await;
+        assert_eq!(
+            record["status"], "succeed",
+            "{release:?} {method}: {record}"
+        );
+        assert_eq!(redis.digest().await, digest, "{release:?} {method}");
+        if release != Release::V6_2 {
+            assert!(
+                redis.cli(&["FUNCTION", "LIST"]).contains("vaultlib"),
+                "{method}"
+            );
+        }
+    }
+
+    assert_eq!(
+        redis.cli(&["ACL", "SETUSER", "rdbvault", "-replicaof"]),
+        "OK"
+    );
+    let restore = server.start_restore(&instance, &backup, json!({})).await;
+    let record = server.wait_restore(&instance, &restore).await;
+    assert_eq!(record["status"], "succeed", "{release:?}: {record}");
+    let used = record["method_used"].as_str().unwrap();
+    assert!(used.contains("replicate was tried first"), "{used}");
+    assert_eq!(redis.digest().await, digest);
+    assert_eq!(redis.cli(&["ACL", "SETUSER", "rdbvault", "-restore"]), "OK");
+    let restore = server
+        .start_restore(&instance, &backup, json!({"method": "restore"}))
+        .await;
+    let record = server.wait_restore(&instance, &restore).await;
+    assert_eq!(record["status"], "failed", "{record}");
+    assert_eq!(record["error_code"], "dcs.08.0111", "{record}");
+    let msg = record["error_msg"].as_str().unwrap();
+    assert!(msg.contains("+restore"), "{msg}");
     server.stop().await;
 }

@@ -391,3 +391,44 @@ pub fn backup_once(base: &str, project: &str, instance: &str) -> serde_json::Val
         }
     }
 }
+
+/// One restore through the API (`body` holds `backup_id` and the rest),
+/// polled slowly until it ends; its record.
+pub fn restore_once(base: &str, project: &str, instance: &str, body: &str) -> serde_json::Value {
+    let started = post(
+        base,
+        &format!("/v2/{project}/instances/{instance}/restores"),
+        body,
+    );
+    let restore = started["restore_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("restore refused: {started}"))
+        .to_string();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let list = get(
+            base,
+            &format!("/v2/{project}/instances/{instance}/restores?limit=10"),
+        );
+        let found = list["restore_record_response"].as_array().and_then(|rs| {
+            rs.iter()
+                .find(|r| r["restore_id"] == restore.as_str())
+                .cloned()
+        });
+        if let Some(r) = found
+            && !matches!(r["status"].as_str(), Some("waiting" | "restoring"))
+        {
+            return r;
+        }
+    }
+}
+
+/// Whether the server at `port` is loading a dataset (`INFO persistence`).
+pub fn loading(port: u16) -> bool {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "INFO", "persistence"])
+        .output()
+        .expect("redis-cli");
+    let text = String::from_utf8_lossy(&out.stdout);
+    !text.contains("loading:0")
+}

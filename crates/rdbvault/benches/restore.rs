@@ -1,0 +1,159 @@
+//! Restore speed, against a baseline measured in the same run: a fresh
+//! redis-server loading the same RDB file at start (a cold start).
+//!
+//! Fills a redis-server with the mixed dataset of the backup benchmark
+//! (default 512 MiB of used memory; `RDBVAULT_BENCH_MB` to change), backs
+//! it up into the local store, then alternately times
+//! - the baseline: `redis-server --dbfilename` of the stored file, from spawn
+//!   until `INFO persistence` says `loading:0`;
+//! - rdbvault restores of the backup into an empty server, by `replicate`,
+//!   `restore` (pipelined RESTORE) and `commands`, from the API request to
+//!   `succeed` (both passes over the file: verification, then writing).
+//!
+//! The target is `FLUSHALL`ed between rounds and rdbvault's peak RSS sampled.
+//!
+//! `cargo bench -p rdbvault --bench restore`
+
+mod common;
+
+use std::process::Command;
+use std::time::Instant;
+
+use common::{
+    backup_once, fill, free_port, info_field, loading, post, record_secs, restore_once, spawn,
+    start_redis, vm_hwm, wait_port,
+};
+
+const ROUNDS: usize = 3;
+
+fn main() {
+    let target_mb = common::bench_mb(512);
+    let work = tempfile::tempdir().expect("tempdir");
+    let (mut source, port) = start_redis(work.path(), &[]);
+    fill(port, target_mb * 1024 * 1024);
+    let used = info_field(port, "used_memory");
+    eprintln!(
+        "dataset: {:.2} GiB used_memory",
+        used as f64 / (1u64 << 30) as f64
+    );
+
+    let http_port = free_port();
+    let data = work.path().join("rdbvault-data");
+    let mut server = spawn(
+        Command::new(env!("CARGO_BIN_EXE_rdbvault"))
+            .arg("serve")
+            .env("RDBVAULT_LISTEN", format!("127.0.0.1:{http_port}"))
+            .env("RDBVAULT_DATA_DIR", &data)
+            .env("RDBVAULT_AUTH", "none")
+            .env("RDBVAULT_LOG", "warn"),
+    );
+    wait_port(http_port);
+    let base = format!("http://127.0.0.1:{http_port}");
+    let project = "bench";
+    let register = |port: u16, name: &str| {
+        post(
+            &base,
+            &format!("/v2/{project}/rdbvault/instances"),
+            &format!(r#"{{"name":"{name}","mode":"single","addrs":["127.0.0.1:{port}"]}}"#),
+        )["instance_id"]
+            .as_str()
+            .expect("instance id")
+            .to_string()
+    };
+    let instance = register(port, "source");
+    let record = backup_once(&base, project, &instance);
+    assert_eq!(record["status"], "succeed", "{record}");
+    let backup = record["backup_id"].as_str().expect("backup id").to_string();
+    let size = record["size"].as_u64().unwrap_or(0);
+    let file = std::fs::read_dir(data.join("objects").join(&instance).join(&backup))
+        .expect("backup dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "rdb"))
+        .expect("the stored file");
+    let _ = source.kill();
+
+    let target_dir = work.path().join("target");
+    std::fs::create_dir_all(&target_dir).expect("target dir");
+    let (mut target, target_port) = start_redis(&target_dir, &[]);
+    let target_id = register(target_port, "target");
+
+    let cold_dir = work.path().join("cold");
+    std::fs::create_dir_all(&cold_dir).expect("cold dir");
+    std::fs::copy(&file, cold_dir.join("dump.rdb")).expect("copy");
+    let cold_start = || {
+        let port = free_port();
+        let t = Instant::now();
+        let mut child = spawn(
+            Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                ])
+                .args([
+                    "--dir",
+                    &cold_dir.display().to_string(),
+                    "--dbfilename",
+                    "dump.rdb",
+                ])
+                .stderr(std::process::Stdio::null()),
+        );
+        wait_port(port);
+        while loading(port) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let _ = child.kill();
+        let _ = child.wait();
+        secs
+    };
+
+    let best = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min);
+    let methods = ["replicate", "restore", "commands"];
+    let mut baseline = Vec::new();
+    let mut ours: Vec<Vec<f64>> = vec![Vec::new(); methods.len()];
+    for round in 0..ROUNDS {
+        baseline.push(cold_start());
+        for (i, method) in methods.iter().enumerate() {
+            let status = Command::new("redis-cli")
+                .args(["-p", &target_port.to_string(), "FLUSHALL"])
+                .output()
+                .expect("redis-cli");
+            assert!(status.status.success());
+            let body = format!(
+                r#"{{"backup_id":"{backup}","target_instance_id":"{target_id}","method":"{method}"}}"#
+            );
+            let record = restore_once(&base, project, &instance, &body);
+            assert_eq!(record["status"], "succeed", "{method}: {record}");
+            ours[i].push(record_secs(&record));
+        }
+        eprintln!(
+            "round {round}: cold start {:.2} s; replicate {:.2} s, restore {:.2} s, commands {:.2} s",
+            baseline[round], ours[0][round], ours[1][round], ours[2][round]
+        );
+    }
+    let rss = vm_hwm(server.id());
+    let b = best(&baseline);
+    println!(
+        "restore of a {:.2} GiB RDB ({:.2} GiB used memory): cold start loading it {b:.2} s",
+        size as f64 / (1u64 << 30) as f64,
+        used as f64 / (1u64 << 30) as f64,
+    );
+    for (i, method) in methods.iter().enumerate() {
+        let o = best(&ours[i]);
+        let target = match *method {
+            "replicate" => " (target <= 1.10x)",
+            _ => "",
+        };
+        println!("  {method}: {o:.2} s; ratio {:.2}x{target}", o / b);
+    }
+    println!(
+        "rdbvault peak RSS {:.1} MiB (target <= 64 MiB)",
+        rss as f64 / 1024.0
+    );
+    let _ = target.kill();
+    let _ = server.kill();
+}
