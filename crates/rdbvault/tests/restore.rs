@@ -513,3 +513,85 @@ async fn newer_backups_go_into_older_releases_by_commands() {
     }
     server.stop().await;
 }
+
+/// Module values: `auto` does not let a target without the module load the
+/// file (it would stop); `RESTORE` of such a value is refused, it cannot be
+/// rebuilt, and it is skipped and named (`strict`: the restore fails). A
+/// target with the module gets it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn module_values_are_skipped_and_named_where_the_module_is_missing() {
+    let module = common::redis_8_2_dir().join("falkordb.so");
+    let with_module = ["--loadmodule", module.to_str().unwrap()];
+    let source = RedisServer::start_8_2(&with_module);
+    source.cli(&["GRAPH.QUERY", "g", "CREATE (:P {n: 1})-[:K]->(:P {n: 2})"]);
+    source.cli(&["SET", "plain", "value"]);
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = server.register_single(&source.addr()).await;
+    let backup = server.backed_up(&instance).await;
+
+    let bare = RedisServer::start_8_2(&[]);
+    let bare_id = server.register_single(&bare.addr()).await;
+    let restore = server
+        .start_restore(&instance, &backup, json!({"target_instance_id": bare_id}))
+        .await;
+    let record = server.wait_restore(&instance, &restore).await;
+    assert_eq!(record["status"], "succeed", "{record}");
+    let used = record["method_used"].as_str().unwrap();
+    assert!(
+        used.starts_with("restore:") && used.contains("graphdata"),
+        "{used}"
+    );
+    assert_eq!(record["keys_restored"], 1, "{record}");
+    assert_eq!(record["keys_skipped"], 1, "{record}");
+    assert!(
+        record["skipped_detail"]
+            .as_str()
+            .unwrap()
+            .contains("graphdata"),
+        "{record}"
+    );
+    assert_eq!(bare.cli(&["GET", "plain"]), "value");
+    assert_eq!(bare.cli(&["DBSIZE"]), "1");
+    // `replicate` asked for explicitly is refused for such a file, before
+    // the target is touched.
+    let restore = server
+        .start_restore(
+            &instance,
+            &backup,
+            json!({"target_instance_id": bare_id, "method": "replicate"}),
+        )
+        .await;
+    let record = server.wait_restore(&instance, &restore).await;
+    assert_eq!(record["error_code"], "dcs.08.0112", "{record}");
+    assert!(bare.cli(&["INFO", "replication"]).contains("role:master"));
+
+    let restore = server
+        .start_restore(
+            &instance,
+            &backup,
+            json!({"target_instance_id": bare_id, "strict": true}),
+        )
+        .await;
+    let record = server.wait_restore(&instance, &restore).await;
+    assert_eq!(record["status"], "failed", "{record}");
+    assert_eq!(record["error_code"], "dcs.08.0112", "{record}");
+    assert!(
+        record["error_msg"].as_str().unwrap().contains("graphdata"),
+        "{record}"
+    );
+
+    let other = RedisServer::start_8_2(&with_module);
+    let other_id = server.register_single(&other.addr()).await;
+    let restore = server
+        .start_restore(
+            &instance,
+            &backup,
+            json!({"target_instance_id": other_id, "method": "restore"}),
+        )
+        .await;
+    let record = server.wait_restore(&instance, &restore).await;
+    assert_eq!(record["status"], "succeed", "{record}");
+    assert_eq!(record["keys_restored"], 2, "{record}");
+    assert_eq!(other.digest().await, source.digest().await);
+    server.stop().await;
+}

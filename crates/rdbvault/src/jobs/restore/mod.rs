@@ -2,12 +2,13 @@
 //!
 //! The steps, each a `stage` of the record:
 //! 1. *resolving the target*: its master (`single`, `ha`) or its masters
-//!    and their slots (`cluster`), and its Redis version, which decides
-//!    how keys are written ([`plan`]);
+//!    and their slots (`cluster`), and its Redis version;
 //! 2. *verifying the backup files*: every file is read once and checked
 //!    (size, SHA-256, every RDB check) before the target is touched, so a
 //!    file corrupted in the store fails the restore with the target as it
-//!    was; the databases it holds are learnt here (a cluster has only 0);
+//!    was; what it holds is learnt here (databases: a cluster has only 0;
+//!    module types), and with the target's version decides how keys are
+//!    written ([`plan`]);
 //! 3. *flushing the target* (`replace` mode): `FLUSHALL` on each master;
 //! 4. *writing keys*: each file streamed again, into pipelined `RESTORE`s
 //!    or rebuilt native commands ([`write`]), files in parallel.
@@ -124,21 +125,18 @@ async fn execute(
     progress: &Progress,
 ) -> Result<(), Failure> {
     let (destination, version) = resolve(ctx, target).await?;
-    let mut plan = plan::choose(restore, target, files, &version)?;
-    record_plan(ctx, restore, &plan).await?;
 
     progress.enter("verifying the backup files");
-    let mut dbs = BTreeSet::new();
-    let mut keys = 0;
+    let mut contents = read::Contents::default();
     for (file, counter) in files.iter().zip(&progress.verified) {
         let input = ctx.objects.read(&file.object_key).await?;
-        let contents = read::verify(input, file, counter.clone()).await?;
-        dbs.extend(contents.dbs);
-        keys += contents.keys;
+        contents.add(read::verify(input, file, counter.clone()).await?);
     }
     if matches!(destination, Destination::Cluster { .. }) {
-        refuse_other_dbs(&dbs)?;
+        refuse_other_dbs(&contents.dbs)?;
     }
+    let mut plan = plan::choose(restore, target, files, &contents, &version)?;
+    record_plan(ctx, restore, &plan).await?;
 
     if let (Method::Replicate { fallback }, Destination::Single(master), [file]) =
         (plan.method, &destination, files)
@@ -159,7 +157,7 @@ async fn execute(
             Ok(()) => {
                 progress
                     .tally
-                    .loaded(i64::try_from(keys).unwrap_or(i64::MAX));
+                    .loaded(i64::try_from(contents.keys).unwrap_or(i64::MAX));
                 return Ok(());
             }
             Err(Attempt::Failed(f)) => return Err(f),

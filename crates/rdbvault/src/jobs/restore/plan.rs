@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use super::read::Contents;
 use super::write::How;
 use crate::jobs::failure::{Failure, FailureKind};
 use crate::meta::{BackupFile, Instance, Mode, Restore, RestoreMethod, RestoreMode};
@@ -89,6 +90,7 @@ pub(super) fn choose(
     restore: &Restore,
     target: &Instance,
     files: &[BackupFile],
+    contents: &Contents,
     version: &Version,
 ) -> Result<Plan, Failure> {
     let newest = files
@@ -109,6 +111,17 @@ pub(super) fn choose(
         Some("the target is a cluster".to_string())
     } else if restore.mode == RestoreMode::Merge {
         Some("merge keeps the target's keys, a load replaces them".to_string())
+    } else if !contents.modules.is_empty() {
+        // A server stops (exit) on a module value it has no module for.
+        Some(format!(
+            "the backup holds module values ({}); a target without the module would stop loading it",
+            contents
+                .modules
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
     } else if files.len() != 1 {
         Some(format!(
             "the backup has {} files (a cluster's shards), a server loads one",
@@ -136,10 +149,11 @@ pub(super) fn choose(
             FailureKind::Incompatible,
             format!("the method `replicate` cannot work: {why}"),
         )),
-        (RestoreMethod::Auto, _) if readable => write(
+        (RestoreMethod::Auto, Some(why)) if readable => write(
             How::Restore { fallback: true },
             format!(
-                "pipelined RESTORE ({versions}; a payload it refuses is rebuilt with commands){}",
+                "pipelined RESTORE ({versions}; a payload it refuses is rebuilt with commands){}; \
+                 not replicate: {why}",
                 cluster_note(target)
             ),
         ),

@@ -246,6 +246,16 @@ pub(crate) struct Contents {
     /// The databases with keys.
     pub dbs: std::collections::BTreeSet<u64>,
     pub keys: u64,
+    /// The module types of its module values.
+    pub modules: std::collections::BTreeSet<String>,
+}
+
+impl Contents {
+    pub(crate) fn add(&mut self, other: Contents) {
+        self.dbs.extend(other.dbs);
+        self.keys += other.keys;
+        self.modules.extend(other.modules);
+    }
 }
 
 /// Checks a stored file before anything is written to the target: its
@@ -274,6 +284,9 @@ where
         while let Some(key) = reader.next_key().map_err(broken)? {
             contents.dbs.insert(key.db);
             contents.keys += 1;
+            if let Some(id) = key.module_id {
+                contents.modules.insert(rdb::module_type_name(id).0);
+            }
         }
         let tap = drained(reader, &file)?;
         check_record(&file, tap.bytes, &hex::encode(tap.sha.finalize()))?;
