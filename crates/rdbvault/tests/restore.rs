@@ -104,7 +104,9 @@ async fn one_restore_at_a_time_and_nothing_else_meanwhile() {
     let backup = server.backed_up(&instance).await;
 
     assert_eq!(redis.cli(&["CLIENT", "PAUSE", "20000", "WRITE"]), "OK");
-    let restore = server.start_restore(&instance, &backup, json!({})).await;
+    let restore = server
+        .start_restore(&instance, &backup, json!({"method": "restore"}))
+        .await;
     let record = server
         .wait_restore_until(&instance, &restore, "the flush", |r| {
             r["stage"] == "flushing the target"
@@ -592,6 +594,22 @@ async fn module_values_are_skipped_and_named_where_the_module_is_missing() {
     let record = server.wait_restore(&instance, &restore).await;
     assert_eq!(record["status"], "succeed", "{record}");
     assert_eq!(record["keys_restored"], 2, "{record}");
-    assert_eq!(other.digest().await, source.digest().await);
+    // FalkorDB gives no stable DEBUG DIGEST: compare the graph by a query.
+    let query = [
+        "GRAPH.QUERY",
+        "g",
+        "MATCH (a:P)-[:K]->(b:P) RETURN a.n, b.n",
+    ];
+    let answer = |r: &RedisServer| {
+        let out = r.cli(&query);
+        // Without the statistics (execution time varies).
+        out.lines()
+            .take_while(|l| !l.contains("execution"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(answer(&other), answer(&source));
+    assert!(answer(&other).contains('2'), "{}", answer(&other));
+    assert_eq!(other.cli(&["GET", "plain"]), "value");
     server.stop().await;
 }

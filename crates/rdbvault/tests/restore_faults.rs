@@ -31,6 +31,29 @@ fn big(mb: u32) -> RedisServer {
     redis
 }
 
+/// A `merge` restore of `source`'s backup into `target`, caught while it
+/// writes keys (the target's writes held by a pause, so nothing is lost to
+/// timing): the source's and target's instance ids and the restore's.
+async fn caught_writing(
+    server: &TestServer,
+    source: &RedisServer,
+    target: &RedisServer,
+) -> (String, String, String) {
+    let instance = server.register_single(&source.addr()).await;
+    let target_id = server.register_single(&target.addr()).await;
+    let backup = server.backed_up(&instance).await;
+    assert_eq!(target.cli(&["CLIENT", "PAUSE", "60000", "WRITE"]), "OK");
+    let body = json!({"target_instance_id": target_id, "mode": "merge"});
+    let restore = server.start_restore(&instance, &backup, body).await;
+    server
+        .wait_restore_until(&instance, &restore, "writing", |r| {
+            r["stage"] == "writing keys"
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (instance, target_id, restore)
+}
+
 async fn a_corrupted_file_fails_before_the_target_is_touched(db: Db) {
     let redis = RedisServer::start_fast(&[]);
     fill_all_types(&redis).await;
@@ -75,23 +98,7 @@ async fn a_target_killed_mid_restore_fails_it() {
     let source = big(20);
     let mut target = RedisServer::start_fast(&[]);
     let server = TestServer::start(Db::Sqlite).await;
-    let instance = server.register_single(&source.addr()).await;
-    let target_id = server.register_single(&target.addr()).await;
-    let backup = server.backed_up(&instance).await;
-    assert_eq!(target.cli(&["CLIENT", "PAUSE", "60000", "WRITE"]), "OK");
-    let restore = server
-        .start_restore(
-            &instance,
-            &backup,
-            json!({"target_instance_id": target_id, "mode": "merge"}),
-        )
-        .await;
-    server
-        .wait_restore_until(&instance, &restore, "writing", |r| {
-            r["stage"] == "writing keys"
-        })
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (instance, target_id, restore) = caught_writing(&server, &source, &target).await;
     target.kill();
     let record = server.wait_restore(&instance, &restore).await;
     assert_failed(&record, "dcs.08.0104");
@@ -111,23 +118,7 @@ async fn the_store_stopped_mid_restore_fails_it() {
     let source = big(40);
     let target = RedisServer::start_fast(&[]);
     let mut server = TestServer::start(Db::S3).await;
-    let instance = server.register_single(&source.addr()).await;
-    let target_id = server.register_single(&target.addr()).await;
-    let backup = server.backed_up(&instance).await;
-    assert_eq!(target.cli(&["CLIENT", "PAUSE", "60000", "WRITE"]), "OK");
-    let restore = server
-        .start_restore(
-            &instance,
-            &backup,
-            json!({"target_instance_id": target_id, "mode": "merge"}),
-        )
-        .await;
-    server
-        .wait_restore_until(&instance, &restore, "writing", |r| {
-            r["stage"] == "writing keys"
-        })
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (instance, _, restore) = caught_writing(&server, &source, &target).await;
     server.s3.as_mut().unwrap().stop();
     assert_eq!(target.cli(&["CLIENT", "UNPAUSE"]), "OK");
     let record = server.wait_restore(&instance, &restore).await;
@@ -158,7 +149,9 @@ async fn a_killed_service_leaves_no_stuck_restore() {
     let instance = client.register_single(&redis.addr()).await;
     let backup = client.backed_up(&instance).await;
     assert_eq!(redis.cli(&["CLIENT", "PAUSE", "60000", "WRITE"]), "OK");
-    let restore = client.start_restore(&instance, &backup, json!({})).await;
+    let restore = client
+        .start_restore(&instance, &backup, json!({"method": "restore"}))
+        .await;
     client
         .wait_restore_until(&instance, &restore, "the flush", |r| {
             r["stage"] == "flushing the target"

@@ -124,6 +124,41 @@ pub(crate) fn parse_dcs_time(
         })
 }
 
+/// A listing's window and page (`begin_time`, `end_time`, `offset`,
+/// `limit`), checked; `end` covers the whole second `end_time` names.
+pub(crate) struct Window {
+    pub begin: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+impl Window {
+    pub(crate) fn parse(
+        begin: Option<&str>,
+        end: Option<&str>,
+        offset: Option<&str>,
+        limit: Option<&str>,
+    ) -> Result<Window, ApiError> {
+        let begin = parse_dcs_time("begin_time", begin)?;
+        let end = parse_dcs_time("end_time", end)?;
+        if let (Some(b), Some(e)) = (begin, end)
+            && b > e
+        {
+            return Err(ApiError::invalid(
+                "begin_time",
+                "begin_time is after end_time",
+            ));
+        }
+        Ok(Window {
+            begin,
+            end: end.map(|e| e + chrono::TimeDelta::milliseconds(999)),
+            offset: parse_offset(offset)?,
+            limit: parse_limit(limit, 10, 1000)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

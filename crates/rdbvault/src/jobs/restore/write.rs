@@ -153,6 +153,29 @@ struct Resend {
     replace: bool,
 }
 
+impl Resend {
+    const REPLACE: Resend = Resend {
+        rebuild: false,
+        asking: false,
+        replace: true,
+    };
+    const REBUILD: Resend = Resend {
+        rebuild: true,
+        asking: false,
+        replace: false,
+    };
+
+    /// To the node a redirection named; a decoded key can only go out as
+    /// commands.
+    fn elsewhere(key: &Key, asking: bool) -> Resend {
+        Resend {
+            rebuild: matches!(key.body, Body::Entry(_)),
+            asking,
+            replace: false,
+        }
+    }
+}
+
 /// What a reply asks for: the key goes out again, differently.
 enum Again {
     Replace(Key),
@@ -408,22 +431,8 @@ impl<'a> Writer<'a> {
         }
         for a in again {
             match a {
-                Again::Replace(key) => self.push(
-                    i,
-                    key,
-                    Resend {
-                        replace: true,
-                        ..Resend::default()
-                    },
-                )?,
-                Again::Rebuild(key) => self.push(
-                    i,
-                    key,
-                    Resend {
-                        rebuild: true,
-                        ..Resend::default()
-                    },
-                )?,
+                Again::Replace(key) => self.push(i, key, Resend::REPLACE)?,
+                Again::Rebuild(key) => self.push(i, key, Resend::REBUILD)?,
                 Again::Moved(key, addr) => {
                     let to = self.lane_at(&addr).await?;
                     if let Route::Slots(slots) = &mut self.route
@@ -431,28 +440,13 @@ impl<'a> Writer<'a> {
                     {
                         *s = to;
                     }
-                    let rebuild = matches!(key.body, Body::Entry(_));
-                    self.push(
-                        to,
-                        key,
-                        Resend {
-                            rebuild,
-                            ..Resend::default()
-                        },
-                    )?;
+                    let resend = Resend::elsewhere(&key, false);
+                    self.push(to, key, resend)?;
                 }
                 Again::Ask(key, addr) => {
                     let to = self.lane_at(&addr).await?;
-                    let rebuild = matches!(key.body, Body::Entry(_));
-                    self.push(
-                        to,
-                        key,
-                        Resend {
-                            rebuild,
-                            asking: true,
-                            ..Resend::default()
-                        },
-                    )?;
+                    let resend = Resend::elsewhere(&key, true);
+                    self.push(to, key, resend)?;
                 }
             }
         }
