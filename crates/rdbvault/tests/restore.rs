@@ -141,6 +141,11 @@ async fn one_restore_at_a_time_and_nothing_else_meanwhile() {
         .send()
         .await
         .assert_error(400, "DCS.4947");
+    server
+        .req("DELETE", &format!("/v2/{PROJECT}/rdbvault/instances/{instance}"))
+        .send()
+        .await
+        .assert_error(400, "DCS.4026");
     assert_eq!(restore_count(&server, &instance).await, 1);
 
     assert_eq!(redis.cli(&["CLIENT", "UNPAUSE"]), "OK");

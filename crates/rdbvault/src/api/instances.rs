@@ -136,7 +136,7 @@ pub struct ListInstancesQuery {
     pub offset: Option<String>,
     /// Page size, 1 to 1000, default 10.
     pub limit: Option<String>,
-    /// `RUNNING` or `ERROR`.
+    /// `RUNNING`, `ERROR` or `RESTORING`.
     pub status: Option<String>,
     pub name_equal: Option<String>,
     pub tags: Option<String>,
