@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::RedisServer;
+use common::{Db, RedisServer, TestServer, fill_all_types};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rdbvault");
 
@@ -390,6 +390,306 @@ fn client_flags_anywhere_and_backup_show() {
     let (ok, out, err) = cli(&env, &["backup", "show", &gone, &failed, "--wait"]);
     assert!(!ok, "a failed backup waited for exits non-zero: {out}{err}");
     assert!(out.contains(&full), "{out}");
+}
+
+/// The client environment of an in-process test server.
+fn env_of(server: &TestServer) -> Vec<(String, String)> {
+    [
+        ("RDBVAULT_ENDPOINT", server.base.as_str()),
+        ("RDBVAULT_AK", common::AK),
+        ("RDBVAULT_SK", common::SK),
+        ("RDBVAULT_PROJECT_ID", common::PROJECT),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// `cli` off the runtime's threads, so the in-process server keeps serving.
+async fn cli_async(env: &[(String, String)], args: &[&str]) -> (bool, String, String) {
+    let env = env.to_vec();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli(&env, &args)
+    })
+    .await
+    .unwrap()
+}
+
+/// `restore create --wait` puts a flushed Redis back as it was backed up
+/// and reports how; without `--wait` it names the command that follows
+/// it; `--mode` and `--method` reach the service; `restore list` and
+/// `restore show` show the restores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_create_wait_list_and_show() {
+    let redis = RedisServer::start_fast(&[]);
+    fill_all_types(&redis).await;
+    let digest = redis.digest().await;
+    let server = TestServer::start(Db::Sqlite).await;
+    let env = env_of(&server);
+    let instance = server.register_single(&redis.addr()).await;
+    let backup = server.backed_up(&instance).await;
+
+    redis.cli(&["FLUSHALL"]);
+    assert_ne!(redis.digest().await, digest);
+    let (ok, out, err) = cli_async(
+        &env,
+        &[
+            "restore", "create", &instance, &backup, "--method", "restore", "--remark", "from cli",
+            "--wait",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(redis.digest().await, digest, "{out}");
+    let restore = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no restore id: {out}"))
+        .to_string();
+    assert!(
+        out.contains(&format!(
+            "restore {restore} succeeded into {instance} (replace, restore: "
+        )),
+        "{out}"
+    );
+    // 3 databases of 16 keys each, all by RESTORE (the target reads the backup's version).
+    assert!(
+        out.contains("keys: 48 restored, 0 rebuilt, 0 replaced, 0 skipped"),
+        "{out}"
+    );
+    let record = server.restore_record(&instance, &restore).await;
+    assert_eq!(record["status"], "succeed", "{record}");
+    assert_eq!(record["restore_remark"], "from cli", "{record}");
+    assert_eq!(record["method"], "restore", "{record}");
+
+    // Without --wait: the id and how to follow it; merge by commands over
+    // the same keys replaces every one of them and changes nothing.
+    let (ok, out, err) = cli_async(
+        &env,
+        &[
+            "restore", "create", &instance, &backup, "--mode", "merge", "--method", "commands",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    let merged = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(';')
+        .to_string();
+    assert!(
+        out.contains(&format!("rdbvault restore show {instance} {merged} --wait")),
+        "{out}"
+    );
+    let (ok, out, err) = cli_async(
+        &env,
+        &["restore", "show", &instance, &merged, "--wait", "--json"],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    let shown: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(shown["status"], "succeed", "{shown}");
+    assert_eq!(shown["mode"], "merge", "{shown}");
+    assert_eq!(shown["method"], "commands", "{shown}");
+    assert_eq!(shown["keys_rebuilt"], 48, "{shown}");
+    assert_eq!(shown["keys_replaced"], 48, "{shown}");
+    assert_eq!(redis.digest().await, digest);
+
+    // The list: newest first, one row each, with the method that ran and the keys.
+    let (ok, out, err) = cli_async(&env, &["restore", "list", &instance]).await;
+    assert!(ok, "{out}{err}");
+    let header = out.lines().next().unwrap();
+    for column in [
+        "RESTORE_ID",
+        "STATUS",
+        "PROGRESS",
+        "BACKUP_ID",
+        "TARGET",
+        "METHOD",
+        "KEYS",
+        "CREATED_AT",
+    ] {
+        assert!(header.contains(column), "{header}");
+    }
+    let rows: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(
+        rows[0].contains(&merged) && rows[1].contains(&restore),
+        "{out}"
+    );
+    for (row, method, keys) in [
+        (rows[0], "commands", "48 (48 replaced)"),
+        (rows[1], "restore", "48"),
+    ] {
+        let cells: Vec<&str> = row
+            .split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        assert!(
+            cells.contains(&"succeed") && cells.contains(&"100.00"),
+            "{row}"
+        );
+        assert!(cells.contains(&backup.as_str()), "{row}");
+        assert!(cells.contains(&instance.as_str()), "{row}");
+        assert!(cells.contains(&method) && cells.contains(&keys), "{row}");
+    }
+    let (ok, out, err) = cli_async(
+        &env,
+        &["restore", "list", &instance, "--limit", "1", "--json"],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["total_num"], 2, "{listed}");
+    assert_eq!(
+        listed["restore_record_response"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(listed["restore_record_response"][0]["restore_id"], merged);
+
+    // `show` as a table.
+    let (ok, out, err) = cli_async(&env, &["restore", "show", &instance, &restore]).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("method_used") && out.contains("restore: "),
+        "{out}"
+    );
+    assert!(out.contains("from cli"), "{out}");
+    server.stop().await;
+}
+
+/// A restore into a target whose Redis died exits non-zero with the
+/// failure code, as `list` and `show --wait` report it; the service's own
+/// refusals come back as their DCS code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_failures_exit_non_zero() {
+    let redis = RedisServer::start_fast(&[]);
+    redis.cli(&["DEBUG", "POPULATE", "100"]);
+    let mut doomed = RedisServer::start_fast(&[]);
+    let server = TestServer::start(Db::Sqlite).await;
+    let env = env_of(&server);
+    let instance = server.register_single(&redis.addr()).await;
+    let target = server.register_single(&doomed.addr()).await;
+    let backup = server.backed_up(&instance).await;
+    doomed.kill();
+
+    let (ok, out, err) = cli_async(
+        &env,
+        &[
+            "restore", "create", &instance, &backup, "--target", &target, "--wait",
+        ],
+    )
+    .await;
+    assert!(
+        !ok,
+        "a failed restore waited for exits non-zero: {out}{err}"
+    );
+    assert!(
+        err.contains(" failed: dcs.08.0101: ") && err.contains("before it ended: keys: 0 restored"),
+        "{err}"
+    );
+    let failed = err.split_whitespace().nth(1).unwrap().to_string();
+    let record = server.restore_record(&target, &failed).await;
+    assert_eq!(record["status"], "failed", "{record}");
+    assert_eq!(record["error_code"], "dcs.08.0101", "{record}");
+
+    // Listed under the target (and the backup's instance) with its code.
+    for listed_under in [&target, &instance] {
+        let (ok, out, err) = cli_async(&env, &["restore", "list", listed_under]).await;
+        assert!(ok, "{out}{err}");
+        let row = out
+            .lines()
+            .find(|l| l.contains(&failed))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(
+            row.contains("failed") && row.contains("dcs.08.0101"),
+            "{row}"
+        );
+    }
+    let (ok, out, err) = cli_async(&env, &["restore", "show", &target, &failed, "--wait"]).await;
+    assert!(!ok, "{out}{err}");
+    assert!(out.contains("dcs.08.0101"), "{out}");
+
+    // Refused by the service: its code, a non-zero exit, no restore queued.
+    let (ok, out, err) = cli_async(
+        &env,
+        &[
+            "restore",
+            "create",
+            &instance,
+            &backup,
+            "--mode",
+            "merge",
+            "--method",
+            "replicate",
+        ],
+    )
+    .await;
+    assert!(!ok, "{out}{err}");
+    assert!(
+        err.contains("400 DCS.4800") && err.contains("replicate"),
+        "{err}"
+    );
+    let (ok, out, err) = cli_async(
+        &env,
+        &["restore", "create", &instance, "not-a-uuid", "--wait"],
+    )
+    .await;
+    assert!(!ok, "{out}{err}");
+    assert!(err.contains("DCS.4934"), "{err}");
+    let (_, out, _) = cli_async(&env, &["restore", "list", &instance, "--json"]).await;
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["total_num"], 1, "{listed}");
+    server.stop().await;
+}
+
+/// `--mode` and `--method` take only the values the service knows; clap
+/// refuses any other before a request is made.
+#[test]
+fn restore_flags_are_checked_by_clap() {
+    // Nowhere to send a request: a refusal can only come from clap.
+    let env = vec![
+        (
+            "RDBVAULT_ENDPOINT".to_string(),
+            format!("http://127.0.0.1:{}", common::free_port()),
+        ),
+        ("RDBVAULT_AK".to_string(), "ak".to_string()),
+        ("RDBVAULT_SK".to_string(), "sk".to_string()),
+        ("RDBVAULT_PROJECT_ID".to_string(), "p".to_string()),
+    ];
+    for (flag, value, possible) in [
+        ("--mode", "overwrite", "[possible values: replace, merge]"),
+        (
+            "--method",
+            "rsync",
+            "[possible values: auto, replicate, restore, commands]",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .args(["restore", "create", "i", "b", flag, value])
+            .envs(env.iter().cloned())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("invalid value '{value}' for '{flag} <"))
+                && err.contains(possible),
+            "{err}"
+        );
+    }
+    // The same values pass clap and fail on the (absent) service instead.
+    let (ok, _, err) = cli(&env, &["restore", "create", "i", "b", "--mode", "merge"]);
+    assert!(!ok);
+    assert!(err.contains("request failed"), "{err}");
 }
 
 /// A log that is not a terminal (a file, a pipe, a journal) gets no colours.

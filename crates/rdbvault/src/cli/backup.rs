@@ -1,15 +1,15 @@
 //! `rdbvault backup create|list|show|delete|links|download`.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Subcommand;
 use reqwest::Method;
 use serde_json::json;
 
 use super::client::Client;
+use super::follow::{self, JobRecord};
 use super::instance::encode;
-use super::{ClientArgs, output, table};
+use super::{ClientArgs, ERROR_COLUMN_CHARS, output, table, truncate};
 use crate::api::backups::{BackupRecord, CopyInstanceResponse, ListBackupRecordsResponse};
 use crate::api::links::{LinksItem, ListBackupFileLinksResponse};
 
@@ -177,10 +177,10 @@ async fn create(
             "backup {} {}: {}",
             record.backup_id,
             record.status,
-            error_text(&record)
+            record.error_text()
         );
     }
-    Ok(ended(&record))
+    Ok(record.exit_code())
 }
 
 /// `backup show`: one backup's record; with `wait`, once it has ended.
@@ -202,7 +202,7 @@ async fn show(
         println!("{}", record_table(&record));
     }
     Ok(if wait {
-        ended(&record)
+        record.exit_code()
     } else {
         ExitCode::SUCCESS
     })
@@ -237,7 +237,7 @@ async fn list(
             v.backup_record_response
                 .into_iter()
                 .map(|b| {
-                    let error = truncate(&error_text(&b), ERROR_COLUMN_CHARS);
+                    let error = truncate(&b.error_text(), ERROR_COLUMN_CHARS);
                     vec![
                         b.backup_id,
                         b.status,
@@ -316,39 +316,6 @@ async fn delete(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The widest the ERROR column of `backup list` gets; `backup show` and
-/// `--json` give the whole message.
-const ERROR_COLUMN_CHARS: usize = 60;
-
-/// `code: message` of a failed backup (either part may be missing).
-fn error_text(record: &BackupRecord) -> String {
-    match (record.error_code.as_deref(), record.error_msg.as_deref()) {
-        (Some(code), Some(msg)) if !msg.is_empty() => format!("{code}: {msg}"),
-        (Some(code), _) => code.to_string(),
-        (None, Some(msg)) => msg.to_string(),
-        (None, None) => String::new(),
-    }
-}
-
-/// At most `max` characters, the cut marked with `…`.
-fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
-
-/// The exit code of a backup that was waited for.
-fn ended(record: &BackupRecord) -> ExitCode {
-    if record.status == "succeed" {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
 fn record_table(r: &BackupRecord) -> String {
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     table(
@@ -365,7 +332,7 @@ fn record_table(r: &BackupRecord) -> String {
             ("created_at", r.created_at.clone()),
             ("updated_at", r.updated_at.clone()),
             ("remark", opt(&r.remark)),
-            ("error", error_text(r)),
+            ("error", r.error_text()),
         ]
         .into_iter()
         .map(|(k, v)| vec![k.to_string(), v])
@@ -380,28 +347,7 @@ async fn wait_for(
     backup_id: &str,
     bar: bool,
 ) -> anyhow::Result<BackupRecord> {
-    let progress = indicatif::ProgressBar::new(10_000);
-    if bar {
-        progress.set_style(indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {percent:>3}% {msg}",
-        )?);
-    } else {
-        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    loop {
-        let record = find_record(client, instance_id, backup_id).await?;
-        let pct: f64 = record.progress.parse().unwrap_or(0.0);
-        progress.set_position((pct * 100.0) as u64);
-        progress.set_message(match &record.stage {
-            Some(stage) => format!("{}: {stage}", record.status),
-            None => record.status.clone(),
-        });
-        if !matches!(record.status.as_str(), "waiting" | "backuping") {
-            progress.finish_and_clear();
-            return Ok(record);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    follow::until_ended(bar, || find_record(client, instance_id, backup_id)).await
 }
 
 async fn find_record(
@@ -409,42 +355,19 @@ async fn find_record(
     instance_id: &str,
     backup_id: &str,
 ) -> anyhow::Result<BackupRecord> {
-    let mut offset = 0;
-    loop {
-        let page: ListBackupRecordsResponse = client
-            .call_json(
-                Method::GET,
-                &backups_path(client, instance_id),
-                &format!("limit=1000&offset={offset}"),
-                None,
-            )
-            .await?;
-        let n = page.backup_record_response.len();
-        if let Some(r) = page
-            .backup_record_response
-            .into_iter()
-            .find(|r| r.backup_id == backup_id)
-        {
-            return Ok(r);
-        }
-        offset += n;
-        if n == 0 || offset >= page.total_num {
-            anyhow::bail!("backup {backup_id} is not listed for instance {instance_id}");
-        }
-    }
+    follow::find_listed(
+        client,
+        &backups_path(client, instance_id),
+        |page: ListBackupRecordsResponse| (page.total_num, page.backup_record_response),
+        |r| r.backup_id == backup_id,
+    )
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("backup {backup_id} is not listed for instance {instance_id}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn truncate_counts_characters_and_marks_the_cut() {
-        assert_eq!(truncate("short", 10), "short");
-        assert_eq!(truncate("0123456789", 10), "0123456789");
-        assert_eq!(truncate("0123456789a", 10), "012345678…");
-        assert_eq!(truncate("ééééé", 3), "éé…");
-    }
 
     #[test]
     fn error_text_joins_code_and_message() {
@@ -456,10 +379,10 @@ mod tests {
             "execution_at": "", "source_node": null, "stage": null,
         }))
         .expect("a record");
-        assert_eq!(error_text(&record), "");
+        assert_eq!(record.error_text(), "");
         record.error_code = Some("dcs.08.0101".into());
-        assert_eq!(error_text(&record), "dcs.08.0101");
+        assert_eq!(record.error_text(), "dcs.08.0101");
         record.error_msg = Some("no node answered".into());
-        assert_eq!(error_text(&record), "dcs.08.0101: no node answered");
+        assert_eq!(record.error_text(), "dcs.08.0101: no node answered");
     }
 }

@@ -1,13 +1,15 @@
-//! The `rdbvault` command line: `serve` runs the service; `instance` and
-//! `backup` call the HTTP API (signed like the SDK) and print tables, or the
-//! API's JSON with `--json`; `inspect` analyzes the keys of an RDB file, or
+//! The `rdbvault` command line: `serve` runs the service; `instance`,
+//! `backup` and `restore` call the HTTP API (signed like the SDK) and print
+//! tables, or the API's JSON with `--json`; `inspect` analyzes the keys of an RDB file, or
 //! of a backup's files streamed through their links.
 
 mod backup;
 pub mod client;
 mod download;
+mod follow;
 mod inspect;
 mod instance;
+mod restore;
 
 use std::path::PathBuf;
 
@@ -111,6 +113,11 @@ enum Command {
         #[command(subcommand)]
         command: instance::InstanceCommand,
     },
+    /// Restore a backup into an instance; list and show restores.
+    Restore {
+        #[command(subcommand)]
+        command: restore::RestoreCommand,
+    },
 }
 
 /// The ids of `ClientArgs`' flags (clap names them after the fields).
@@ -199,6 +206,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Serve { config } => serve(config).await,
         Command::Instance { command } => instance::run(command, client).await,
         Command::Backup { command } => backup::run(command, client).await,
+        Command::Restore { command } => restore::run(command, client).await,
         Command::Inspect {
             target,
             instance,
@@ -350,4 +358,31 @@ pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
         t.add_row(row);
     }
     t.to_string()
+}
+
+/// The widest an ERROR column of a list gets; `show` and `--json` give the
+/// whole message.
+pub(crate) const ERROR_COLUMN_CHARS: usize = 60;
+
+/// At most `max` characters, the cut marked with `…`.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_counts_characters_and_marks_the_cut() {
+        assert_eq!(truncate("short", 10), "short");
+        assert_eq!(truncate("0123456789", 10), "0123456789");
+        assert_eq!(truncate("0123456789a", 10), "012345678…");
+        assert_eq!(truncate("ééééé", 3), "éé…");
+    }
 }
