@@ -7,6 +7,9 @@
 //! ([`Loss`]); [`encode`] writes commands as RESP, the format of both a
 //! pipeline and an AOF file. `SELECT` ([`select`]) and function libraries
 //! ([`function_load`]) are the caller's, since they are not part of a key.
+//! A module value, which no native command recreates, is replayed by
+//! `RESTORE` of its `DUMP` payload ([`restore_module`]) where the caller
+//! accepts that.
 //!
 //! Not carried over: a key's LRU idle time and LFU counter (no command sets
 //! them; `RESTORE` alone does), and a stream consumer's seen and active
@@ -253,6 +256,39 @@ pub fn rebuild(entry: &Entry, target: Target, options: Options) -> Result<Rebuil
         ]);
     }
     Ok(b.out)
+}
+
+/// The commands that recreate a module value's key, which [`rebuild`]
+/// refuses: `RESTORE key 0 payload REPLACE`, the payload being the value as
+/// `DUMP` gives it (type, module type id, the module's own serialization,
+/// `rdb_version`, CRC-64), then `PEXPIREAT` as [`rebuild`] writes it. Only
+/// the module knows its value's commands, so this is the one form in which
+/// a module value can be replayed; a server loads it only if it loads the
+/// module and reads `rdb_version`. `None` for any other value.
+#[must_use]
+pub fn restore_module(entry: &Entry, rdb_version: u32) -> Option<Vec<Command>> {
+    let Value::Module { id, raw } = &entry.value else {
+        return None;
+    };
+    let mut body = Vec::with_capacity(raw.len() + 9);
+    crate::write::length(&mut body, *id);
+    body.extend_from_slice(raw);
+    let payload = crate::reader::dump_payload(entry.type_id, &body, rdb_version);
+    let mut commands = vec![vec![
+        b"RESTORE".to_vec(),
+        entry.key.clone(),
+        b"0".to_vec(),
+        payload,
+        b"REPLACE".to_vec(),
+    ]];
+    if let Some(at) = entry.expire_ms {
+        commands.push(vec![
+            b"PEXPIREAT".to_vec(),
+            entry.key.clone(),
+            at.to_string().into_bytes(),
+        ]);
+    }
+    Some(commands)
 }
 
 /// `SELECT db`.
@@ -806,6 +842,35 @@ mod tests {
             }
         );
         assert!(err.to_string().contains("graphdata"), "{err}");
+    }
+
+    /// The payload `restore_module` builds is the one the reader gives as
+    /// the entry's `DUMP` payload (the bytes in the file between the type
+    /// and the next key), so `RESTORE` gets exactly what `DUMP` returned.
+    #[test]
+    fn module_values_are_restored_from_their_dump_payload() {
+        let id: u64 = 0x1234_5678_9abc_de11;
+        let mut dump = b"REDIS0010".to_vec();
+        dump.extend_from_slice(&[0xfc]);
+        dump.extend_from_slice(&1_900_000_000_000i64.to_le_bytes());
+        dump.extend_from_slice(&[crate::types::MODULE_2, 1, b'm', 0x81]);
+        dump.extend_from_slice(&id.to_be_bytes());
+        // MODULE_OP_UINT 5, MODULE_OP_STRING "ab", MODULE_OP_EOF.
+        dump.extend_from_slice(&[2, 5, 5, 2, b'a', b'b', 0]);
+        dump.push(0xff);
+        let crc = crate::crc64::crc64(0, &dump);
+        dump.extend_from_slice(&crc.to_le_bytes());
+        let mut reader = crate::Reader::new(&dump[..]).unwrap().with_dump_payloads();
+        let e = reader.next_entry().unwrap().unwrap();
+        let commands = restore_module(&e, 10).unwrap();
+        assert_eq!(commands.len(), 2);
+        assert_eq!(commands[0][0], b"RESTORE");
+        assert_eq!(commands[0][1], b"m");
+        assert_eq!(commands[0][2], b"0");
+        assert_eq!(Some(&commands[0][3]), e.dump.as_ref());
+        assert_eq!(commands[0][4], b"REPLACE");
+        assert_eq!(commands[1], [b("PEXPIREAT"), b("m"), b("1900000000000")]);
+        assert_eq!(restore_module(&entry(Value::String(b("v"))), 10), None);
     }
 
     fn id(ms: u64, seq: u64) -> StreamId {

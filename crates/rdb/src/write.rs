@@ -157,20 +157,24 @@ impl Writer {
         self.buf.extend_from_slice(s);
     }
 
-    /// RDB length encoding: 6, 14, 32 or 64 bits.
     fn length(&mut self, n: u64) {
-        if n < 1 << 6 {
-            self.buf.push(n as u8);
-        } else if n < 1 << 14 {
-            self.buf
-                .extend_from_slice(&[0x40 | (n >> 8) as u8, n as u8]);
-        } else if let Ok(n) = u32::try_from(n) {
-            self.buf.push(0x80);
-            self.buf.extend_from_slice(&n.to_be_bytes());
-        } else {
-            self.buf.push(0x81);
-            self.buf.extend_from_slice(&n.to_be_bytes());
-        }
+        length(&mut self.buf, n);
+    }
+}
+
+/// RDB length encoding, in the shortest form as Redis writes it: 6, 14, 32
+/// or 64 bits.
+pub(crate) fn length(out: &mut Vec<u8>, n: u64) {
+    if n < 1 << 6 {
+        out.push(n as u8);
+    } else if n < 1 << 14 {
+        out.extend_from_slice(&[0x40 | (n >> 8) as u8, n as u8]);
+    } else if let Ok(n) = u32::try_from(n) {
+        out.push(0x80);
+        out.extend_from_slice(&n.to_be_bytes());
+    } else {
+        out.push(0x81);
+        out.extend_from_slice(&n.to_be_bytes());
     }
 }
 

@@ -219,12 +219,6 @@ async fn backup_requests_are_validated() {
         .assert_error(400, "DCS.4098");
     server
         .req("POST", &path)
-        .json(r#"{"backup_format": "aof"}"#)
-        .send()
-        .await
-        .assert_error(400, "DCS.4931");
-    server
-        .req("POST", &path)
         .json(r#"{"backup_format": "zip"}"#)
         .send()
         .await

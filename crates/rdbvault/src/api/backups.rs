@@ -11,6 +11,7 @@ use super::common::{dcs_time, find, find_backup, parse_dcs_time, parse_limit, pa
 use super::error::{ApiError, ErrorBody};
 use super::extract::{self, Json, OptionalJson, Path, Query};
 use crate::meta::{Backup, BackupStatus, MetaError, Mode, NewBackup, Refusal};
+use crate::object_keys::Format;
 
 /// DCS `BackupInstanceBody`; both fields optional, an empty body means defaults.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -18,7 +19,8 @@ use crate::meta::{Backup, BackupStatus, MetaError, Mode, NewBackup, Refusal};
 pub(crate) struct BackupInstanceBody {
     /// Description, at most 128 characters.
     pub(crate) remark: Option<String>,
-    /// `rdb` (default) or `aof`.
+    /// `rdb` (default): the snapshot as the node sent it; or `aof`: the
+    /// commands that rebuild it, as RESP.
     pub(crate) backup_format: Option<String>,
 }
 
@@ -75,7 +77,7 @@ impl From<&Backup> for BackupRecord {
             error_msg: b.error_msg.clone(),
             remark: b.remark.clone(),
             status: b.status.as_str().into(),
-            is_support_restore: if b.status == BackupStatus::Succeed {
+            is_support_restore: if b.status == BackupStatus::Succeed && restorable_format(b) {
                 "TRUE"
             } else {
                 "FALSE"
@@ -87,6 +89,13 @@ impl From<&Backup> for BackupRecord {
             stage: b.stage.clone(),
         }
     }
+}
+
+/// Whether `restore_instance` can read the backup's files: it reads RDB
+/// dumps only; an AOF file is loaded by the user (`redis-cli --pipe`, or as
+/// a server's append-only file).
+fn restorable_format(b: &Backup) -> bool {
+    Format::parse(&b.backup_format) == Some(Format::Rdb)
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -142,16 +151,15 @@ pub(crate) async fn create_backup(
             return Err(ApiError::RemarkTooLong(n));
         }
     }
-    match body.backup_format.as_deref() {
-        None | Some("rdb") => {}
-        Some("aof") => return Err(ApiError::FormatNotSupported("aof".into())),
-        Some(other) => {
-            return Err(ApiError::invalid(
+    let format = match body.backup_format.as_deref() {
+        None => Format::Rdb,
+        Some(given) => Format::parse(given).ok_or_else(|| {
+            ApiError::invalid(
                 "backup_format",
-                format!("{:?} is not one of rdb, aof", extract::truncated(other)),
-            ));
-        }
-    }
+                format!("{:?} is not one of rdb, aof", extract::truncated(given)),
+            )
+        })?,
+    };
     if instance.mode == Mode::Cluster {
         check_cluster(&state, &instance).await?;
     }
@@ -161,7 +169,7 @@ pub(crate) async fn create_backup(
             instance_id: instance.id.clone(),
             project_id,
             backup_type: "manual".into(),
-            backup_format: "rdb".into(),
+            backup_format: format.as_str().into(),
             remark: body.remark,
         })
         .await

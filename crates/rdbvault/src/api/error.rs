@@ -65,8 +65,6 @@ pub enum ApiError {
     BackupOfOtherInstance(String),
     #[error("backup {0} belongs to another project")]
     BackupOfOtherProject(String),
-    #[error("backup_format {0} is not supported yet; use rdb")]
-    FormatNotSupported(String),
     #[error("instance {0} is already being backed up; wait for that backup to end")]
     InstanceBackingUp(String),
     #[error("deleting the backup files failed")]
@@ -165,7 +163,6 @@ catalogue! {
     BackupNotFound => "DCS.4930", NOT_FOUND, "backup does not exist";
     BackupOfOtherInstance => "DCS.4932", NOT_FOUND, "backup belongs to another instance";
     BackupOfOtherProject => "DCS.4933", NOT_FOUND, "backup belongs to another project";
-    FormatNotSupported => "DCS.4931", BAD_REQUEST, "backup format not supported yet";
     InstanceBackingUp => "DCS.4096", BAD_REQUEST, "instance is already backing up";
     DeleteFailed => "DCS.4101", INTERNAL_SERVER_ERROR, "deleting the backup files failed";
     RestoreFromUnsuccessful => "DCS.4087", BAD_REQUEST, "only a successful backup can be restored";
@@ -247,7 +244,6 @@ impl ApiError {
             E::BackupNotFound(_) => Entry::BackupNotFound,
             E::BackupOfOtherInstance(_) => Entry::BackupOfOtherInstance,
             E::BackupOfOtherProject(_) => Entry::BackupOfOtherProject,
-            E::FormatNotSupported(_) => Entry::FormatNotSupported,
             E::InstanceBackingUp(_) => Entry::InstanceBackingUp,
             E::DeleteFailed(_) => Entry::DeleteFailed,
             E::RestoreFromUnsuccessful(_) => Entry::RestoreFromUnsuccessful,

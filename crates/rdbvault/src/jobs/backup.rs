@@ -11,6 +11,11 @@
 //! As a job ([`Backups`]): a backup deleted while it runs, or a service
 //! stopping, interrupts it (`failed`, `dcs.08.0108`, nothing kept); one whose
 //! node died is recovered the same way by another node.
+//!
+//! An `aof` backup pulls and verifies the same RDB payload, and stores the
+//! commands that rebuild it instead ([`aof`]).
+
+mod aof;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -22,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::failure::{Failure, FailureKind};
 use super::{JobContext, JobHandler};
 use crate::meta::{Backup, BackupFile, BackupStatus, Instance, Job, JobState, Mode};
-use crate::object_keys;
+use crate::object_keys::{self, Format};
 use crate::replication::cluster::{self, Shard, TopologyError};
 use crate::replication::copy::ReplicaCopy;
 use crate::replication::snapshot::{self, Payload, SnapshotError, Transfer};
@@ -344,7 +349,17 @@ async fn pull(
     ratio: f64,
 ) -> Result<BackupFile, Failure> {
     let addr = source.endpoint.addr.clone();
-    tracing::info!(backup_id = %backup.id, node = %addr, role = %source.role, "pulling snapshot");
+    let format = Format::parse(&backup.backup_format).ok_or_else(|| {
+        Failure::new(
+            FailureKind::Internal,
+            format!(
+                "unknown backup_format {:?} in the record",
+                backup.backup_format
+            ),
+        )
+    })?;
+    tracing::info!(backup_id = %backup.id, node = %addr, role = %source.role,
+        format = format.as_str(), "pulling snapshot");
     let mut conn = Connection::open(&source.endpoint, ctx.timeouts.connect).await?;
     let used_memory = conn
         .info("memory")
@@ -382,7 +397,13 @@ async fn pull(
     progress.total.fetch_add(estimate, Ordering::Relaxed);
 
     let slots = shard.map(Shard::slot_label);
-    let name = object_keys::file_name(&addr.host, addr.port, slots.as_deref(), chrono::Utc::now());
+    let name = object_keys::file_name(
+        &addr.host,
+        addr.port,
+        slots.as_deref(),
+        format,
+        chrono::Utc::now(),
+    );
     let key = object_keys::file_key(backup, &name);
     let mut upload = ctx.objects.upload(&key).await?;
     // An S3 upload's id is recorded until it is completed or aborted, so
@@ -392,7 +413,15 @@ async fn pull(
         ctx.meta.add_pending_upload(id, &backup.id, &key).await?;
     }
     let started = std::time::Instant::now();
-    let (summary, sha) = match stream(&mut transfer, &mut upload, progress).await {
+    let streamed = match format {
+        Format::Rdb => stream(&mut transfer, &mut upload, progress).await,
+        Format::Aof => stream_aof(&mut transfer, &mut upload, progress).await,
+    };
+    let Streamed {
+        summary,
+        sha,
+        generated,
+    } = match streamed {
         Ok(done) => done,
         Err(f) => {
             match upload.abort().await {
@@ -429,6 +458,9 @@ async fn pull(
     };
     ctx.meta.add_backup_file(&file).await?;
     progress.stored.fetch_add(1, Ordering::Relaxed);
+    if let Some(generated) = &generated {
+        generated.log(&backup.id, &name);
+    }
     tracing::info!(
         backup_id = %backup.id, file = %name, bytes = size, rdb_version = summary.version,
         transfer_secs, commit_secs, "backup file stored"
@@ -461,13 +493,21 @@ impl Feed {
     }
 }
 
-/// Socket → verifier → SHA-256 → upload; the RDB summary and the hex
-/// SHA-256 once the payload has passed every check.
+/// A transfer stored: the RDB payload's summary (whatever the file holds),
+/// the stored file's hex SHA-256, and for an AOF file what it holds.
+struct Streamed {
+    summary: rdb::Summary,
+    sha: String,
+    generated: Option<aof::Generated>,
+}
+
+/// Socket → verifier → SHA-256 → upload, once the payload has passed every
+/// check.
 async fn stream(
     transfer: &mut Feed,
     upload: &mut crate::objects::Upload,
     progress: &Progress,
-) -> Result<(rdb::Summary, String), Failure> {
+) -> Result<Streamed, Failure> {
     let mut verifier = rdb::Verifier::new();
     let mut sha = Sha256::new();
     while let Some(chunk) = transfer.next_chunk().await? {
@@ -478,7 +518,59 @@ async fn stream(
             .done
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
     }
-    Ok((verifier.finish()?, hex::encode(sha.finalize())))
+    Ok(Streamed {
+        summary: verifier.finish()?,
+        sha: hex::encode(sha.finalize()),
+        generated: None,
+    })
+}
+
+/// Socket → verifier → AOF generator (a blocking thread) → SHA-256 →
+/// upload. The payload is verified to its last byte whatever the generator
+/// does, and the file is complete only when both the verifier and the
+/// generator reached the end of the dump. Progress counts payload bytes, as
+/// for an RDB file (the estimate is of the payload).
+async fn stream_aof(
+    transfer: &mut Feed,
+    upload: &mut crate::objects::Upload,
+    progress: &Progress,
+) -> Result<Streamed, Failure> {
+    let (input, mut output) = aof::start(chrono::Utc::now().timestamp_millis());
+    let feed = async {
+        let input = input;
+        let mut generating = true;
+        let mut verifier = rdb::Verifier::new();
+        while let Some(chunk) = transfer.next_chunk().await? {
+            verifier.update(chunk)?;
+            progress
+                .done
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            // A generator that stopped says why at the end; the rest of the
+            // payload is still verified, which tells a corrupt snapshot from
+            // one the generator cannot convert.
+            generating = generating && input.send(chunk).await;
+        }
+        // The end of the payload, for the generator.
+        drop(input);
+        Ok::<_, Failure>(verifier.finish()?)
+    };
+    let store = async {
+        let mut sha = Sha256::new();
+        while let Some(bytes) = output.recv().await {
+            sha.update(&bytes);
+            upload.write(&bytes).await?;
+        }
+        Ok::<_, Failure>((output.finish().await, sha))
+    };
+    // The first transfer, verification or store failure ends both at once;
+    // a generator failure waits for the verifier's verdict.
+    let (summary, (generated, sha)) = tokio::try_join!(feed, store)?;
+    let generated = generated.map_err(aof::AofError::into_failure)?;
+    Ok(Streamed {
+        summary,
+        sha: hex::encode(sha.finalize()),
+        generated: Some(generated),
+    })
 }
 
 /// The upload is finished with (completed or aborted): no sweep needed.

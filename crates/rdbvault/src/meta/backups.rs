@@ -311,11 +311,14 @@ impl Meta {
     }
 
     /// Stored bytes per byte of `used_memory` in the instance's last
-    /// successful backup: how big its next diskless transfer will likely be.
+    /// successful RDB backup: how big its next diskless transfer will likely
+    /// be. AOF backups are left out: they store commands, not the RDB bytes
+    /// a transfer moves (and their progress counts).
     pub async fn last_rdb_ratio(&self, instance_id: &str) -> Result<Option<f64>> {
         let row: Option<(i64, i64)> = sqlx::query_as(
             "SELECT size, used_memory FROM backups WHERE instance_id = $1 AND status = 'succeed' \
-             AND used_memory > 0 AND size > 0 ORDER BY finished_at DESC LIMIT 1",
+             AND backup_format = 'rdb' AND used_memory > 0 AND size > 0 \
+             ORDER BY finished_at DESC LIMIT 1",
         )
         .bind(instance_id)
         .fetch_optional(self.pool())
