@@ -71,6 +71,7 @@ fn main() {
         .find(|p| p.extension().is_some_and(|e| e == "rdb"))
         .expect("the stored file");
     let _ = source.kill();
+    let _ = source.wait();
 
     let target_dir = work.path().join("target");
     std::fs::create_dir_all(&target_dir).expect("target dir");
@@ -144,16 +145,18 @@ fn main() {
     );
     for (i, method) in methods.iter().enumerate() {
         let o = best(&ours[i]);
-        let target = match *method {
+        let goal = match *method {
             "replicate" => " (target <= 1.10x)",
             _ => "",
         };
-        println!("  {method}: {o:.2} s; ratio {:.2}x{target}", o / b);
+        println!("  {method}: {o:.2} s; ratio {:.2}x{goal}", o / b);
     }
     println!(
         "rdbvault peak RSS {:.1} MiB (target <= 64 MiB)",
         rss as f64 / 1024.0
     );
     let _ = target.kill();
+    let _ = target.wait();
     let _ = server.kill();
+    let _ = server.wait();
 }

@@ -127,6 +127,7 @@ async fn execute(
     let (destination, version) = resolve(ctx, target).await?;
 
     progress.enter("verifying the backup files");
+    let verifying = std::time::Instant::now();
     let mut contents = read::Contents::default();
     for (file, counter) in files.iter().zip(&progress.verified) {
         let input = ctx.objects.read(&file.object_key).await?;
@@ -135,6 +136,8 @@ async fn execute(
     if matches!(destination, Destination::Cluster { .. }) {
         refuse_other_dbs(&contents.dbs)?;
     }
+    tracing::info!(restore_id = %restore.id, keys = contents.keys,
+        secs = verifying.elapsed().as_secs_f64(), "backup files verified");
     let mut plan = plan::choose(restore, target, files, &contents, &version)?;
     record_plan(ctx, restore, &plan).await?;
 

@@ -154,7 +154,9 @@ impl Replication<'_> {
         control: &mut Connection,
         stage: &impl Fn(&'static str),
     ) -> Result<(), Attempt> {
+        let asked = Instant::now();
         let mut replica = accept(listener, peers, self.connect_within).await?;
+        let connected = asked.elapsed().as_secs_f64();
         let psync = tokio::time::timeout(self.ctx.timeouts.connect * 4, handshake(&mut replica))
             .await
             .map_err(|_| {
@@ -172,9 +174,20 @@ impl Replication<'_> {
                 .await
                 .map_err(|e| lost("writing +FULLRESYNC", e))?;
         }
+        let sending = Instant::now();
         self.send_file(replica.get_mut()).await?;
+        let sent = sending.elapsed().as_secs_f64();
         stage("replicating: the target loads the file");
-        self.wait_loaded(replica, control).await
+        let loading = Instant::now();
+        self.wait_loaded(replica, control).await?;
+        tracing::info!(
+            restore_id = self.restore_id,
+            connect_secs = connected,
+            send_secs = sent,
+            load_secs = loading.elapsed().as_secs_f64(),
+            "the target loaded the file"
+        );
+        Ok(())
     }
 
     /// `$<len>\r\n` and the stored file, checked against its record as it goes.
