@@ -142,7 +142,10 @@ async fn one_restore_at_a_time_and_nothing_else_meanwhile() {
         .await
         .assert_error(400, "DCS.4947");
     server
-        .req("DELETE", &format!("/v2/{PROJECT}/rdbvault/instances/{instance}"))
+        .req(
+            "DELETE",
+            &format!("/v2/{PROJECT}/rdbvault/instances/{instance}"),
+        )
         .send()
         .await
         .assert_error(400, "DCS.4026");

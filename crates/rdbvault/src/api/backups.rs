@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::SharedState;
-use super::common::{dcs_time, find, find_backup, parse_dcs_time, parse_limit, parse_offset};
+use super::common::{Window, dcs_time, find, find_backup};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{self, Json, OptionalJson, Path, Query};
 use crate::meta::{Backup, BackupStatus, MetaError, Mode, NewBackup, Refusal};
@@ -196,24 +196,16 @@ pub(crate) async fn list_backups(
     Path((project_id, instance_id)): Path<(String, String)>,
     Query(q): Query<ListBackupsQuery>,
 ) -> Result<Json<ListBackupRecordsResponse>, ApiError> {
-    let begin = parse_dcs_time("begin_time", q.begin_time.as_deref())?;
-    let end = parse_dcs_time("end_time", q.end_time.as_deref())?;
-    if let (Some(b), Some(e)) = (begin, end)
-        && b > e
-    {
-        return Err(ApiError::invalid(
-            "begin_time",
-            "begin_time is after end_time",
-        ));
-    }
-    let offset = parse_offset(q.offset.as_deref())?;
-    let limit = parse_limit(q.limit.as_deref(), 10, 1000)?;
+    let w = Window::parse(
+        q.begin_time.as_deref(),
+        q.end_time.as_deref(),
+        q.offset.as_deref(),
+        q.limit.as_deref(),
+    )?;
     let instance = find(&state, &project_id, &instance_id).await?;
-    // end_time names a second; include all of it.
-    let end = end.map(|e| e + chrono::TimeDelta::milliseconds(999));
     let (total, backups) = state
         .meta
-        .list_backups(&instance.id, begin, end, offset, limit)
+        .list_backups(&instance.id, w.begin, w.end, w.offset, w.limit)
         .await?;
     Ok(Json(ListBackupRecordsResponse {
         total_num: total,
