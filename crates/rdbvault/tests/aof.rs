@@ -50,8 +50,8 @@ fn the_aof_file(
     assert_eq!(record["status"], "succeed", "{record}");
     assert_eq!(record["backup_format"], "aof", "{record}");
     assert_eq!(record["progress"], "100.00", "{record}");
-    // Restores read RDB files only.
-    assert_eq!(record["is_support_restore"], "FALSE", "{record}");
+    // Restores replay them.
+    assert_eq!(record["is_support_restore"], "TRUE", "{record}");
     let files = server.stored_files(instance, backup);
     assert_eq!(files.len(), 1, "{files:?}");
     let size = std::fs::metadata(&files[0]).unwrap().len();
@@ -482,7 +482,7 @@ async fn backup_formats_are_validated() {
         .assert_error(400, "DCS.4800");
     for (body, format, restorable) in [
         (r#"{"backup_format": "rdb"}"#, "rdb", "TRUE"),
-        (r#"{"backup_format": "aof"}"#, "aof", "FALSE"),
+        (r#"{"backup_format": "aof"}"#, "aof", "TRUE"),
         ("{}", "rdb", "TRUE"),
     ] {
         let r = server.req("POST", &path).json(body).send().await;

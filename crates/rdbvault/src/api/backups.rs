@@ -77,7 +77,7 @@ impl From<&Backup> for BackupRecord {
             error_msg: b.error_msg.clone(),
             remark: b.remark.clone(),
             status: b.status.as_str().into(),
-            is_support_restore: if b.status == BackupStatus::Succeed && restorable_format(b) {
+            is_support_restore: if b.status == BackupStatus::Succeed {
                 "TRUE"
             } else {
                 "FALSE"
@@ -89,13 +89,6 @@ impl From<&Backup> for BackupRecord {
             stage: b.stage.clone(),
         }
     }
-}
-
-/// Whether `restore_instance` can read the backup's files: it reads RDB
-/// dumps only; an AOF file is loaded by the user (`redis-cli --pipe`, or as
-/// a server's append-only file).
-fn restorable_format(b: &Backup) -> bool {
-    Format::parse(&b.backup_format) == Some(Format::Rdb)
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

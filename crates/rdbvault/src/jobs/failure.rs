@@ -72,7 +72,7 @@ impl FailureKind {
                 "data sync failed during restore: the target refused a write (the message says which and why)"
             }
             FailureKind::Incompatible => {
-                "the backup cannot be restored into this target as asked (the message says why)"
+                "the backup cannot be made or restored as asked (the message says why)"
             }
         }
     }

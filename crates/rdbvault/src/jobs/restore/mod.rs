@@ -20,6 +20,7 @@
 
 mod plan;
 mod read;
+mod replay;
 mod replicate;
 mod write;
 
@@ -36,6 +37,7 @@ use super::{JobContext, JobHandler};
 use crate::meta::{
     BackupFile, Instance, Job, JobState, Mode, Restore, RestoreMode, RestoreProgress, RestoreStatus,
 };
+use crate::object_keys::Format;
 use crate::replication::cluster;
 use crate::replication::source;
 use crate::replication::{Connection, Endpoint};
@@ -120,6 +122,7 @@ impl Progress {
 async fn execute(
     ctx: &JobContext,
     restore: &Restore,
+    format: Format,
     files: &[BackupFile],
     target: &Instance,
     progress: &Progress,
@@ -131,14 +134,17 @@ async fn execute(
     let mut contents = read::Contents::default();
     for (file, counter) in files.iter().zip(&progress.verified) {
         let input = ctx.objects.read(&file.object_key).await?;
-        contents.add(read::verify(input, file, counter.clone()).await?);
+        contents.add(match format {
+            Format::Rdb => read::verify(input, file, counter.clone()).await?,
+            Format::Aof => replay::verify(input, file, counter.clone()).await?,
+        });
     }
     if matches!(destination, Destination::Cluster { .. }) {
         refuse_other_dbs(&contents.dbs)?;
     }
     tracing::info!(restore_id = %restore.id, keys = contents.keys,
         secs = verifying.elapsed().as_secs_f64(), "backup files verified");
-    let mut plan = plan::choose(restore, target, files, &contents, &version)?;
+    let mut plan = plan::choose(restore, target, format, files, &contents, &version)?;
     record_plan(ctx, restore, &plan).await?;
 
     if let (Method::Replicate { fallback }, Destination::Single(master), [file]) =
@@ -217,6 +223,7 @@ async fn execute(
             };
             running.push(write_file(
                 ctx,
+                format,
                 file,
                 &destination,
                 settings,
@@ -353,6 +360,7 @@ async fn flush(ctx: &JobContext, node: &Endpoint) -> Result<(), Failure> {
 /// Streams one stored file into the target.
 async fn write_file(
     ctx: &JobContext,
+    format: Format,
     file: &BackupFile,
     destination: &Destination,
     settings: Settings,
@@ -370,8 +378,13 @@ async fn write_file(
         ),
     };
     let input = ctx.objects.read(&file.object_key).await?;
-    let decode = settings.how == write::How::Commands;
-    let mut items = read::keys(input, file, decode, read.clone());
+    let mut items = match format {
+        Format::Rdb => {
+            let decode = settings.how == write::How::Commands;
+            read::keys(input, file, decode, read.clone())
+        }
+        Format::Aof => replay::keys(input, file, read.clone()),
+    };
     let mut writer = match destination {
         Destination::Single(endpoint) => Writer::single(endpoint, settings, tally).await?,
         Destination::Cluster { template, masters } => {
@@ -422,7 +435,12 @@ impl JobHandler for Restores {
                 return JobState::Failed;
             }
         };
-        let (restore, files, target) = loaded;
+        let Work {
+            restore,
+            format,
+            files,
+            target,
+        } = loaded;
         let total: u64 = files
             .iter()
             .map(|f| u64::try_from(f.size).unwrap_or(0))
@@ -441,7 +459,7 @@ impl JobHandler for Restores {
         }
         let progress = Progress::new(files.len(), total);
         let outcome = tokio::select! {
-            outcome = report_while(ctx, &restore, &progress, execute(ctx, &restore, &files, &target, &progress)) => outcome,
+            outcome = report_while(ctx, &restore, &progress, execute(ctx, &restore, format, &files, &target, &progress)) => outcome,
             _ = cancel.cancelled() => Err(Failure::new(FailureKind::Interrupted, FailureKind::Interrupted.meaning())),
         };
         if outcome.is_err() {
@@ -541,12 +559,18 @@ async fn report_while(
     }
 }
 
+/// What a restore job works on.
+struct Work {
+    restore: Restore,
+    /// What the backup's files hold.
+    format: Format,
+    files: Vec<BackupFile>,
+    target: Instance,
+}
+
 /// The restore a job works on, the backup's files and the target; `None`
 /// when the restore is no longer waiting.
-async fn load(
-    ctx: &JobContext,
-    job: &Job,
-) -> Result<Option<(Restore, Vec<BackupFile>, Instance)>, Failure> {
+async fn load(ctx: &JobContext, job: &Job) -> Result<Option<Work>, Failure> {
     let missing =
         |what: &str| Failure::new(FailureKind::Internal, format!("{what} record missing"));
     let restore = ctx
@@ -557,17 +581,28 @@ async fn load(
     if restore.status != RestoreStatus::Waiting {
         return Ok(None);
     }
-    let (_, files) = ctx
+    let (backup, files) = ctx
         .meta
         .backup_with_files(&restore.backup_id)
         .await?
         .ok_or_else(|| missing("backup"))?;
+    let format = Format::parse(&backup.backup_format).ok_or_else(|| {
+        Failure::new(
+            FailureKind::Internal,
+            format!("backup format {:?} unknown", backup.backup_format),
+        )
+    })?;
     let target = ctx
         .meta
         .get_instance(&restore.project_id, &restore.target_instance_id)
         .await?
         .ok_or_else(|| missing("target instance"))?;
-    Ok(Some((restore, files, target)))
+    Ok(Some(Work {
+        restore,
+        format,
+        files,
+        target,
+    }))
 }
 
 async fn record_failure(

@@ -11,6 +11,7 @@ use super::read::Contents;
 use super::write::How;
 use crate::jobs::failure::{Failure, FailureKind};
 use crate::meta::{BackupFile, Instance, Mode, Restore, RestoreMethod, RestoreMode};
+use crate::object_keys::Format;
 
 /// A target's release, as the writers need it.
 #[derive(Debug, Clone)]
@@ -89,10 +90,14 @@ impl Plan {
 pub(super) fn choose(
     restore: &Restore,
     target: &Instance,
+    format: Format,
     files: &[BackupFile],
     contents: &Contents,
     version: &Version,
 ) -> Result<Plan, Failure> {
+    if format == Format::Aof {
+        return replay(restore.method, version);
+    }
     let newest = files
         .iter()
         .filter_map(|f| f.rdb_version)
@@ -171,6 +176,27 @@ pub(super) fn choose(
         (RestoreMethod::Restore, _) => Err(Failure::new(
             FailureKind::Incompatible,
             format!("the method `restore` cannot work: {versions}; `commands` or `auto` can"),
+        )),
+    }
+}
+
+/// An AOF backup holds commands: they are replayed, whatever `auto` would
+/// do with a dump.
+fn replay(method: RestoreMethod, version: &Version) -> Result<Plan, Failure> {
+    match method {
+        RestoreMethod::Auto | RestoreMethod::Commands => Ok(Plan {
+            method: Method::Write(How::Commands),
+            why: format!(
+                "the AOF backup's commands replayed into Redis {} (commands of the source's release)",
+                version.redis
+            ),
+        }),
+        RestoreMethod::Replicate | RestoreMethod::Restore => Err(Failure::new(
+            FailureKind::Incompatible,
+            format!(
+                "an AOF backup holds commands, not an RDB dump: `{}` cannot read it; `auto` or `commands` replay it",
+                method.as_str()
+            ),
         )),
     }
 }

@@ -37,6 +37,8 @@ pub(crate) enum Body {
     Dump(Vec<u8>),
     /// The decoded entry (the `commands` method).
     Entry(Box<rdb::Entry>),
+    /// The key's commands as an AOF backup stored them ([`super::replay`]).
+    Commands(Vec<rdb::commands::Command>),
 }
 
 impl Key {
@@ -48,6 +50,7 @@ impl Key {
                 Body::Entry(e) => {
                     e.dump.as_ref().map_or(64, Vec::len) + 64 * e.value.elements() as usize
                 }
+                Body::Commands(c) => c.iter().flatten().map(Vec::len).sum(),
             }
     }
 }

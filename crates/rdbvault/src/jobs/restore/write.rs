@@ -11,6 +11,7 @@
 //! commands, `MOVED`/`ASK` to the node the cluster names), or skipped and
 //! counted, or the restore fails.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -317,12 +318,49 @@ impl<'a> Writer<'a> {
             lane.queued.push(Op::Restore { key, replace });
             return Ok(());
         }
-        let entry = entry_of(&key)?;
+        let rebuilt = match &key.body {
+            // Replayed from an AOF backup: its commands as stored.
+            Body::Commands(_) => None,
+            _ => match self.rebuild(&key)? {
+                Some(commands) => Some(commands),
+                None => return Ok(()),
+            },
+        };
+        let lane = &mut self.lanes[i];
+        let stored = match &key.body {
+            Body::Commands(commands) => commands.as_slice(),
+            _ => &[],
+        };
+        // `merge`: a key of the same name is replaced, not mixed into; the
+        // `DEL` (even before a `SET`) says whether it existed.
+        let delete =
+            (settings.mode == RestoreMode::Merge).then(|| vec![b"DEL".to_vec(), key.key.clone()]);
+        let commands = rebuilt.as_deref().unwrap_or(stored);
+        let count = commands.len() + usize::from(delete.is_some());
+        for cmd in delete.iter().chain(commands) {
+            if resend.asking {
+                rdb::commands::encode(&[b"ASKING"], &mut lane.out);
+            }
+            rdb::commands::encode(cmd, &mut lane.out);
+        }
+        lane.queued.push(Op::Commands {
+            key,
+            count,
+            asking: resend.asking,
+        });
+        Ok(())
+    }
+
+    /// The native commands that rebuild `key` on the target; `None` when it
+    /// cannot be rebuilt and is skipped (counted, with why).
+    fn rebuild(&self, key: &Key) -> Result<Option<Vec<rdb::commands::Command>>, Failure> {
+        let strict = self.settings.strict;
+        let entry = entry_of(key)?;
         let options = rdb::commands::Options {
             delete_first: false,
             max_args: MAX_ARGS,
         };
-        match rdb::commands::rebuild(&entry, settings.target, options) {
+        match rdb::commands::rebuild(&entry, self.settings.target, options) {
             Ok(rebuilt) => {
                 if !rebuilt.losses.is_empty() {
                     let what = rebuilt
@@ -331,7 +369,7 @@ impl<'a> Writer<'a> {
                         .map(|l| l.to_string())
                         .collect::<Vec<_>>()
                         .join(", ");
-                    if settings.strict {
+                    if strict {
                         return Err(Failure::new(
                             FailureKind::Incompatible,
                             format!(
@@ -346,26 +384,10 @@ impl<'a> Writer<'a> {
                             .or_default() += 1;
                     }
                 }
-                // `merge`: a key of the same name is replaced, not mixed
-                // into; the `DEL` (even before a `SET`) says whether it existed.
-                let delete = (settings.mode == RestoreMode::Merge)
-                    .then(|| vec![b"DEL".to_vec(), key.key.clone()]);
-                let count = rebuilt.commands.len() + usize::from(delete.is_some());
-                for cmd in delete.iter().chain(&rebuilt.commands) {
-                    if resend.asking {
-                        rdb::commands::encode(&[b"ASKING"], &mut lane.out);
-                    }
-                    rdb::commands::encode(cmd, &mut lane.out);
-                }
-                lane.queued.push(Op::Commands {
-                    key,
-                    count,
-                    asking: resend.asking,
-                });
-                Ok(())
+                Ok(Some(rebuilt.commands))
             }
             Err(unsupported) => {
-                if settings.strict {
+                if strict {
                     return Err(Failure::new(
                         FailureKind::Incompatible,
                         format!(
@@ -375,7 +397,7 @@ impl<'a> Writer<'a> {
                     ));
                 }
                 self.tally.skip(unsupported.to_string());
-                Ok(())
+                Ok(None)
             }
         }
     }
@@ -615,9 +637,13 @@ fn encode_restore(out: &mut Vec<u8>, key: &Key, payload: &[u8], replace: bool) {
 
 /// The decoded entry of a key: as read, or decoded from its payload (a
 /// payload the target refused, to be rebuilt) through a one-key dump.
-fn entry_of(key: &Key) -> Result<rdb::Entry, Failure> {
+fn entry_of(key: &Key) -> Result<Cow<'_, rdb::Entry>, Failure> {
     match &key.body {
-        Body::Entry(e) => Ok((**e).clone()),
+        Body::Entry(e) => Ok(Cow::Borrowed(e)),
+        Body::Commands(_) => Err(Failure::new(
+            FailureKind::Internal,
+            "a replayed key has no value to rebuild",
+        )),
         Body::Dump(payload) => {
             let broken = |e: String| {
                 Failure::new(
@@ -642,7 +668,7 @@ fn entry_of(key: &Key) -> Result<rdb::Entry, Failure> {
                 .map_err(|e| broken(e.to_string()))?
                 .ok_or_else(|| broken("no key".into()))?;
             entry.db = key.db;
-            Ok(entry)
+            Ok(Cow::Owned(entry))
         }
     }
 }
