@@ -12,7 +12,9 @@
 //!
 //! The target is `FLUSHALL`ed between rounds and rdbvault's peak RSS sampled.
 //!
-//! `cargo bench -p rdbvault --bench restore`
+//! `cargo bench -p rdbvault --bench restore` (`RDBVAULT_LOG=info
+//! RDBVAULT_BENCH_LOG=file` keeps the service's log, with each restore's
+//! phase timings)
 
 mod common;
 
@@ -45,7 +47,11 @@ fn main() {
             .env("RDBVAULT_LISTEN", format!("127.0.0.1:{http_port}"))
             .env("RDBVAULT_DATA_DIR", &data)
             .env("RDBVAULT_AUTH", "none")
-            .env("RDBVAULT_LOG", "warn"),
+            .env(
+                "RDBVAULT_LOG",
+                std::env::var("RDBVAULT_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stderr(std::fs::File::create(work.path().join("server.log")).expect("log file")),
     );
     wait_port(http_port);
     let base = format!("http://127.0.0.1:{http_port}");
@@ -155,6 +161,10 @@ fn main() {
         "rdbvault peak RSS {:.1} MiB (target <= 64 MiB)",
         rss as f64 / 1024.0
     );
+    // The service's log (its phase timings at RDBVAULT_LOG=info), kept if asked.
+    if let Ok(copy) = std::env::var("RDBVAULT_BENCH_LOG") {
+        let _ = std::fs::copy(work.path().join("server.log"), copy);
+    }
     let _ = target.kill();
     let _ = target.wait();
     let _ = server.kill();

@@ -233,6 +233,7 @@ fn backup_commands() {
     let record: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(record["status"], "succeed");
     assert_eq!(record["remark"], "nightly");
+    assert_eq!(record["backup_format"], "rdb");
     let backup = record["backup_id"].as_str().unwrap().to_string();
 
     let (ok, out, _) = cli(&env, &["backup", "list", &id]);
@@ -247,6 +248,19 @@ fn backup_commands() {
     let (_, out, _) = cli(&env, &["backup", "list", &id, "--json"]);
     let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(listed["backup_record_response"][0]["status"], "deleted");
+
+    let (ok, out, err) = cli(
+        &env,
+        &[
+            "backup", "create", &id, "--format", "aof", "--wait", "--json",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let record: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(record["status"], "succeed", "{record}");
+    assert_eq!(record["backup_format"], "aof", "{record}");
+    let (ok, _, err) = cli(&env, &["backup", "create", &id, "--format", "xml"]);
+    assert!(!ok && err.contains("possible values"), "{err}");
 
     // --wait exits non-zero when the backup fails.
     let (ok, out, err) = cli(

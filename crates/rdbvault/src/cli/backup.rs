@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
 use reqwest::Method;
 use serde_json::json;
 
@@ -13,6 +13,13 @@ use super::{ClientArgs, ERROR_COLUMN_CHARS, output, table, truncate};
 use crate::api::backups::{BackupRecord, CopyInstanceResponse, ListBackupRecordsResponse};
 use crate::api::links::{LinksItem, ListBackupFileLinksResponse};
 
+/// What a backup's files hold.
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum Format {
+    Rdb,
+    Aof,
+}
+
 #[derive(Subcommand)]
 pub(crate) enum BackupCommand {
     /// Start a backup of an instance.
@@ -20,6 +27,10 @@ pub(crate) enum BackupCommand {
         instance_id: String,
         #[arg(long)]
         remark: Option<String>,
+        /// `rdb` (the snapshot as the node sends it) or `aof` (the commands
+        /// that rebuild it, as RESP).
+        #[arg(long, value_enum, default_value = "rdb")]
+        format: Format,
         /// Wait for the backup to end, with a progress bar; exit non-zero if it fails.
         #[arg(long)]
         wait: bool,
@@ -104,8 +115,9 @@ pub(crate) async fn run(command: BackupCommand, args: &ClientArgs) -> anyhow::Re
         BackupCommand::Create {
             instance_id,
             remark,
+            format,
             wait,
-        } => create(&client, args.json, &instance_id, remark, wait).await,
+        } => create(&client, args.json, &instance_id, remark, format, wait).await,
         BackupCommand::Show {
             instance_id,
             backup_id,
@@ -137,11 +149,16 @@ async fn create(
     json: bool,
     instance_id: &str,
     remark: Option<String>,
+    format: Format,
     wait: bool,
 ) -> anyhow::Result<ExitCode> {
+    let format = match format {
+        Format::Rdb => "rdb",
+        Format::Aof => "aof",
+    };
     let body = match remark {
-        Some(r) => json!({ "remark": r, "backup_format": "rdb" }),
-        None => json!({ "backup_format": "rdb" }),
+        Some(r) => json!({ "remark": r, "backup_format": format }),
+        None => json!({ "backup_format": format }),
     };
     let raw = client
         .call(
