@@ -180,3 +180,42 @@ async fn a_killed_service_never_leaves_the_target_a_replica() {
     assert_eq!(redis.cli(&["DBSIZE"]), "50000");
     drop(serve);
 }
+
+/// A target that loads while it receives (`repl-diskless-load swapdb` or
+/// `on-empty-db`) is sent the file only after it was verified whole; one
+/// that loads from disk is sent it while it is verified, its last byte held
+/// back. Both end with the dataset; a corrupted file reaches neither's load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diskless_and_disk_loading_targets() {
+    for load in ["swapdb", "on-empty-db", "disabled"] {
+        let redis = RedisServer::start_fast(&["--repl-diskless-load", load]);
+        fill_all_types(&redis).await;
+        let digest = redis.digest().await;
+        let server = TestServer::start(Db::Sqlite).await;
+        let instance = server.register_single(&redis.addr()).await;
+        let backup = server.backed_up(&instance).await;
+        redis.cli(&["FLUSHALL"]);
+        let restore = server
+            .start_restore(&instance, &backup, json!({"method": "replicate"}))
+            .await;
+        let record = server.wait_restore(&instance, &restore).await;
+        assert_eq!(record["status"], "succeed", "{load}: {record}");
+        assert_eq!(redis.digest().await, digest, "{load}");
+
+        let file = &server.stored_files(&instance, &backup)[0];
+        let mut bytes = std::fs::read(file).unwrap();
+        let at = bytes.len() - 20;
+        bytes[at] ^= 0xff;
+        std::fs::write(file, &bytes).unwrap();
+        redis.cli(&["SET", "after", "backup"]);
+        let before = redis.digest().await;
+        let restore = server
+            .start_restore(&instance, &backup, json!({"method": "replicate"}))
+            .await;
+        let record = server.wait_restore(&instance, &restore).await;
+        assert_eq!(record["error_code"], "dcs.08.0106", "{load}: {record}");
+        assert!(is_master(&redis), "{load}");
+        assert_eq!(redis.digest().await, before, "{load}");
+        server.stop().await;
+    }
+}

@@ -129,6 +129,48 @@ async fn execute(
 ) -> Result<(), Failure> {
     let (destination, version) = resolve(ctx, target).await?;
 
+    // The fast path: a target that loads what it receives only once all of
+    // it has arrived (`repl-diskless-load disabled`, the default) is sent
+    // the file while rdbvault verifies it, and the last byte is held back
+    // until the verification has passed.
+    let provisional = plan::choose(
+        restore,
+        target,
+        format,
+        files,
+        &read::Contents::default(),
+        &version,
+    )?;
+    let mut tried = None;
+    if let (Method::Replicate { fallback }, Destination::Single(master), [file]) =
+        (provisional.method, &destination, files)
+        && replicate::loads_from_disk(ctx, master).await
+    {
+        record_plan(ctx, restore, &provisional).await?;
+        let verifying = spawn_verify(ctx, file, progress.verified[0].clone()).await?;
+        let gate = async {
+            let contents = verifying
+                .await
+                .map_err(|e| Failure::new(FailureKind::Internal, format!("verification: {e}")))??;
+            match plan::refuses_replicate(&contents) {
+                Some(why) => Err(Attempt::Unavailable(why)),
+                None => Ok(contents),
+            }
+        };
+        match replicate_step(ctx, restore, master, file, progress, fallback, gate).await? {
+            Step::Done(contents) => {
+                progress
+                    .tally
+                    .loaded(i64::try_from(contents.keys).unwrap_or(i64::MAX));
+                return Ok(());
+            }
+            Step::FallBack(why) => {
+                progress.verified[0].store(0, Ordering::Relaxed);
+                tried = Some(why);
+            }
+        }
+    }
+
     progress.enter("verifying the backup files");
     let verifying = std::time::Instant::now();
     let mut contents = read::Contents::default();
@@ -144,43 +186,27 @@ async fn execute(
     }
     tracing::info!(restore_id = %restore.id, keys = contents.keys,
         secs = verifying.elapsed().as_secs_f64(), "backup files verified");
-    let mut plan = plan::choose(restore, target, format, files, &contents, &version)?;
+    let mut plan = match &tried {
+        Some(why) => provisional.fallback(why),
+        None => plan::choose(restore, target, format, files, &contents, &version)?,
+    };
     record_plan(ctx, restore, &plan).await?;
 
+    // A target that loads as it receives gets only a verified file.
     if let (Method::Replicate { fallback }, Destination::Single(master), [file]) =
         (plan.method, &destination, files)
     {
-        let replication = replicate::Replication {
-            ctx,
-            restore_id: &restore.id,
-            target: master,
-            file,
-            sent: progress.written[0].clone(),
-            connect_within: if fallback {
-                replicate::CONNECT_AUTO
-            } else {
-                replicate::CONNECT_EXPLICIT
-            },
-        };
-        match replication.run(|stage| progress.enter(stage)).await {
-            Ok(()) => {
+        let gate = std::future::ready(Ok(()));
+        match replicate_step(ctx, restore, master, file, progress, fallback, gate).await? {
+            Step::Done(()) => {
                 progress
                     .tally
                     .loaded(i64::try_from(contents.keys).unwrap_or(i64::MAX));
                 return Ok(());
             }
-            Err(Attempt::Failed(f)) => return Err(f),
-            Err(Attempt::Unavailable(why)) if fallback => {
-                tracing::warn!(restore_id = %restore.id, reason = %why, "replicate not possible; writing keys instead");
+            Step::FallBack(why) => {
                 plan = plan.fallback(&why);
                 record_plan(ctx, restore, &plan).await?;
-                progress.written[0].store(0, Ordering::Relaxed);
-            }
-            Err(Attempt::Unavailable(why)) => {
-                return Err(Failure::new(
-                    FailureKind::Incompatible,
-                    format!("the method `replicate` cannot work: {why}"),
-                ));
             }
         }
     }
@@ -236,6 +262,66 @@ async fn execute(
             None => return Ok(()),
         }
     }
+}
+
+/// How a `replicate` attempt ended, when it did not fail the restore.
+enum Step<T> {
+    /// The target loaded the file; what the gate gave.
+    Done(T),
+    /// It could not be used (nothing of the target changed): keys are
+    /// written instead, and the record says why.
+    FallBack(String),
+}
+
+/// One `replicate` attempt of `file` into `master`, its last byte held
+/// back until `gate` passes; `fallback` says whether `auto` chose it.
+async fn replicate_step<T>(
+    ctx: &JobContext,
+    restore: &Restore,
+    master: &Endpoint,
+    file: &BackupFile,
+    progress: &Progress,
+    fallback: bool,
+    gate: impl std::future::Future<Output = Result<T, Attempt>>,
+) -> Result<Step<T>, Failure> {
+    let replication = replicate::Replication {
+        ctx,
+        restore_id: &restore.id,
+        target: master,
+        file,
+        sent: progress.written[0].clone(),
+        connect_within: if fallback {
+            replicate::CONNECT_AUTO
+        } else {
+            replicate::CONNECT_EXPLICIT
+        },
+    };
+    match replication.run(|stage| progress.enter(stage), gate).await {
+        Ok(done) => Ok(Step::Done(done)),
+        Err(Attempt::Failed(f)) => Err(f),
+        Err(Attempt::Unavailable(why)) if fallback => {
+            tracing::warn!(restore_id = %restore.id, reason = %why, "replicate not possible; writing keys instead");
+            progress.written[0].store(0, Ordering::Relaxed);
+            Ok(Step::FallBack(why))
+        }
+        Err(Attempt::Unavailable(why)) => Err(Failure::new(
+            FailureKind::Incompatible,
+            format!("the method `replicate` cannot work: {why}"),
+        )),
+    }
+}
+
+/// Starts verifying `file` on its own task, so it runs beside a transfer.
+async fn spawn_verify(
+    ctx: &JobContext,
+    file: &BackupFile,
+    counter: Arc<AtomicU64>,
+) -> Result<tokio::task::JoinHandle<Result<read::Contents, Failure>>, Failure> {
+    let input = ctx.objects.read(&file.object_key).await?;
+    let file = file.clone();
+    Ok(tokio::spawn(async move {
+        read::verify(input, &file, counter).await
+    }))
 }
 
 async fn record_plan(

@@ -116,17 +116,8 @@ pub(super) fn choose(
         Some("the target is a cluster".to_string())
     } else if restore.mode == RestoreMode::Merge {
         Some("merge keeps the target's keys, a load replaces them".to_string())
-    } else if !contents.modules.is_empty() {
-        // A server stops (exit) on a module value it has no module for.
-        Some(format!(
-            "the backup holds module values ({}); a target without the module would stop loading it",
-            contents
-                .modules
-                .iter()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
+    } else if let Some(why) = refuses_replicate(contents) {
+        Some(why)
     } else if files.len() != 1 {
         Some(format!(
             "the backup has {} files (a cluster's shards), a server loads one",
@@ -178,6 +169,17 @@ pub(super) fn choose(
             format!("the method `restore` cannot work: {versions}; `commands` or `auto` can"),
         )),
     }
+}
+
+/// Why what a file holds cannot be loaded by the target itself, if it
+/// cannot: a server stops (exits) on a module value it has no module for.
+pub(super) fn refuses_replicate(contents: &Contents) -> Option<String> {
+    (!contents.modules.is_empty()).then(|| {
+        format!(
+            "the backup holds module values ({}); a target without the module would stop loading it",
+            contents.modules.iter().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })
 }
 
 /// An AOF backup holds commands: they are replayed, whatever `auto` would

@@ -19,6 +19,7 @@
 //! failure after that promotes the target back before it is reported.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,7 +81,13 @@ pub(super) struct Replication<'a> {
 impl Replication<'_> {
     /// Runs it; on any failure after `REPLICAOF` the target is promoted
     /// back before this returns.
-    pub(super) async fn run(&self, stage: impl Fn(&'static str)) -> Result<(), Attempt> {
+    /// `gate` must pass before the file's last byte is sent: until then the
+    /// target has not loaded anything (it loads a complete payload only).
+    pub(super) async fn run<T>(
+        &self,
+        stage: impl Fn(&'static str),
+        gate: impl Future<Output = Result<T, Attempt>>,
+    ) -> Result<T, Attempt> {
         let listener = TcpListener::bind(self.ctx.restore_listen)
             .await
             .map_err(|e| {
@@ -114,24 +121,22 @@ impl Replication<'_> {
             )));
         }
         stage("replicating: waiting for the target to connect");
-        let result = self.serve(&listener, &peers, &mut control, &stage).await;
+        let result = self
+            .serve(&listener, &peers, &mut control, &stage, gate)
+            .await;
         drop(listener);
         stage("replicating: promoting the target back to master");
         let promoted = promote(&mut control).await;
         control.shutdown().await;
         match (&result, promoted) {
             (_, Ok(())) => self.forget().await,
-            (Ok(()), Err(e)) => return Err(Attempt::Failed(e)),
+            (Ok(_), Err(e)) => return Err(Attempt::Failed(e)),
             // The failure reported is the first; the recovery retries the promotion.
             (Err(_), Err(e)) => {
                 tracing::error!(restore_id = self.restore_id, error = %e, "the target could not be promoted back")
             }
         }
-        match result {
-            // Not connected: the target never saw a byte of the file.
-            Err(Attempt::Unavailable(why)) => Err(Attempt::Unavailable(why)),
-            other => other,
-        }
+        result
     }
 
     async fn forget(&self) {
@@ -147,13 +152,14 @@ impl Replication<'_> {
 
     /// Accepts the target, answers its sync with the file, and waits until
     /// it has loaded it.
-    async fn serve(
+    async fn serve<T>(
         &self,
         listener: &TcpListener,
         peers: &HashSet<IpAddr>,
         control: &mut Connection,
         stage: &impl Fn(&'static str),
-    ) -> Result<(), Attempt> {
+        gate: impl Future<Output = Result<T, Attempt>>,
+    ) -> Result<T, Attempt> {
         let asked = Instant::now();
         let mut replica = accept(listener, peers, self.connect_within).await?;
         let connected = asked.elapsed().as_secs_f64();
@@ -175,7 +181,7 @@ impl Replication<'_> {
                 .map_err(|e| lost("writing +FULLRESYNC", e))?;
         }
         let sending = Instant::now();
-        self.send_file(replica.get_mut()).await?;
+        let passed = self.send_file(replica.get_mut(), gate).await?;
         let sent = sending.elapsed().as_secs_f64();
         stage("replicating: the target loads the file");
         let loading = Instant::now();
@@ -187,23 +193,30 @@ impl Replication<'_> {
             load_secs = loading.elapsed().as_secs_f64(),
             "the target loaded the file"
         );
-        Ok(())
+        Ok(passed)
     }
 
-    /// `$<len>\r\n` and the stored file, checked against its record as it goes.
-    async fn send_file(&self, out: &mut TcpStream) -> Result<(), Attempt> {
+    /// `$<len>\r\n` and the stored file, checked against its record as it
+    /// goes; its last byte only once that check and `gate` have passed.
+    async fn send_file<T>(
+        &self,
+        out: &mut TcpStream,
+        gate: impl Future<Output = Result<T, Attempt>>,
+    ) -> Result<T, Attempt> {
         let stall = self.ctx.timeouts.transfer.stall;
+        let size = u64::try_from(self.file.size).unwrap_or(0);
         let mut input = self
             .ctx
             .objects
             .read(&self.file.object_key)
             .await
             .map_err(Failure::from)?;
-        let header = format!("${}\r\n", self.file.size);
+        let header = format!("${size}\r\n");
         write_within(out, header.as_bytes(), stall).await?;
         let mut sha = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         let mut total = 0u64;
+        let mut last = None;
         loop {
             let n = input.read(&mut buf).await.map_err(|e| {
                 Failure::new(
@@ -217,13 +230,30 @@ impl Replication<'_> {
             if n == 0 {
                 break;
             }
-            sha.update(&buf[..n]);
-            write_within(out, &buf[..n], stall).await?;
+            let chunk = &buf[..n];
+            sha.update(chunk);
             total += n as u64;
-            self.sent.fetch_add(n as u64, Ordering::Relaxed);
+            if total > size {
+                // More than recorded: the check below fails; send none of it.
+                break;
+            }
+            let send = if total == size {
+                last = chunk.last().copied();
+                &chunk[..n - 1]
+            } else {
+                chunk
+            };
+            write_within(out, send, stall).await?;
+            self.sent.fetch_add(send.len() as u64, Ordering::Relaxed);
         }
         check_record(self.file, total, &hex::encode(sha.finalize()))?;
-        Ok(())
+        let passed = gate.await?;
+        let Some(last) = last else {
+            return Err(Failure::new(FailureKind::Verification, "the backup file is empty").into());
+        };
+        write_within(out, &[last], stall).await?;
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(passed)
     }
 
     /// Keeps the link alive until the target says its link is up (the file
@@ -281,6 +311,24 @@ impl Replication<'_> {
             }
         }
     }
+}
+
+/// Whether `target` loads a full sync only once the whole payload has
+/// arrived (`repl-diskless-load disabled`, Redis's default): then a payload
+/// cut short is never loaded. Unknown (no `CONFIG GET` right) counts as no.
+pub(super) async fn loads_from_disk(ctx: &JobContext, target: &Endpoint) -> bool {
+    let Ok(mut conn) = Connection::open(target, ctx.timeouts.connect).await else {
+        return false;
+    };
+    let reply = conn
+        .command(&[b"CONFIG", b"GET", b"repl-diskless-load"])
+        .await;
+    conn.shutdown().await;
+    let value = match reply {
+        Ok(Reply::Array(Some(items))) => items.get(1).and_then(Reply::as_bytes).map(<[u8]>::to_vec),
+        _ => None,
+    };
+    value.as_deref() == Some(b"disabled")
 }
 
 /// The address told to the target: `restore_announce`'s host (or the
