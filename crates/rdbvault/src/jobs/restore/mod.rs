@@ -11,7 +11,12 @@
 //!    written ([`plan`]);
 //! 3. *flushing the target* (`replace` mode): `FLUSHALL` on each master;
 //! 4. *writing keys*: each file streamed again, into pipelined `RESTORE`s
-//!    or rebuilt native commands ([`write`]), files in parallel.
+//!    or rebuilt native commands ([`write`]), files in parallel; or
+//!    *replicating*: the target loads the file itself ([`replicate`]).
+//!
+//! A `replicate` restore into a target that loads a sync only once it has
+//! all of it (Redis's default) skips step 2: the file is verified beside
+//! the transfer and its last byte waits for the verification.
 //!
 //! A restore that fails says why, where (file, byte offset) and how many
 //! keys it had written; the target keeps what was written (in `replace`
@@ -142,16 +147,17 @@ async fn execute(
         &version,
     )?;
     let mut tried = None;
+    // What the verification beside the transfer found, if it finished
+    // unread (the target never connected): not read again.
+    let mut verified_beside = None;
     if let (Method::Replicate { fallback }, Destination::Single(master), [file]) =
         (provisional.method, &destination, files)
         && replicate::loads_from_disk(ctx, master).await
     {
         record_plan(ctx, restore, &provisional).await?;
-        let verifying = spawn_verify(ctx, file, progress.verified[0].clone()).await?;
+        let mut verifying = Some(spawn_verify(ctx, file, progress.verified[0].clone()).await?);
         let gate = async {
-            let contents = verifying
-                .await
-                .map_err(|e| Failure::new(FailureKind::Internal, format!("verification: {e}")))??;
+            let contents = joined(verifying.take()).await?;
             match plan::refuses_replicate(&contents) {
                 Some(why) => Err(Attempt::Unavailable(why)),
                 None => Ok(contents),
@@ -164,10 +170,12 @@ async fn execute(
                     .loaded(i64::try_from(contents.keys).unwrap_or(i64::MAX));
                 return Ok(());
             }
-            Step::FallBack(why) => {
-                progress.verified[0].store(0, Ordering::Relaxed);
-                tried = Some(why);
-            }
+            Step::FallBack(why) => tried = Some(why),
+        }
+        match verifying {
+            Some(handle) => verified_beside = Some(joined(Some(handle)).await?),
+            // Read through the gate, and then refused: read it again.
+            None => progress.verified[0].store(0, Ordering::Relaxed),
         }
     }
 
@@ -175,6 +183,10 @@ async fn execute(
     let verifying = std::time::Instant::now();
     let mut contents = read::Contents::default();
     for (file, counter) in files.iter().zip(&progress.verified) {
+        if let Some(found) = verified_beside.take() {
+            contents.add(found);
+            continue;
+        }
         let input = ctx.objects.read(&file.object_key).await?;
         contents.add(match format {
             Format::Rdb => read::verify(input, file, counter.clone()).await?,
@@ -309,6 +321,17 @@ async fn replicate_step<T>(
             format!("the method `replicate` cannot work: {why}"),
         )),
     }
+}
+
+/// The outcome of a verification started by [`spawn_verify`].
+async fn joined(
+    handle: Option<tokio::task::JoinHandle<Result<read::Contents, Failure>>>,
+) -> Result<read::Contents, Failure> {
+    let handle =
+        handle.ok_or_else(|| Failure::new(FailureKind::Internal, "verification awaited twice"))?;
+    handle
+        .await
+        .map_err(|e| Failure::new(FailureKind::Internal, format!("verification: {e}")))?
 }
 
 /// Starts verifying `file` on its own task, so it runs beside a transfer.
@@ -633,11 +656,16 @@ async fn report_while(
 ) -> Result<(), Failure> {
     tokio::pin!(work);
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    // A fallback reads a file again: the percentage holds still meanwhile.
+    let mut floor = 0;
     loop {
         tokio::select! {
             result = &mut work => return result,
             _ = tick.tick() => {
-                if let Err(e) = ctx.meta.set_restore_progress(&restore.id, &progress.report()).await {
+                let mut report = progress.report();
+                report.basis_points = report.basis_points.max(floor);
+                floor = report.basis_points;
+                if let Err(e) = ctx.meta.set_restore_progress(&restore.id, &report).await {
                     tracing::warn!(restore_id = %restore.id, error = %e, "restore progress not recorded");
                 }
             }
