@@ -621,3 +621,66 @@ async fn module_values_are_skipped_and_named_where_the_module_is_missing() {
     assert_eq!(other.cli(&["GET", "plain"]), "value");
     server.stop().await;
 }
+
+/// A slot migrating while the restore writes: its owner answers `ASK`,
+/// and the keys go to the importing master (`ASKING` first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_of_a_migrating_slot_follow_ask() {
+    let cluster = RedisCluster::start_fast(3, 0);
+    let redis = RedisServer::start_fast(&[]);
+    for i in 0..200 {
+        redis.cli(&["SET", &format!("{{t}}:{i}"), &format!("v{i}")]);
+    }
+    redis.cli(&["SET", "elsewhere", "x"]);
+    let server = TestServer::start(Db::Sqlite).await;
+    let single = server.register_single(&redis.addr()).await;
+    let target = register_cluster(&server, &cluster).await;
+    let backup = server.backed_up(&single).await;
+
+    let slot = key_slot(b"{t}").to_string();
+    let masters = cluster.masters();
+    let owner = masters
+        .iter()
+        .find(|(_, ranges)| {
+            ranges
+                .iter()
+                .any(|&(a, b)| (a..=b).contains(&key_slot(b"{t}")))
+        })
+        .map(|(n, _)| *n)
+        .unwrap();
+    let importer = masters
+        .iter()
+        .map(|(n, _)| *n)
+        .find(|n| n.port != owner.port)
+        .unwrap();
+    let (owner_id, importer_id) = (
+        owner.cli(&["CLUSTER", "MYID"]),
+        importer.cli(&["CLUSTER", "MYID"]),
+    );
+    assert_eq!(
+        importer.cli(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &owner_id]),
+        "OK"
+    );
+    assert_eq!(
+        owner.cli(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &importer_id]),
+        "OK"
+    );
+
+    let restore = server
+        .start_restore(
+            &single,
+            &backup,
+            json!({"target_instance_id": target, "method": "restore"}),
+        )
+        .await;
+    let record = server.wait_restore(&single, &restore).await;
+    assert_eq!(record["status"], "succeed", "{record}");
+    assert_eq!(record["keys_restored"], 201, "{record}");
+    assert_eq!(importer.cli(&["CLUSTER", "COUNTKEYSINSLOT", &slot]), "200");
+    assert_eq!(owner.cli(&["CLUSTER", "COUNTKEYSINSLOT", &slot]), "0");
+    for node in &cluster.nodes {
+        node.cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &importer_id]);
+    }
+    assert_eq!(importer.cli(&["GET", "{t}:7"]), "v7");
+    server.stop().await;
+}

@@ -46,7 +46,7 @@ pub(super) const CONNECT_EXPLICIT: Duration = Duration::from_secs(10);
 /// after `repl-timeout`, 60 s).
 const KEEPALIVE: Duration = Duration::from_secs(5);
 /// How often the target's state is asked while it loads.
-const POLL: Duration = Duration::from_millis(100);
+const POLL: Duration = Duration::from_millis(20);
 /// Longest command of the replica's handshake accepted.
 const MAX_HANDSHAKE: usize = 64 * 1024;
 const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";

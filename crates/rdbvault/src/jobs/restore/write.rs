@@ -753,3 +753,82 @@ pub(crate) fn printable(key: &[u8]) -> String {
         _ => format!("0x{}", hex::encode(key)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> Key {
+        Key {
+            db: 0,
+            key: name.as_bytes().to_vec(),
+            expire_ms: None,
+            idle: None,
+            freq: None,
+            body: Body::Dump(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn redirections_name_the_node() {
+        let to = |e: &str| match redirect(e, key("k")) {
+            Some(Ok(Again::Moved(k, addr))) => Some(("moved", k.key, addr.to_string())),
+            Some(Ok(Again::Ask(k, addr))) => Some(("ask", k.key, addr.to_string())),
+            _ => None,
+        };
+        assert_eq!(
+            to("MOVED 3999 127.0.0.1:6381"),
+            Some(("moved", b"k".to_vec(), "127.0.0.1:6381".into()))
+        );
+        assert_eq!(
+            to("ASK 12 10.0.0.2:7000"),
+            Some(("ask", b"k".to_vec(), "10.0.0.2:7000".into()))
+        );
+        assert!(redirect("BUSYKEY Target key name already exists.", key("k")).is_none());
+        assert!(matches!(redirect("MOVED 1", key("k")), Some(Err(_))));
+    }
+
+    #[test]
+    fn refusals_are_classified() {
+        assert!(fatal(
+            "OOM command not allowed when used memory > 'maxmemory'."
+        ));
+        assert!(fatal(
+            "READONLY You can't write against a read only replica."
+        ));
+        assert!(!fatal("ERR Bad data format"));
+        assert!(payload_refused(
+            "ERR DUMP payload version or checksum are wrong"
+        ));
+        assert!(payload_refused("ERR Bad data format"));
+        assert!(!payload_refused("BUSYKEY Target key name already exists."));
+    }
+
+    #[test]
+    fn restore_commands_carry_ttl_and_lru() {
+        let mut k = key("k");
+        k.expire_ms = Some(1_700_000_000_000);
+        k.idle = Some(5);
+        let mut out = Vec::new();
+        encode_restore(&mut out, &k, b"payload", true);
+        let text = String::from_utf8_lossy(&out);
+        for part in [
+            "RESTORE",
+            "1700000000000",
+            "payload",
+            "REPLACE",
+            "ABSTTL",
+            "IDLETIME",
+            "\r\n5\r\n",
+        ] {
+            assert!(text.contains(part), "{part} in {text:?}");
+        }
+        let mut out = Vec::new();
+        encode_restore(&mut out, &key("k"), b"p", false);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.starts_with("*4\r\n") && !text.contains("ABSTTL"),
+            "{text:?}"
+        );
+    }
+}
