@@ -136,6 +136,8 @@ fn main() {
     let (mut cold, mut copied) = (Vec::new(), Vec::new());
     let mut ours: Vec<Vec<f64>> = vec![Vec::new(); methods.len()];
     let mut peak = vec![0u64; methods.len()];
+    // The service's resident memory between restores, which each peak includes.
+    let mut idle = 0;
     for round in 0..ROUNDS {
         cold.push(cold_start(false));
         copied.push(cold_start(true));
@@ -147,6 +149,7 @@ fn main() {
             assert!(status.status.success());
             // The peak of this restore alone (writing 5 resets VmHWM).
             let _ = std::fs::write(format!("/proc/{}/clear_refs", server.id()), "5");
+            idle = idle.max(vm_hwm(server.id()));
             let body = format!(
                 r#"{{"backup_id":"{backup}","target_instance_id":"{target_id}","method":"{method}"}}"#
             );
@@ -165,6 +168,10 @@ fn main() {
         "restore of a {:.2} GiB RDB ({:.2} GiB used memory): cold start loading it {b:.2} s; copying it into place and a cold start {c:.2} s",
         size as f64 / (1u64 << 30) as f64,
         used as f64 / (1u64 << 30) as f64,
+    );
+    println!(
+        "  (rdbvault resident between restores: {:.1} MiB)",
+        idle as f64 / 1024.0
     );
     for (i, method) in methods.iter().enumerate() {
         let o = best(&ours[i]);
