@@ -25,4 +25,5 @@ pub(crate) mod object_keys;
 pub mod objects;
 pub mod redis_addr;
 pub mod replication;
+pub mod schedule;
 pub mod server;

@@ -85,3 +85,14 @@ async fn official_sdk_restores_an_instance() {
     assert_eq!(redis.digest().await, digest);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdk_sets_and_reads_a_backup_policy() {
+    let redis = RedisServer::start_fast(&[]);
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = server.register_single(&redis.addr()).await;
+    run_sdk_script("policy.py", &[&server.base, AK, SK, PROJECT, &instance]).await;
+    let shown = server.show_instance(&instance).await;
+    assert_eq!(shown["instance_backup_policy"]["policy"]["save_days"], 14);
+    server.stop().await;
+}

@@ -97,6 +97,8 @@ pub enum ApiError {
     ClusterIncomplete(u32),
     #[error("the cluster has {0} shards; at most 64 can be backed up")]
     ClusterTooLarge(usize),
+    #[error("instance_backup_policy.{0}")]
+    Policy(#[from] crate::schedule::policy::PolicyError),
     #[error("the requested URL does not exist")]
     UnknownUrl,
     #[error("method {0} is not allowed on this URL")]
@@ -178,6 +180,11 @@ catalogue! {
     ClusterIncomplete => "DCS.4950", BAD_REQUEST, "cluster slots not all covered";
     ClusterTooLarge => "DCS.4951", BAD_REQUEST, "cluster has more than 64 shards";
     UnknownUrl => "DCS.4001", NOT_FOUND, "requested URL does not exist";
+    PolicySaveDays => "DCS.4072", BAD_REQUEST, "invalid backup policy save_days";
+    PolicyBackupType => "DCS.4073", BAD_REQUEST, "invalid backup policy backup_type";
+    PolicyPeriodType => "DCS.4074", BAD_REQUEST, "invalid backup policy period_type";
+    PolicyBackupAt => "DCS.4075", BAD_REQUEST, "invalid backup policy backup_at";
+    PolicyBeginAt => "DCS.4076", BAD_REQUEST, "invalid backup policy begin_at";
     MethodNotAllowed => "DCS.5001", METHOD_NOT_ALLOWED, "method not allowed";
     AuthorizationMissing => "DCS.1003", UNAUTHORIZED, "no Authorization header";
     ClockSkew => "DCS.1002", UNAUTHORIZED, "X-Sdk-Date outside the 15-minute window";
@@ -259,6 +266,17 @@ impl ApiError {
             E::ClusterIncomplete(_) => Entry::ClusterIncomplete,
             E::ClusterTooLarge(_) => Entry::ClusterTooLarge,
             E::UnknownUrl => Entry::UnknownUrl,
+            E::Policy(p) => {
+                use crate::schedule::policy::PolicyError as P;
+                match p {
+                    P::SaveDays(_) => Entry::PolicySaveDays,
+                    P::BackupType(_) => Entry::PolicyBackupType,
+                    P::PeriodType(_) => Entry::PolicyPeriodType,
+                    P::BackupAt(_) => Entry::PolicyBackupAt,
+                    P::BeginAt(_) => Entry::PolicyBeginAt,
+                    P::TimezoneOffset(_) => Entry::InvalidParam,
+                }
+            }
             E::MethodNotAllowed(_) => Entry::MethodNotAllowed,
             E::Unauthenticated(AuthError::Missing) => Entry::AuthorizationMissing,
             E::Unauthenticated(AuthError::Skew) => Entry::ClockSkew,

@@ -14,6 +14,7 @@ use super::SharedState;
 use super::common::{dcs_time, find, parse_limit, parse_offset};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{self, Json, Path, Query};
+use super::policies::{BackupPolicyBody, InstanceBackupPolicyView};
 use crate::meta::{Instance, InstanceFilter, MetaError, Mode, NewInstance, Secret};
 use crate::redis_addr::RedisAddr;
 use crate::replication::Endpoint;
@@ -41,6 +42,10 @@ pub(crate) struct RegisterInstanceBody {
     /// credentials and is deployed as `mode` says (default true).
     #[serde(default = "yes")]
     pub(crate) verify: bool,
+    /// DCS `BackupPolicy`: automatic backups and their retention (as
+    /// `update_instance` sets it).
+    #[serde(default)]
+    pub(crate) instance_backup_policy: Option<BackupPolicyBody>,
 }
 
 fn yes() -> bool {
@@ -113,6 +118,9 @@ pub(crate) struct InstanceInfo {
     pub(crate) replica_count: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) db_number: Option<u32>,
+    /// `show_instance` only, when a policy was set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) instance_backup_policy: Option<InstanceBackupPolicyView>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -211,7 +219,13 @@ pub(crate) async fn show_instance(
     Path((project_id, instance_id)): Path<(String, String)>,
 ) -> Result<Json<InstanceInfo>, ApiError> {
     let instance = find(&state, &project_id, &instance_id).await?;
-    Ok(Json(describe(&state, &instance, true).await))
+    let mut info = describe(&state, &instance, true).await;
+    info.instance_backup_policy = state
+        .meta
+        .get_policy(&instance.id)
+        .await?
+        .map(|p| InstanceBackupPolicyView::of(&p, &project_id));
+    Ok(Json(info))
 }
 
 #[utoipa::path(post, path = "/v2/{project_id}/rdbvault/instances", tag = "rdbvault",
@@ -232,6 +246,11 @@ pub(crate) async fn register_instance(
         body.password,
         body.tls,
     )?;
+    let policy = body
+        .instance_backup_policy
+        .as_ref()
+        .map(BackupPolicyBody::check)
+        .transpose()?;
     if body.verify {
         let tls = new.tls.then(|| state.redis_tls.clone());
         verify_live(&new, &tls, state.probe_timeout()).await?;
@@ -241,6 +260,9 @@ pub(crate) async fn register_instance(
         MetaError::Conflict => ApiError::InstanceNameTaken(name),
         other => other.into(),
     })?;
+    if let Some(policy) = &policy {
+        state.meta.set_policy(&instance.id, policy).await?;
+    }
     tracing::info!(instance_id = %instance.id, name = %instance.name, mode = instance.mode.as_str(), "instance registered");
     Ok(Json(RegistrationView::from(&instance)))
 }
@@ -549,5 +571,6 @@ async fn describe(state: &SharedState, i: &Instance, detail: bool) -> InstanceIn
         }),
         replica_count: detail.then_some(info.connected_replicas),
         db_number: detail.then_some(info.databases),
+        instance_backup_policy: None,
     }
 }

@@ -12,6 +12,7 @@ pub mod instances;
 pub mod links;
 pub mod metrics;
 pub mod openapi;
+pub mod policies;
 pub mod restores;
 
 use std::sync::Arc;

@@ -10,7 +10,7 @@ use axum::routing::{MethodFilter, MethodRouter};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
-use super::{SharedState, backups, download, error, instances, links, restores};
+use super::{SharedState, backups, download, error, instances, links, policies, restores};
 
 /// Who may call an operation, and so how the router guards it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +75,7 @@ operations! {
     Signed: [
         instances::list_instances,
         instances::show_instance,
+        policies::update_instance,
         instances::register_instance,
         instances::show_registration,
         instances::remove_instance,

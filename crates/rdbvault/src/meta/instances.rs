@@ -269,6 +269,10 @@ impl Meta {
         .bind(id)
         .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM backup_policies WHERE instance_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM backups WHERE instance_id = $1")
             .bind(id)
             .execute(&mut *tx)

@@ -1,0 +1,4 @@
+//! Automatic backups: instances' backup policies ([`policy`]) and when
+//! they fall due.
+
+pub mod policy;
