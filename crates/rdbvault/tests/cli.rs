@@ -737,3 +737,352 @@ fn serve_logs_without_colours_off_a_terminal() {
         "escape sequences in the log: {text:?}"
     );
 }
+
+/// A `FIELD VALUE` table as printed by the `show` commands, by field.
+fn fields(table: &str) -> std::collections::HashMap<String, String> {
+    table
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("FIELD"))
+        .skip(1)
+        .filter_map(|l| {
+            let (k, v) = l.trim().split_once(' ')?;
+            Some((k.to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+/// `instance policy`: set automatic (days by name) and manual, shown as
+/// fields, as the API's object with `--json` and in one line by `instance
+/// show`; the service's refusals come back as its DCS code, changing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_policy_set_and_show() {
+    let redis = RedisServer::start_fast(&[]);
+    let server = TestServer::start(Db::Sqlite).await;
+    let env = env_of(&server);
+    let instance = server.register_single(&redis.addr()).await;
+
+    // None yet.
+    let (ok, out, err) = cli_async(&env, &["instance", "policy", &instance]).await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.trim(), "no backup policy (manual backups only)");
+    let (ok, out, err) = cli_async(&env, &["instance", "policy", &instance, "--json"]).await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.trim(), "null");
+    let (ok, out, err) = cli_async(&env, &["instance", "show", &instance]).await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        fields(&out)["backup_policy"],
+        "none (manual backups only)",
+        "{out}"
+    );
+
+    // Automatic, days by name, number and whole name, repeated and out of order.
+    let (ok, out, err) = cli_async(
+        &env,
+        &[
+            "instance",
+            "policy",
+            &instance,
+            "--auto",
+            "--save-days",
+            "30",
+            "--days",
+            "fri,MON,3,wednesday",
+            "--window",
+            "02:00-03:00",
+            "--timezone",
+            "+0800",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.starts_with(&format!("backup policy of {instance} set:")),
+        "{out}"
+    );
+    let stored = server.show_instance(&instance).await["instance_backup_policy"].clone();
+    assert_eq!(
+        stored["policy"],
+        serde_json::json!({"backup_type": "auto", "save_days": 30, "periodical_backup_plan":
+            {"backup_at": [1, 3, 5], "period_type": "weekly", "begin_at": "02:00-03:00",
+             "timezone_offset": "+0800"}}),
+        "{stored}"
+    );
+    let id = stored["backup_policy_id"].as_str().unwrap().to_string();
+    assert!(!id.is_empty());
+
+    // Shown field by field, as it was stored.
+    let (ok, out, err) = cli_async(&env, &["instance", "policy", &instance]).await;
+    assert!(ok, "{out}{err}");
+    let shown = fields(&out);
+    for (field, value) in [
+        ("backup_policy_id", id.as_str()),
+        ("backup_type", "auto"),
+        ("save_days", "30"),
+        ("backup_at", "1,3,5 (mon,wed,fri)"),
+        ("period_type", "weekly"),
+        ("begin_at", "02:00-03:00"),
+        ("timezone_offset", "+0800"),
+        ("created_at", stored["created_at"].as_str().unwrap()),
+        ("updated_at", stored["updated_at"].as_str().unwrap()),
+    ] {
+        assert_eq!(shown.get(field).map(String::as_str), Some(value), "{out}");
+    }
+    assert_eq!(shown.len(), 9, "{out}");
+    // --json: the API's object, exactly.
+    let (ok, out, err) = cli_async(&env, &["--json", "instance", "policy", &instance]).await;
+    assert!(ok, "{out}{err}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json, stored);
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "backup_policy_id",
+            "created_at",
+            "policy",
+            "tenant_id",
+            "updated_at"
+        ],
+        "{json}"
+    );
+    assert_eq!(json["tenant_id"], common::PROJECT);
+    // `instance show`: one line.
+    let (ok, out, err) = cli_async(&env, &["instance", "show", &instance]).await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        fields(&out)["backup_policy"],
+        "auto, mon,wed,fri 02:00-03:00 +0800, kept 30 days",
+        "{out}"
+    );
+
+    // A zone west of UTC is a value, not a flag.
+    let (ok, out, err) = cli_async(
+        &env,
+        &[
+            "instance",
+            "policy",
+            &instance,
+            "--auto",
+            "--save-days",
+            "7",
+            "--days",
+            "sun",
+            "--window",
+            "23:00-01:00",
+            "--timezone",
+            "-0500",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        json["policy"]["periodical_backup_plan"]["timezone_offset"], "-0500",
+        "{json}"
+    );
+    assert_eq!(
+        json["policy"]["periodical_backup_plan"]["backup_at"],
+        serde_json::json!([7])
+    );
+    assert_eq!(json["backup_policy_id"], id.as_str(), "replaced in place");
+
+    // Without --timezone: UTC, no offset stored.
+    let (ok, out, err) = cli_async(
+        &env,
+        &[
+            "instance",
+            "policy",
+            &instance,
+            "--auto",
+            "--save-days",
+            "1",
+            "--days",
+            "2",
+            "--window",
+            "01:00-02:00",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(fields(&out)["timezone_offset"], "UTC", "{out}");
+    let plan = server.show_instance(&instance).await["instance_backup_policy"]["policy"]
+        ["periodical_backup_plan"]
+        .clone();
+    assert_eq!(
+        plan,
+        serde_json::json!({"backup_at": [2], "period_type": "weekly", "begin_at": "01:00-02:00"})
+    );
+
+    // Manual.
+    let (ok, out, err) = cli_async(&env, &["instance", "policy", &instance, "--manual"]).await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(fields(&out)["backup_type"], "manual", "{out}");
+    assert!(
+        !out.contains("save_days") && !out.contains("begin_at"),
+        "{out}"
+    );
+    let stored = server.show_instance(&instance).await["instance_backup_policy"].clone();
+    assert_eq!(
+        stored["policy"],
+        serde_json::json!({"backup_type": "manual"})
+    );
+    assert_eq!(stored["backup_policy_id"], id.as_str());
+    let (ok, out, err) = cli_async(&env, &["instance", "show", &instance]).await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(fields(&out)["backup_policy"], "manual", "{out}");
+
+    // Refused by the service: its code, a non-zero exit, the policy unchanged.
+    for (flags, code, field) in [
+        (
+            ["--save-days", "0", "--window", "02:00-03:00"],
+            "400 DCS.4072",
+            "save_days",
+        ),
+        (
+            ["--save-days", "3651", "--window", "02:00-03:00"],
+            "400 DCS.4072",
+            "save_days",
+        ),
+        (
+            ["--save-days", "7", "--window", "25:00-26:00"],
+            "400 DCS.4076",
+            "begin_at",
+        ),
+    ] {
+        let mut args = vec!["instance", "policy", &instance, "--auto", "--days", "mon"];
+        args.extend(flags);
+        let (ok, out, err) = cli_async(&env, &args).await;
+        assert!(!ok, "{args:?}: {out}{err}");
+        assert!(
+            err.starts_with(&format!("error: {code}: ")) && err.contains(field),
+            "{args:?}: {err}"
+        );
+        assert!(out.is_empty(), "{out}");
+    }
+    let (ok, _, err) = cli_async(
+        &env,
+        &[
+            "instance",
+            "policy",
+            &instance,
+            "--auto",
+            "--save-days",
+            "7",
+            "--days",
+            "mon",
+            "--window",
+            "02:00-03:00",
+            "--timezone",
+            "+1300",
+        ],
+    )
+    .await;
+    assert!(!ok);
+    assert!(
+        err.contains("DCS.4800") && err.contains("timezone_offset"),
+        "{err}"
+    );
+    assert_eq!(
+        server.show_instance(&instance).await["instance_backup_policy"]["policy"],
+        serde_json::json!({"backup_type": "manual"})
+    );
+    let (ok, _, err) = cli_async(&env, &["instance", "policy", "not-a-uuid", "--manual"]).await;
+    assert!(!ok);
+    assert!(err.contains("DCS.4061"), "{err}");
+    server.stop().await;
+}
+
+/// `instance policy`'s flags: `--auto` needs its plan, `--manual` takes
+/// none, days are 1..7 or names; refused by clap (exit 2) before a request.
+#[test]
+fn instance_policy_flags_are_checked_by_clap() {
+    // Nowhere to send a request: a refusal can only come from clap.
+    let env = vec![
+        (
+            "RDBVAULT_ENDPOINT".to_string(),
+            format!("http://127.0.0.1:{}", common::free_port()),
+        ),
+        ("RDBVAULT_AK".to_string(), "ak".to_string()),
+        ("RDBVAULT_SK".to_string(), "sk".to_string()),
+        ("RDBVAULT_PROJECT_ID".to_string(), "p".to_string()),
+    ];
+    let plan = [
+        "--save-days",
+        "7",
+        "--days",
+        "mon",
+        "--window",
+        "02:00-03:00",
+    ];
+    let refused = |args: &[&str], says: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["instance", "policy", "i"])
+            .args(args)
+            .envs(env.iter().cloned())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        for s in says {
+            assert!(err.contains(s), "{args:?}: {err}");
+        }
+    };
+    refused(
+        &["--auto", "--save-days", "7", "--days", "mon"],
+        &["required arguments were not provided", "--window <WINDOW>"],
+    );
+    refused(
+        &["--auto", "--days", "mon", "--window", "02:00-03:00"],
+        &[
+            "required arguments were not provided",
+            "--save-days <SAVE_DAYS>",
+        ],
+    );
+    let mut both = vec!["--auto", "--manual"];
+    both.extend(plan);
+    refused(&both, &["'--auto' cannot be used with '--manual'"]);
+    refused(
+        &["--manual", "--days", "mon"],
+        &["'--manual' cannot be used with '--days <DAYS>'"],
+    );
+    refused(&["--window", "02:00-03:00"], &["--auto"]);
+    for bad in ["8", "0", "monday2", "mon,xyz"] {
+        let mut args = vec![
+            "--auto",
+            "--save-days",
+            "7",
+            "--window",
+            "02:00-03:00",
+            "--days",
+        ];
+        args.push(bad);
+        refused(&args, &["invalid value", "for '--days <DAYS>'"]);
+    }
+    // Names and numbers pass clap and fail on the (absent) service instead.
+    for args in [
+        vec![
+            "--auto",
+            "--save-days",
+            "7",
+            "--days",
+            "Mon,tuesday,3,sun",
+            "--window",
+            "02:00-03:00",
+        ],
+        vec!["--manual"],
+        vec![],
+    ] {
+        let mut all = vec!["instance", "policy", "i"];
+        all.extend(&args);
+        let (ok, _, err) = cli(&env, &all);
+        assert!(!ok);
+        assert!(err.contains("request failed"), "{args:?}: {err}");
+    }
+}
