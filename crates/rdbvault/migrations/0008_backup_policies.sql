@@ -12,3 +12,9 @@ CREATE TABLE backup_policies (
     created_at      BIGINT NOT NULL,
     updated_at      BIGINT NOT NULL
 );
+
+-- An automatic backup: the window it ran in (DCS `period`) and the local
+-- date it was due for; one per instance and date, across every node.
+ALTER TABLE backups ADD COLUMN period TEXT;
+ALTER TABLE backups ADD COLUMN due TEXT;
+CREATE UNIQUE INDEX backups_one_per_due ON backups (instance_id, due) WHERE due IS NOT NULL;

@@ -37,6 +37,7 @@ const KNOWN_KEYS: &[&str] = &[
     "cluster_parallel",
     "restore_listen",
     "restore_announce",
+    "schedule_interval_secs",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +149,9 @@ pub struct Config {
     /// The host the target is told to connect to (`REPLICAOF host port`);
     /// empty means the listener's address, which must then not be 0.0.0.0.
     pub restore_announce: Option<String>,
+    /// How often the scheduler looks for automatic backups due and for
+    /// backups past their retention.
+    pub schedule_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,6 +296,7 @@ impl Default for Config {
             cluster_parallel: 0,
             restore_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             restore_announce: None,
+            schedule_interval_secs: 30,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `serve`: the one entry point shared by `main` and the tests.
 
+use crate::schedule::{Clock, Scheduler, SystemClock};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,16 @@ pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    run_with_clock(listener, config, shutdown, Arc::new(SystemClock)).await
+}
+
+/// [`run`], with the scheduler going by `clock` (tests move their own).
+pub async fn run_with_clock(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: Arc<dyn Clock>,
 ) -> Result<(), ServeError> {
     let bound = listener.local_addr()?;
     let auth = Authenticator::from_config(&config)?;
@@ -76,6 +87,15 @@ pub async fn run(
     let mut background = Background::default();
     let workers = Workers::start(&mut background, ctx.clone(), config.backup_workers);
     start_periodic(&mut background, &ctx, &links, &metrics, &config);
+    let scheduler = Arc::new(Scheduler::new(ctx.clone(), workers.clone(), clock));
+    background.every(
+        "scheduler",
+        Duration::from_secs(config.schedule_interval_secs.max(1)),
+        move || {
+            let scheduler = scheduler.clone();
+            async move { scheduler.round().await.map(drop) }
+        },
+    );
 
     let state = Arc::new(AppState {
         public_url: config.public_url(bound),

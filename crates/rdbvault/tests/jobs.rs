@@ -39,6 +39,8 @@ async fn a_dead_nodes_job_is_recovered_by_a_live_node() {
             backup_type: "manual".into(),
             backup_format: "rdb".into(),
             remark: None,
+            period: None,
+            due: None,
         })
         .await
         .unwrap();

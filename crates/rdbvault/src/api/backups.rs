@@ -65,7 +65,7 @@ impl From<&Backup> for BackupRecord {
     fn from(b: &Backup) -> Self {
         BackupRecord {
             backup_id: b.id.clone(),
-            period: String::new(),
+            period: b.period.clone().unwrap_or_default(),
             backup_name: b.name.clone(),
             instance_id: b.instance_id.clone(),
             size: b.size,
@@ -164,6 +164,8 @@ pub(crate) async fn create_backup(
             backup_type: "manual".into(),
             backup_format: format.as_str().into(),
             remark: body.remark,
+            period: None,
+            due: None,
         })
         .await
         .map_err(|e| match e {

@@ -69,6 +69,10 @@ pub struct Backup {
     pub stage: Option<String>,
     /// Progress in basis points as the job last reported it.
     pub progress_bp: Option<i64>,
+    /// An automatic backup's window (`02:00-03:00`, DCS `period`).
+    pub period: Option<String>,
+    /// An automatic backup's due date (the policy's local date).
+    pub due: Option<String>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -107,6 +111,9 @@ pub struct NewBackup {
     pub backup_type: String,
     pub backup_format: String,
     pub remark: Option<String>,
+    /// Automatic backups: the window and the due date (one per date).
+    pub period: Option<String>,
+    pub due: Option<String>,
 }
 
 /// A running backup's progress, as the job reports it.
@@ -138,6 +145,8 @@ struct Row {
     source_node: Option<String>,
     stage: Option<String>,
     progress_bp: Option<i64>,
+    period: Option<String>,
+    due: Option<String>,
     created_at: i64,
     started_at: Option<i64>,
     finished_at: Option<i64>,
@@ -170,6 +179,8 @@ impl TryFrom<Row> for Backup {
             source_node: r.source_node,
             stage: r.stage,
             progress_bp: r.progress_bp,
+            period: r.period,
+            due: r.due,
         })
     }
 }
@@ -189,8 +200,8 @@ struct JoinRow {
 }
 
 const COLUMNS: &str = "id, instance_id, project_id, name, backup_type, backup_format, status, remark, \
-    bytes_done, bytes_total, size, error_code, error_msg, source_node, stage, progress_bp, created_at, \
-    started_at, finished_at, updated_at";
+    bytes_done, bytes_total, size, error_code, error_msg, source_node, stage, progress_bp, period, due, \
+    created_at, started_at, finished_at, updated_at";
 
 impl Meta {
     /// Records a new backup as `waiting` and queues its job, atomically.
@@ -205,9 +216,15 @@ impl Meta {
         if super::restores::active_into(&mut tx, &new.instance_id).await? > 0 {
             return Err(MetaError::Refused(super::Refusal::Restoring));
         }
+        if let Some(due) = &new.due
+            && super::policies::due_taken(&mut tx, &new.instance_id, due).await?
+        {
+            return Err(MetaError::Refused(super::Refusal::AlreadyDue));
+        }
         sqlx::query(
             "INSERT INTO backups (id, instance_id, project_id, name, backup_type, backup_format, status, \
-             remark, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'waiting', $7, $8, $8)",
+             remark, period, due, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'waiting', $7, $9, $10, $8, $8)",
         )
         .bind(&id)
         .bind(&new.instance_id)
@@ -217,6 +234,8 @@ impl Meta {
         .bind(&new.backup_format)
         .bind(new.remark.as_deref())
         .bind(now)
+        .bind(new.period.as_deref())
+        .bind(new.due.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(map_unique)?;

@@ -201,6 +201,16 @@ impl Meta {
         row.map(Instance::try_from).transpose()
     }
 
+    /// An instance by id alone (the scheduler's policies name no project).
+    pub(crate) async fn instance_by_id(&self, id: &str) -> Result<Option<Instance>> {
+        let sql = format!("SELECT {COLUMNS} FROM instances WHERE id = $1");
+        let row: Option<Row> = sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(Instance::try_from).transpose()
+    }
+
     /// Instances of a project, oldest first, filtered.
     pub(crate) async fn list_instances(
         &self,

@@ -60,6 +60,8 @@ pub enum Refusal {
     BackupNotSucceeded,
     #[error("a restore is reading the backup")]
     BackupInRestore,
+    #[error("the automatic backup of that date exists already")]
+    AlreadyDue,
 }
 
 pub type Result<T> = std::result::Result<T, MetaError>;

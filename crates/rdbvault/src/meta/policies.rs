@@ -1,7 +1,9 @@
-//! Backup policies: one row per instance that has one.
+//! Backup policies (one row per instance that has one) and what the
+//! scheduler asks of the automatic backups they make.
 
 use chrono::{DateTime, Utc};
 
+use super::backups::Backup;
 use super::{Meta, MetaError, Result, from_ms, now_ms};
 use crate::schedule::policy::{BackupType, Plan, Policy};
 
@@ -138,5 +140,103 @@ impl Meta {
         let sql = format!("SELECT {COLUMNS} FROM backup_policies WHERE backup_type = 'auto'");
         let rows: Vec<Row> = sqlx::query_as(&sql).fetch_all(self.pool()).await?;
         rows.into_iter().map(StoredPolicy::try_from).collect()
+    }
+}
+
+/// Whether the automatic backup of `instance_id` due on `due` was made
+/// (whatever became of it), inside a transaction that locked the instance.
+pub(super) async fn due_taken(
+    conn: &mut sqlx::AnyConnection,
+    instance_id: &str,
+    due: &str,
+) -> Result<bool> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM backups WHERE instance_id = $1 AND due = $2")
+            .bind(instance_id)
+            .bind(due)
+            .fetch_one(conn)
+            .await?;
+    Ok(n > 0)
+}
+
+impl Meta {
+    /// Whether the automatic backup due on `due` was made.
+    pub async fn has_due_backup(&self, instance_id: &str, due: &str) -> Result<bool> {
+        let mut conn = self.pool().acquire().await?;
+        due_taken(&mut conn, instance_id, due).await
+    }
+
+    /// Records an automatic backup that could not run in its window
+    /// (`failed`, no job), unless that date has a record already.
+    pub async fn record_missed_backup(
+        &self,
+        new: &super::NewBackup,
+        code: &str,
+        message: &str,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let name = format!("backup_{}", from_ms(now).format("%Y%m%d%H%M%S"));
+        let done = sqlx::query(
+            "INSERT INTO backups (id, instance_id, project_id, name, backup_type, backup_format, status, \
+             remark, period, due, error_code, error_msg, created_at, updated_at, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'failed', $7, $8, $9, $10, $11, $12, $12, $12) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(&new.instance_id)
+        .bind(&new.project_id)
+        .bind(&name)
+        .bind(&new.backup_type)
+        .bind(&new.backup_format)
+        .bind(new.remark.as_deref())
+        .bind(new.period.as_deref())
+        .bind(new.due.as_deref())
+        .bind(code)
+        .bind(message)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Automatic backups of `instance_id` that succeeded before `before`
+    /// and that no restore is reading: now `expired`. Their files are the
+    /// caller's to delete.
+    pub async fn expire_backups(
+        &self,
+        instance_id: &str,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<Backup>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM backups WHERE instance_id = $1 AND backup_type = 'auto' \
+             AND status = 'succeed' AND created_at < $2",
+        )
+        .bind(instance_id)
+        .bind(before.timestamp_millis())
+        .fetch_all(self.pool())
+        .await?;
+        let mut expired = Vec::with_capacity(ids.len());
+        for id in ids {
+            // As a deletion: never while a restore reads it.
+            let done = sqlx::query(
+                "UPDATE backups SET status = 'expired', updated_at = $1 WHERE id = $2 AND status = 'succeed' \
+                 AND NOT EXISTS (SELECT 1 FROM restores r WHERE r.backup_id = $2 \
+                 AND r.status IN ('waiting', 'restoring'))",
+            )
+            .bind(now_ms())
+            .bind(&id)
+            .execute(self.pool())
+            .await?;
+            if done.rows_affected() == 1 {
+                sqlx::query("UPDATE backup_files SET status = 'deleted' WHERE backup_id = $1")
+                    .bind(&id)
+                    .execute(self.pool())
+                    .await?;
+                if let Some(b) = self.get_backup_by_id(&id).await? {
+                    expired.push(b);
+                }
+            }
+        }
+        Ok(expired)
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdbvault::auth::signature;
@@ -187,6 +188,15 @@ impl TestServer {
     }
 
     pub async fn start_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_with_clock(db, tweak, Arc::new(rdbvault::schedule::SystemClock)).await
+    }
+
+    /// A server whose scheduler goes by `clock`, looking every second.
+    pub async fn start_with_clock(
+        db: Db,
+        tweak: impl FnOnce(&mut Config),
+        clock: Arc<dyn rdbvault::schedule::Clock>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let (database_url, pg_schema) = match db {
             Db::Sqlite | Db::S3 => (None, None),
@@ -212,11 +222,12 @@ impl TestServer {
         let (tx, rx) = oneshot::channel();
         let run_config = config.clone();
         let task = tokio::spawn(async move {
-            rdbvault::server::run(listener, run_config, async {
+            let stop = async {
                 let _ = rx.await;
-            })
-            .await
-            .expect("server runs");
+            };
+            rdbvault::server::run_with_clock(listener, run_config, stop, clock)
+                .await
+                .expect("server runs");
         });
         let server = TestServer {
             s3,
