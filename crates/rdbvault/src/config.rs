@@ -38,6 +38,8 @@ const KNOWN_KEYS: &[&str] = &[
     "restore_listen",
     "restore_announce",
     "schedule_interval_secs",
+    "job_lease_secs",
+    "shared_data_dir",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +154,12 @@ pub struct Config {
     /// How often the scheduler looks for automatic backups due and for
     /// backups past their retention.
     pub schedule_interval_secs: u64,
+    /// A running job's lease: a node that has not renewed it for this long
+    /// is presumed dead and its job is failed and cleaned by another node.
+    pub job_lease_secs: u64,
+    /// `data_dir` is on storage every node shares (a network file system),
+    /// so several nodes may use the local store.
+    pub shared_data_dir: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +167,15 @@ pub struct Config {
 pub enum StorageKind {
     Local,
     S3,
+}
+
+impl StorageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageKind::Local => "local",
+            StorageKind::S3 => "s3",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -297,6 +314,8 @@ impl Default for Config {
             restore_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             restore_announce: None,
             schedule_interval_secs: 30,
+            job_lease_secs: 120,
+            shared_data_dir: false,
         }
     }
 }

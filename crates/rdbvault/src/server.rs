@@ -27,6 +27,8 @@ pub enum ServeError {
     Objects(#[from] crate::objects::ObjectError),
     #[error(transparent)]
     Tls(#[from] crate::replication::tls::TlsConfigError),
+    #[error("{0}")]
+    Nodes(String),
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -68,6 +70,7 @@ pub async fn run_with_clock(
     let ctx = Arc::new(JobContext {
         redis_tls: redis_tls.clone(),
         cluster_parallel: config.cluster_parallel,
+        lease: jobs::Lease::from_config(&config),
         restore_listen: config.restore_listen,
         restore_announce: config.restore_announce.clone().filter(|a| !a.is_empty()),
         meta: meta.clone(),
@@ -75,6 +78,7 @@ pub async fn run_with_clock(
         timeouts: RedisTimeouts::from_config(&config),
         node_id: config.node_id()?,
     });
+    join_nodes(&ctx, &config).await?;
     let recovered = jobs::recover(&ctx, true).await?;
     if recovered > 0 {
         tracing::warn!(
@@ -120,6 +124,36 @@ pub async fn run_with_clock(
     Ok(())
 }
 
+/// Reports this node to the others, refusing to start when its store
+/// cannot be shared with the nodes alive beside it: a local store is seen
+/// by its own node only, unless `data_dir` is declared shared.
+async fn join_nodes(ctx: &JobContext, config: &Config) -> Result<(), ServeError> {
+    let storage = config.storage.as_str();
+    let since = chrono::Utc::now()
+        - chrono::TimeDelta::from_std(ctx.lease.length).unwrap_or(chrono::TimeDelta::seconds(120));
+    let peers = ctx.meta.live_peers(&ctx.node_id, since).await?;
+    let unshared = |s: &str, shared: bool| s == "local" && !shared;
+    if let Some(peer) = peers.iter().find(|p| {
+        unshared(storage, config.shared_data_dir) || unshared(&p.storage, p.shared_data_dir)
+    }) {
+        return Err(ServeError::Nodes(format!(
+            "node {} (storage {}, seen {}) shares this metadata store, and a local store cannot be \
+             shared between nodes: use storage = \"s3\" on every node, or set shared_data_dir = true \
+             where data_dir is on storage every node mounts",
+            peer.id,
+            peer.storage,
+            peer.seen_at.format("%Y-%m-%dT%H:%M:%SZ")
+        )));
+    }
+    ctx.meta
+        .report_node(&ctx.node_id, storage, config.shared_data_dir)
+        .await?;
+    if !peers.is_empty() {
+        tracing::info!(peers = peers.len(), "other nodes share this metadata store");
+    }
+    Ok(())
+}
+
 /// The periodic tasks beside the job workers.
 fn start_periodic(
     background: &mut Background,
@@ -140,9 +174,14 @@ fn start_periodic(
     // Other nodes' jobs whose heartbeat stopped: checked a few times per
     // staleness period, so a dead node's work ends soon after it died.
     let recovery_ctx = ctx.clone();
-    background.every("job-recovery", RECOVERY_EVERY, move || {
+    let (storage, shared) = (config.storage.as_str(), config.shared_data_dir);
+    background.every("job-recovery", ctx.lease.recovery_every(), move || {
         let ctx = recovery_ctx.clone();
-        async move { jobs::recover(&ctx, false).await.map(drop) }
+        async move {
+            // Each round also tells the other nodes this one is alive.
+            ctx.meta.report_node(&ctx.node_id, storage, shared).await?;
+            jobs::recover(&ctx, false).await.map(drop)
+        }
     });
     let (meta, keys) = (ctx.meta.clone(), links.clone());
     let rotation_days = config.link_key_rotation_days;
@@ -150,17 +189,22 @@ fn start_periodic(
         link_key_maintenance(meta.clone(), keys.clone(), rotation_days)
     });
     let (meta, metrics, statuses) = (ctx.meta.clone(), metrics.clone(), background.statuses());
+    let storage = match config.storage {
+        crate::config::StorageKind::Local => "local",
+        crate::config::StorageKind::S3 => "s3",
+    };
     background.every("metrics", METRICS_EVERY, move || {
         let (meta, metrics, statuses) = (meta.clone(), metrics.clone(), statuses.clone());
         async move {
             metrics.observe_background(&statuses.snapshot(), &meta.job_counts().await?);
+            // From the shared records, so every node shows the same fleet.
+            metrics.observe_health(meta.health().await?, storage);
             Ok::<_, crate::meta::MetaError>(())
         }
     });
 }
 
 /// How often other nodes' stale jobs are looked for.
-const RECOVERY_EVERY: Duration = Duration::from_secs(30);
 /// How often `/metrics` learns the jobs and background tasks.
 const METRICS_EVERY: Duration = Duration::from_secs(5);
 

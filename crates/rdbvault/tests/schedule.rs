@@ -220,9 +220,14 @@ async fn two_nodes_fire_a_due_backup_once() {
     redis.cli(&["SET", "k", "v"]);
     let base = this_hour();
     let clock = Arc::new(ManualClock::new(base - minutes(5)));
-    let first = server_with(&clock, Db::Postgres, |_| {}).await;
+    // Two local stores declared shared: only the records matter here.
+    let first = server_with(&clock, Db::Postgres, |c| c.shared_data_dir = true).await;
     let url = first.config.database_url.clone();
-    let second = server_with(&clock, Db::Sqlite, |c| c.database_url = url).await;
+    let second = server_with(&clock, Db::Sqlite, |c| {
+        c.database_url = url;
+        c.shared_data_dir = true;
+    })
+    .await;
     let instance = first.register_single(&redis.addr()).await;
     set_policy(&second, &instance, every_day_at(base, 7)).await;
     clock.set(base + minutes(15));

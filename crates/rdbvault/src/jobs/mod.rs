@@ -5,9 +5,10 @@
 //! worker claims the job, keeps its heartbeat while it runs, cancels it when
 //! its target is deleted or the server stops, and records the final state;
 //! the kind says only how to run one job and how to leave its target
-//! consistent when the node running it died. A node that stops
-//! heart-beating has its jobs recovered by any other node within
-//! [`STALE_AFTER`] and a bit, not only when it restarts.
+//! consistent when the node running it died. A running job holds a lease
+//! (`job_lease_secs`) that its node renews with a heartbeat; a node that
+//! stops renewing has its jobs recovered by any other node within the
+//! lease and a recovery round, not only when it restarts.
 //!
 //! **Periodic tasks** (the upload sweep, that recovery, link-key upkeep,
 //! metrics) and the workers themselves are owned by one guard,
@@ -31,10 +32,33 @@ use crate::objects::Objects;
 use crate::replication::snapshot::TransferTimeouts;
 use background::{Background, Status};
 
-/// A node whose job heartbeat is older than this is presumed dead.
-pub const STALE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(120);
-/// How often a running job's heartbeat is written.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// A job's lease, and how often its node renews it and every node looks
+/// for expired ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    /// A job whose heartbeat is older than this is presumed dead.
+    pub length: Duration,
+}
+
+impl Lease {
+    pub fn from_config(config: &Config) -> Lease {
+        Lease {
+            length: Duration::from_secs(config.job_lease_secs.max(3)),
+        }
+    }
+
+    /// Renewed four times or more per lease (every 5 s at most), so a
+    /// slow metadata store or a paused process does not lose it.
+    pub fn heartbeat_every(self) -> Duration {
+        (self.length / 4).min(Duration::from_secs(5))
+    }
+
+    /// Expired leases are looked for at least twice per lease (every 30 s
+    /// at most).
+    pub fn recovery_every(self) -> Duration {
+        (self.length / 2).min(Duration::from_secs(30))
+    }
+}
 /// Workers look for work this often even without a wake-up (jobs queued by other nodes).
 const POLL: Duration = Duration::from_secs(2);
 
@@ -69,6 +93,7 @@ pub struct JobContext {
     pub redis_tls: Arc<tokio_rustls::rustls::ClientConfig>,
     /// Shard transfers at once in a cluster backup (0: all shards, capped).
     pub cluster_parallel: usize,
+    pub lease: Lease,
     /// Where a `replicate` restore listens, and the host it announces.
     pub restore_listen: std::net::SocketAddr,
     pub restore_announce: Option<String>,
@@ -187,7 +212,7 @@ impl Workers {
 async fn run_claimed(ctx: &JobContext, job: &Job, cancel: CancellationToken) -> JobState {
     let run = run_kind(ctx, job, cancel);
     tokio::pin!(run);
-    let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+    let mut heartbeat = tokio::time::interval(ctx.lease.heartbeat_every());
     let state = loop {
         tokio::select! {
             state = &mut run => break state,
@@ -211,10 +236,11 @@ async fn run_claimed(ctx: &JobContext, job: &Job, cancel: CancellationToken) -> 
 
 /// Jobs whose node stopped: those this node was running before it started
 /// again (`own`, at start), and those of any node whose heartbeat is older
-/// than [`STALE_AFTER`]. Each is moved to `failed` (by one node only: the
+/// than its lease. Each is moved to `failed` (by one node only: the
 /// update is conditional) and its kind leaves the target consistent.
 pub async fn recover(ctx: &JobContext, own: bool) -> Result<usize, MetaError> {
-    let stale = chrono::Utc::now() - STALE_AFTER;
+    let stale = chrono::Utc::now()
+        - chrono::TimeDelta::from_std(ctx.lease.length).unwrap_or(chrono::TimeDelta::seconds(120));
     let owner = own.then_some(ctx.node_id.as_str());
     let mut recovered = 0;
     for job in ctx.meta.orphaned_jobs(owner, stale).await? {

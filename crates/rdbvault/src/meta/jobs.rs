@@ -133,7 +133,23 @@ impl Meta {
 
     /// Takes the oldest queued job for `owner`, if any. Safe against other
     /// nodes claiming the same job: only one UPDATE sees it still queued.
+    /// On PostgreSQL one statement skips the rows other nodes are claiming
+    /// (`FOR UPDATE SKIP LOCKED`), so nodes never wait on each other; on
+    /// SQLite (one node) a conditional UPDATE after the SELECT does it.
     pub async fn claim_job(&self, owner: &str) -> Result<Option<Job>> {
+        if self.backend() == super::Backend::Postgres {
+            let now = now_ms();
+            let row: Option<JobRow> = sqlx::query_as(
+                "UPDATE jobs SET state = 'running', owner = $1, heartbeat_at = $2, updated_at = $2, \
+                 attempts = attempts + 1 WHERE id = (SELECT id FROM jobs WHERE state = 'queued' \
+                 ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id, kind, target_id",
+            )
+            .bind(owner)
+            .bind(now)
+            .fetch_optional(self.pool())
+            .await?;
+            return row.map(job).transpose();
+        }
         loop {
             let candidate: Option<JobRow> = sqlx::query_as(
                 "SELECT id, kind, target_id FROM jobs WHERE state = 'queued' ORDER BY created_at, id LIMIT 1",

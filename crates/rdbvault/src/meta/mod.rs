@@ -9,6 +9,7 @@ mod backups;
 mod instances;
 mod jobs;
 mod link_keys;
+mod nodes;
 mod policies;
 mod restores;
 mod uploads;
@@ -17,6 +18,7 @@ pub use backups::{Backup, BackupFile, BackupStatus, NewBackup, ProgressReport};
 pub use instances::{Instance, InstanceFilter, Mode, NewInstance, Secret};
 pub use jobs::{Job, JobKind, JobState};
 pub use link_keys::LinkKey;
+pub use nodes::Peer;
 pub use policies::StoredPolicy;
 pub use restores::{
     KeyCounts, NewRestore, Restore, RestoreMethod, RestoreMode, RestoreProgress, RestoreStatus,

@@ -109,6 +109,16 @@ impl S3Server {
         config.s3.retry_timeout_secs = 3;
     }
 
+    /// The `[s3]` table of a `serve` configuration using this server.
+    pub fn toml(&self) -> String {
+        format!(
+            "storage = \"s3\"\nbucket = \"{S3_BUCKET}\"\n[s3]\nendpoint = \"{}\"\naccess_key = \"{S3_AK}\"\n\
+             secret_key = \"{S3_SK}\"\nprefix = \"{S3_PREFIX}\"\npath_style = true\npart_size_mib = 5\n\
+             retry_timeout_secs = 3\n",
+            self.endpoint()
+        )
+    }
+
     /// Where the store keeps the objects of our prefix, on disk.
     pub fn objects_root(&self) -> PathBuf {
         self.dir
@@ -1056,13 +1066,23 @@ pub struct ServeProcess {
 
 impl ServeProcess {
     pub fn start(data_dir: &std::path::Path, wrapper: &[&str]) -> ServeProcess {
+        Self::start_configured(data_dir, wrapper, "")
+    }
+
+    /// With `extra` TOML (top-level keys first, then tables) in its
+    /// configuration; the configuration file is `config_dir/rdbvault-{port}.toml`.
+    pub fn start_configured(
+        data_dir: &std::path::Path,
+        wrapper: &[&str],
+        extra: &str,
+    ) -> ServeProcess {
         let port = free_port();
-        let config = data_dir.join("rdbvault.toml");
+        let config = data_dir.join(format!("rdbvault-{port}.toml"));
         std::fs::create_dir_all(data_dir).unwrap();
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n[[credentials]]\naccess_key = \"{AK}\"\nsecret_key = \"{SK}\"\nprojects = [\"{PROJECT}\"]\n",
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n{extra}\n[[credentials]]\naccess_key = \"{AK}\"\nsecret_key = \"{SK}\"\nprojects = [\"{PROJECT}\"]\n",
                 data_dir.display()
             ),
         )
@@ -1387,6 +1407,11 @@ impl TestServer {
     pub async fn openapi(&self) -> serde_json::Value {
         serde_json::from_str(&self.get_text("/openapi.json").await).unwrap()
     }
+}
+
+/// A fresh PostgreSQL schema's URL, for several nodes to share.
+pub async fn shared_pg() -> String {
+    pg_schema().await.0
 }
 
 /// Runs `rdbvault serve --config file` on a free port in `data_dir` until it
