@@ -36,7 +36,12 @@ impl Format {
 
 /// Every object of `backup` lies under this prefix.
 pub fn backup_prefix(backup: &Backup) -> String {
-    format!("{}/{}/", backup.instance_id, backup.id)
+    prefix(&backup.instance_id, &backup.id)
+}
+
+/// The prefix of backup `backup_id` of instance `instance_id`.
+pub fn prefix(instance_id: &str, backup_id: &str) -> String {
+    format!("{instance_id}/{backup_id}/")
 }
 
 /// The object key of the file `name` of `backup`.

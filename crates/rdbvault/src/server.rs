@@ -183,16 +183,31 @@ fn start_periodic(
             jobs::recover(&ctx, false).await.map(drop)
         }
     });
+    // Objects no record owns are reported, never deleted here.
+    let orphan_ctx = ctx.clone();
+    background.every(
+        "store-sweep",
+        Duration::from_secs(config.sweep_interval_secs.max(1)),
+        move || {
+            let ctx = orphan_ctx.clone();
+            async move {
+                let found = jobs::orphans::find(&ctx.meta, &ctx.objects).await?;
+                if !found.objects.is_empty() {
+                    tracing::warn!(objects = found.objects.len(), bytes = found.bytes(),
+                        first = %found.objects[0].0,
+                        "objects in the store that no backup record owns; review them with `rdbvault store sweep`");
+                }
+                Ok::<_, jobs::orphans::SweepError>(())
+            }
+        },
+    );
     let (meta, keys) = (ctx.meta.clone(), links.clone());
     let rotation_days = config.link_key_rotation_days;
     background.every("link-keys", Duration::from_secs(3600), move || {
         link_key_maintenance(meta.clone(), keys.clone(), rotation_days)
     });
     let (meta, metrics, statuses) = (ctx.meta.clone(), metrics.clone(), background.statuses());
-    let storage = match config.storage {
-        crate::config::StorageKind::Local => "local",
-        crate::config::StorageKind::S3 => "s3",
-    };
+    let storage = config.storage.as_str();
     background.every("metrics", METRICS_EVERY, move || {
         let (meta, metrics, statuses) = (meta.clone(), metrics.clone(), statuses.clone());
         async move {

@@ -10,6 +10,7 @@ mod follow;
 mod inspect;
 mod instance;
 mod restore;
+mod store;
 
 use std::path::PathBuf;
 
@@ -118,6 +119,11 @@ enum Command {
         #[command(subcommand)]
         command: restore::RestoreCommand,
     },
+    /// The object store, read with this node's configuration (no service).
+    Store {
+        #[command(subcommand)]
+        command: store::StoreCommand,
+    },
 }
 
 /// The ids of `ClientArgs`' flags (clap names them after the fields).
@@ -207,6 +213,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Instance { command } => instance::run(command, client).await,
         Command::Backup { command } => backup::run(command, client).await,
         Command::Restore { command } => restore::run(command, client).await,
+        Command::Store { command } => store::run(command, client.json).await,
         Command::Inspect {
             target,
             instance,

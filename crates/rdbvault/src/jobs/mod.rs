@@ -17,6 +17,7 @@
 pub mod background;
 pub mod backup;
 pub mod failure;
+pub mod orphans;
 mod restore;
 
 use std::collections::HashMap;

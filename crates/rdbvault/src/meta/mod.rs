@@ -10,6 +10,7 @@ mod instances;
 mod jobs;
 mod link_keys;
 mod nodes;
+mod ownership;
 mod policies;
 mod restores;
 mod uploads;

@@ -232,6 +232,38 @@ impl Objects {
         }
     }
 
+    /// Every object of the store (under the configured prefix on S3), by
+    /// key, with its size.
+    pub(crate) async fn list_all(&self) -> Result<Vec<(String, u64)>, ObjectError> {
+        let prefix = match &self.storage {
+            Storage::Local { .. } => String::new(),
+            Storage::S3(s3) => s3.prefix().to_string(),
+        };
+        let root = (!prefix.is_empty())
+            .then(|| ObjectPath::parse(prefix.trim_end_matches('/')))
+            .transpose()
+            .map_err(|_| ObjectError::BadKey(prefix.clone()))?;
+        let listed: Vec<object_store::ObjectMeta> =
+            self.store.list(root.as_ref()).try_collect().await?;
+        Ok(listed
+            .into_iter()
+            .map(|m| {
+                let full = m.location.as_ref();
+                let key = full
+                    .strip_prefix(prefix.as_str())
+                    .unwrap_or(full)
+                    .to_string();
+                (key, m.size)
+            })
+            .collect())
+    }
+
+    /// Removes the object at `key`.
+    pub(crate) async fn delete(&self, key: &str) -> Result<(), ObjectError> {
+        self.store.delete(&self.path(key)?).await?;
+        Ok(())
+    }
+
     /// Removes every object under `prefix` (`a/b/` removes `a/b/*`), and on
     /// the local store any staging file an interrupted upload left there.
     pub(crate) async fn delete_prefix(&self, prefix: &str) -> Result<usize, ObjectError> {
