@@ -187,3 +187,51 @@ async fn a_local_store_is_not_shared_by_accident() {
     );
     first.stop().await;
 }
+
+/// Two nodes sharing one PostgreSQL and one `data_dir` (declared shared):
+/// a download link signed by one node is served by the other, whose link
+/// keys come from the same database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_signed_by_one_node_downloads_from_another() {
+    let db = shared_pg().await;
+    let shared = tempfile::tempdir().unwrap();
+    let on = |id: &'static str| {
+        let (db, dir) = (db.clone(), shared.path().to_path_buf());
+        move |c: &mut rdbvault::config::Config| {
+            c.database_url = Some(db);
+            c.data_dir = dir;
+            c.shared_data_dir = true;
+            c.node_id = Some(id.into());
+        }
+    };
+    let a = TestServer::start_with(Db::Sqlite, on("node-a")).await;
+    let b = TestServer::start_with(Db::Sqlite, on("node-b")).await;
+    let redis = RedisServer::start_fast(&[]);
+    redis.cli(&["SET", "k", "v"]);
+    let instance = a.register_single(&redis.addr()).await;
+    let backup = a.backed_up(&instance).await;
+    let r = a
+        .req(
+            "POST",
+            &format!("/v2/{PROJECT}/instances/{instance}/backups/{backup}/links"),
+        )
+        .json(r#"{"expiration": 300}"#)
+        .send()
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let link = r.json()["links"][0]["link"].as_str().unwrap().to_string();
+    assert!(link.starts_with(&a.base), "{link}");
+    let via_b = link.replacen(&a.base, &b.base, 1);
+    let got = reqwest::get(&via_b).await.unwrap();
+    assert_eq!(got.status(), 200);
+    let bytes = got.bytes().await.unwrap();
+    let files = common::all_files(&shared.path().join("objects").join(&instance).join(&backup));
+    assert_eq!(files.len(), 1, "{files:?}");
+    let stored = std::fs::read(&files[0]).unwrap();
+    assert_eq!(bytes.as_ref(), stored.as_slice());
+    // A tampered signature is refused there too.
+    let tampered = via_b.replace("Signature=", "Signature=x");
+    assert_eq!(reqwest::get(&tampered).await.unwrap().status(), 403);
+    b.stop().await;
+    a.stop().await;
+}
