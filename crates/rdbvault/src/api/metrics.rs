@@ -1,20 +1,28 @@
 //! Prometheus metrics: HTTP requests by route and status, latencies by
-//! route, jobs by kind and state, and what each background task does.
+//! route, jobs by kind and state, what each background task does, and the
+//! fleet's backup health (last success, failures, restores, stored bytes).
 //! Owned by the server state, not a global registry, so several servers
 //! (tests) can live in one process.
 
-use std::sync::Arc;
+use std::fmt::Write as _;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, LabelValueEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::meta::health::{BACKUP_STATUSES, Health, InstanceHealth, RESTORE_STATUSES};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -48,6 +56,7 @@ pub struct Metrics {
     task_busy: Family<TaskLabels, Gauge>,
     task_runs: Family<TaskLabels, Gauge>,
     task_failures: Family<TaskLabels, Gauge>,
+    health: Arc<HealthCollector>,
 }
 
 impl Default for Metrics {
@@ -91,7 +100,10 @@ impl Default for Metrics {
             "Rounds or jobs of a background task of this node that failed",
             task_failures.clone(),
         );
+        let health = Arc::new(HealthCollector::default());
+        registry.register_collector(Box::new(health.clone()));
         Metrics {
+            health,
             registry,
             requests,
             latency,
@@ -141,6 +153,20 @@ impl Metrics {
         }
     }
 
+    /// Takes in the backup health read from the metadata store; `storage`
+    /// names the store this node writes to (`local`, `s3`).
+    pub fn observe_health(&self, health: Health, storage: &'static str) {
+        let snapshot = HealthSnapshot {
+            health,
+            storage,
+            taken_at: chrono::Utc::now(),
+        };
+        // A poisoned lock (a panic mid-swap) keeps the old values.
+        if let Ok(mut current) = self.health.0.write() {
+            *current = Some(snapshot);
+        }
+    }
+
     pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
@@ -177,4 +203,358 @@ pub(crate) async fn track(
         .get_or_create(&RouteLabels { method, route })
         .observe(elapsed);
     response
+}
+
+/// The last health snapshot, swapped whole at each refresh so a scrape
+/// never sees half of one, and rendered as constant series: an instance
+/// deregistered (or a status no longer present) simply stops appearing,
+/// with nothing to forget in a long-lived family.
+#[derive(Debug, Default)]
+struct HealthCollector(RwLock<Option<HealthSnapshot>>);
+
+#[derive(Debug)]
+struct HealthSnapshot {
+    health: Health,
+    storage: &'static str,
+    taken_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A label value from a record (an instance's name, an error code),
+/// escaped as the text format requires: prometheus-client writes label
+/// values verbatim, and a `"` or a newline in one would break the
+/// exposition.
+#[derive(Debug, Clone, Copy)]
+struct Escaped<'a>(&'a str);
+
+impl EncodeLabelValue for Escaped<'_> {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+type Labels<'a> = Vec<(&'static str, Escaped<'a>)>;
+
+/// The labels that name an instance in its own series.
+fn ident(i: &InstanceHealth) -> Labels<'_> {
+    vec![
+        ("instance_id", Escaped(&i.id)),
+        ("instance_name", Escaped(&i.name)),
+        ("project_id", Escaped(&i.project_id)),
+    ]
+}
+
+fn by_id(i: &InstanceHealth) -> Labels<'_> {
+    vec![("instance_id", Escaped(&i.id))]
+}
+
+fn seconds(t: chrono::DateTime<chrono::Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+/// One gauge family: its HELP and TYPE, then each sample.
+fn gauges<V: prometheus_client::encoding::EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: &[(Labels<'_>, V)],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in samples {
+        family.encode_family(labels)?.encode_gauge(value)?;
+    }
+    Ok(())
+}
+
+impl Collector for HealthCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(guard) = self.0.read() else {
+            return Ok(());
+        };
+        // Nothing before the first refresh: no series is better than
+        // zeros that would claim there are no instances.
+        let Some(snap) = guard.as_ref() else {
+            return Ok(());
+        };
+        let h = &snap.health;
+
+        let info: Vec<_> = h.instances.iter().map(|i| (ident(i), 1i64)).collect();
+        gauges(
+            &mut encoder,
+            "instance_info",
+            "Every registered instance, 1; its labels name it (join on instance_id).",
+            &info,
+        )?;
+
+        let ok = || {
+            h.instances
+                .iter()
+                .filter_map(|i| i.last_success.as_ref().map(|s| (i, s)))
+        };
+        let when: Vec<_> = ok()
+            .map(|(i, s)| (ident(i), seconds(s.finished_at)))
+            .collect();
+        gauges(
+            &mut encoder,
+            "backup_last_success_timestamp_seconds",
+            "When the newest successful backup of the instance finished (unix seconds); \
+             absent while none has succeeded.",
+            &when,
+        )?;
+        let took: Vec<_> = ok()
+            .map(|(i, s)| (ident(i), s.duration.as_secs_f64()))
+            .collect();
+        gauges(
+            &mut encoder,
+            "backup_last_success_duration_seconds",
+            "How long the newest successful backup of the instance took, from its start to its end.",
+            &took,
+        )?;
+        let size: Vec<_> = ok().map(|(i, s)| (ident(i), s.bytes)).collect();
+        gauges(
+            &mut encoder,
+            "backup_last_success_bytes",
+            "Stored bytes of the newest successful backup of the instance.",
+            &size,
+        )?;
+        let in_a_row: Vec<_> = h
+            .instances
+            .iter()
+            .map(|i| (by_id(i), i.consecutive_failures))
+            .collect();
+        gauges(
+            &mut encoder,
+            "backup_consecutive_failures",
+            "Failed backups of the instance since its last successful one (0 after a success).",
+            &in_a_row,
+        )?;
+
+        {
+            let mut failures = encoder.encode_descriptor(
+                "backup_failures",
+                "Failed backup records by instance and error code. Counted from the records: it only \
+                 grows while they stay; deleting a failed record or the instance lowers it, which \
+                 Prometheus takes as a counter reset.",
+                None,
+                MetricType::Counter,
+            )?;
+            for c in h.backups.iter().filter(|c| c.status == "failed") {
+                let labels: Labels<'_> = vec![
+                    ("instance_id", Escaped(&c.instance_id)),
+                    ("error_code", Escaped(&c.error_code)),
+                ];
+                let n = u64::try_from(c.count).unwrap_or(0);
+                failures
+                    .encode_family(&labels)?
+                    .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+            }
+        }
+
+        // Every status of every instance, zeros included, so a series drops
+        // to 0 rather than vanishing when its last record moves on.
+        let mut by_status = Vec::new();
+        for i in &h.instances {
+            for status in BACKUP_STATUSES.map(|s| s.as_str()) {
+                let n: i64 = h
+                    .backups
+                    .iter()
+                    .filter(|c| c.instance_id == i.id && c.status == status)
+                    .map(|c| c.count)
+                    .sum();
+                by_status.push((
+                    vec![("instance_id", Escaped(&i.id)), ("status", Escaped(status))],
+                    n,
+                ));
+            }
+        }
+        gauges(
+            &mut encoder,
+            "backups",
+            "Backup records of the instance by status.",
+            &by_status,
+        )?;
+
+        let policy = || {
+            h.instances
+                .iter()
+                .filter_map(|i| i.auto_policy.as_ref().map(|p| (i, p)))
+        };
+        let interval: Vec<_> = policy()
+            .filter_map(|(i, p)| {
+                p.longest_gap_days
+                    .map(|d| (ident(i), i64::from(d) * 86_400))
+            })
+            .collect();
+        gauges(
+            &mut encoder,
+            "backup_policy_interval_seconds",
+            "Instances with an automatic backup policy: the longest wait between two planned \
+             backups (86400 when every day is planned).",
+            &interval,
+        )?;
+        let set_at: Vec<_> = policy()
+            .map(|(i, p)| (ident(i), seconds(p.set_at)))
+            .collect();
+        gauges(
+            &mut encoder,
+            "backup_policy_timestamp_seconds",
+            "Instances with an automatic backup policy: when it was last set (unix seconds).",
+            &set_at,
+        )?;
+
+        let restores: Vec<_> = RESTORE_STATUSES
+            .map(|s| s.as_str())
+            .into_iter()
+            .map(|status| {
+                let n = h
+                    .restores
+                    .iter()
+                    .filter(|(s, _)| s == status)
+                    .map(|(_, n)| *n)
+                    .sum::<i64>();
+                (vec![("status", Escaped(status))], n)
+            })
+            .collect();
+        gauges(
+            &mut encoder,
+            "restores",
+            "Restore records by status.",
+            &restores,
+        )?;
+        let mut last_restore = Vec::new();
+        for i in &h.instances {
+            let Some(last) = &i.last_restore else {
+                continue;
+            };
+            for status in RESTORE_STATUSES.map(|s| s.as_str()) {
+                let is = i64::from(last == status);
+                last_restore.push((
+                    vec![("instance_id", Escaped(&i.id)), ("status", Escaped(status))],
+                    is,
+                ));
+            }
+        }
+        gauges(
+            &mut encoder,
+            "restore_last_status",
+            "1 for the status of the newest restore into the instance, 0 for the others; \
+             absent while none was asked.",
+            &last_restore,
+        )?;
+
+        let stored: i64 = h
+            .backups
+            .iter()
+            .filter(|c| c.status == "succeed")
+            .map(|c| c.bytes)
+            .sum();
+        gauges(
+            &mut encoder,
+            "store_bytes",
+            "Bytes of the successful backups kept in the object store, from their records.",
+            &[(vec![("storage", Escaped(snap.storage))], stored)],
+        )?;
+
+        let waiting: Vec<_> = crate::meta::JobKind::ALL
+            .into_iter()
+            .map(|kind| {
+                let age = h
+                    .oldest_queued
+                    .iter()
+                    .find(|(k, _)| *k == kind)
+                    .map_or(0.0, |(_, at)| {
+                        (snap.taken_at - *at).num_milliseconds().max(0) as f64 / 1000.0
+                    });
+                (vec![("kind", Escaped(kind.as_str()))], age)
+            })
+            .collect();
+        gauges(
+            &mut encoder,
+            "jobs_oldest_queued_seconds",
+            "How long the oldest queued job of the kind has waited for a worker, as of the last \
+             refresh (0 when none is queued).",
+            &waiting,
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::health::{AutoPolicy, BackupCount, InstanceHealth, LastSuccess};
+
+    #[test]
+    fn health_renders_as_exposition_with_escaped_labels() {
+        let metrics = Metrics::default();
+        assert!(
+            !metrics.render().contains("rdbvault_instance_info"),
+            "nothing claimed before the first refresh"
+        );
+        let at = chrono::DateTime::from_timestamp_millis(1_700_000_000_250).unwrap_or_default();
+        let count = |status: &str, code: &str, count, bytes| BackupCount {
+            instance_id: "i1".into(),
+            status: status.into(),
+            error_code: code.into(),
+            count,
+            bytes,
+        };
+        metrics.observe_health(
+            Health {
+                instances: vec![InstanceHealth {
+                    id: "i1".into(),
+                    name: "a\"b\\c\nd".into(),
+                    project_id: "p".into(),
+                    last_success: Some(LastSuccess {
+                        finished_at: at,
+                        duration: std::time::Duration::from_millis(1500),
+                        bytes: 42,
+                    }),
+                    consecutive_failures: 2,
+                    auto_policy: Some(AutoPolicy {
+                        set_at: at,
+                        longest_gap_days: Some(3),
+                    }),
+                    last_restore: Some("failed".into()),
+                }],
+                backups: vec![
+                    count("succeed", "", 1, 42),
+                    count("failed", "dcs.08.0101", 2, 0),
+                ],
+                restores: vec![("failed".into(), 1)],
+                oldest_queued: Vec::new(),
+            },
+            "s3",
+        );
+        let text = metrics.render();
+        let ident = r#"{instance_id="i1",instance_name="a\"b\\c\nd",project_id="p"}"#;
+        for line in [
+            "# TYPE rdbvault_backup_last_success_timestamp_seconds gauge".to_string(),
+            format!("rdbvault_backup_last_success_timestamp_seconds{ident} 1700000000.25"),
+            format!("rdbvault_backup_last_success_duration_seconds{ident} 1.5"),
+            format!("rdbvault_backup_last_success_bytes{ident} 42"),
+            format!("rdbvault_backup_policy_interval_seconds{ident} 259200"),
+            format!("rdbvault_instance_info{ident} 1"),
+            r#"rdbvault_backup_consecutive_failures{instance_id="i1"} 2"#.into(),
+            "# TYPE rdbvault_backup_failures counter".into(),
+            r#"rdbvault_backup_failures_total{instance_id="i1",error_code="dcs.08.0101"} 2"#.into(),
+            r#"rdbvault_backups{instance_id="i1",status="deleted"} 0"#.into(),
+            r#"rdbvault_restores{status="failed"} 1"#.into(),
+            r#"rdbvault_restore_last_status{instance_id="i1",status="failed"} 1"#.into(),
+            r#"rdbvault_restore_last_status{instance_id="i1",status="succeed"} 0"#.into(),
+            r#"rdbvault_store_bytes{storage="s3"} 42"#.into(),
+            r#"rdbvault_jobs_oldest_queued_seconds{kind="backup"} 0.0"#.into(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+        }
+        // The health families sit inside the exposition, before its end.
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
 }

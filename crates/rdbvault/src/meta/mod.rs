@@ -6,6 +6,7 @@
 //! placeholders PostgreSQL needs.
 
 mod backups;
+pub mod health;
 mod instances;
 mod jobs;
 mod link_keys;
