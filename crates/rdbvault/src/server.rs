@@ -184,14 +184,15 @@ fn start_periodic(
         }
     });
     // Objects no record owns are reported, never deleted here.
-    let orphan_ctx = ctx.clone();
+    let (orphan_ctx, orphan_metrics) = (ctx.clone(), metrics.clone());
     background.every(
         "store-sweep",
         Duration::from_secs(config.sweep_interval_secs.max(1)),
         move || {
-            let ctx = orphan_ctx.clone();
+            let (ctx, metrics) = (orphan_ctx.clone(), orphan_metrics.clone());
             async move {
                 let found = jobs::orphans::find(&ctx.meta, &ctx.objects).await?;
+                metrics.observe_orphans(&found);
                 if !found.objects.is_empty() {
                     tracing::warn!(objects = found.objects.len(), bytes = found.bytes(),
                         first = %found.objects[0].0,

@@ -603,20 +603,24 @@ async fn alert_rules_name_exposed_metrics(db: Db) {
             );
         }
     }
-    // Where Prometheus's own checker is installed (Debian's `prometheus`
-    // package has it), the PromQL is parsed for real as well.
-    match Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(rules_path())
-        .output()
-    {
-        Ok(out) => assert!(
+    // Prometheus's own checker parses the PromQL, and runs the rules' unit
+    // tests (firing and not, two nodes scraped, a quote in a name).
+    // `.ci/test` installs it (Debian's `prometheus` package).
+    let tests = rules_path().with_file_name("rdbvault-alerts.test.yml");
+    for args in [
+        vec!["check".into(), "rules".into(), rules_path()],
+        vec!["test".into(), "rules".into(), tests],
+    ] {
+        let out = Command::new("promtool")
+            .args(&args)
+            .output()
+            .expect("promtool on PATH (apt-get install prometheus; .ci/test does)");
+        assert!(
             out.status.success(),
-            "promtool check rules: {}{}",
+            "promtool {args:?}: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => eprintln!("promtool not run ({e}): the checks above only"),
+        );
     }
     // The rules the operations section promises.
     for alert in [

@@ -7,8 +7,9 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
-use common::{Db, RedisServer, TestServer};
+use common::{Db, RedisServer, TestServer, wait_for};
 
 local_and_s3!(orphans_are_listed_and_deleted_only_when_asked);
 
@@ -47,7 +48,8 @@ fn sweep(server: &TestServer, args: &[&str]) -> serde_json::Value {
 async fn orphans_are_listed_and_deleted_only_when_asked(db: Db) {
     let redis = RedisServer::start_fast(&[]);
     redis.cli(&["SET", "k", "v"]);
-    let server = TestServer::start(db).await;
+    // Every node's own sweep reports them each second here.
+    let server = TestServer::start_with(db, |c| c.sweep_interval_secs = 1).await;
     let instance = server.register_single(&redis.addr()).await;
     let backup = server.backed_up(&instance).await;
     let kept = server.stored_files(&instance, &backup);
@@ -73,6 +75,17 @@ async fn orphans_are_listed_and_deleted_only_when_asked(db: Db) {
     assert_eq!(orphans[0]["size"], 15);
     assert!(found["deleted"].is_null());
     assert!(stray_dir.join("stray.rdb").exists(), "listed, not deleted");
+    let gauge = |n: u32| format!("rdbvault_store_orphaned_objects {n}\n");
+    wait_for(
+        "the node's sweep to report it",
+        Duration::from_secs(20),
+        || async {
+            let text = server.get_text("/metrics").await;
+            (text.contains(&gauge(1)) && text.contains("rdbvault_store_orphaned_bytes 15\n"))
+                .then_some(())
+        },
+    )
+    .await;
 
     let swept = sweep(&server, &["--delete"]);
     assert_eq!(swept["deleted"], 1, "{swept}");
@@ -84,5 +97,13 @@ async fn orphans_are_listed_and_deleted_only_when_asked(db: Db) {
             .unwrap()
             .is_empty()
     );
+    wait_for("the report to clear", Duration::from_secs(20), || async {
+        server
+            .get_text("/metrics")
+            .await
+            .contains(&gauge(0))
+            .then_some(())
+    })
+    .await;
     server.stop().await;
 }

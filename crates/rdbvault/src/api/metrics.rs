@@ -57,6 +57,9 @@ pub struct Metrics {
     task_runs: Family<TaskLabels, Gauge>,
     task_failures: Family<TaskLabels, Gauge>,
     health: Arc<HealthCollector>,
+    orphaned_objects: Gauge,
+    orphaned_bytes: Gauge,
+    pending_uploads: Gauge,
 }
 
 impl Default for Metrics {
@@ -102,8 +105,29 @@ impl Default for Metrics {
         );
         let health = Arc::new(HealthCollector::default());
         registry.register_collector(Box::new(health.clone()));
+        let orphaned_objects = Gauge::default();
+        registry.register(
+            "store_orphaned_objects",
+            "Objects in the store that no backup record owns, at the last store sweep (review with `rdbvault store sweep`)",
+            orphaned_objects.clone(),
+        );
+        let orphaned_bytes = Gauge::default();
+        registry.register(
+            "store_orphaned_bytes",
+            "Bytes of the objects no backup record owns, at the last store sweep",
+            orphaned_bytes.clone(),
+        );
+        let pending_uploads = Gauge::default();
+        registry.register(
+            "store_pending_uploads",
+            "Multipart uploads recorded and neither completed nor aborted, at the last store sweep",
+            pending_uploads.clone(),
+        );
         Metrics {
             health,
+            orphaned_objects,
+            orphaned_bytes,
+            pending_uploads,
             registry,
             requests,
             latency,
@@ -155,6 +179,15 @@ impl Metrics {
 
     /// Takes in the backup health read from the metadata store; `storage`
     /// names the store this node writes to (`local`, `s3`).
+    /// Takes in what the last store sweep found.
+    pub fn observe_orphans(&self, found: &crate::jobs::orphans::Orphans) {
+        self.orphaned_objects
+            .set(i64::try_from(found.objects.len()).unwrap_or(i64::MAX));
+        self.orphaned_bytes
+            .set(i64::try_from(found.bytes()).unwrap_or(i64::MAX));
+        self.pending_uploads.set(found.pending_uploads);
+    }
+
     pub fn observe_health(&self, health: Health, storage: &'static str) {
         let snapshot = HealthSnapshot {
             health,
