@@ -312,6 +312,28 @@ async fn tampered_expired_and_escaping_links_are_refused() {
         200,
         "a link signed the same way but still valid works"
     );
+    // Signed with the service's own key, but valid for longer than any link
+    // it issues (a leaked key minting links until 2100): refused.
+    let sign_until = |at: chrono::DateTime<chrono::Utc>| {
+        let (signer, path) = (&signer, path);
+        async move { format!("{url}?{}", signer.sign(path, at).await.unwrap()) }
+    };
+    let far = sign_until("2100-01-01T00:00:00Z".parse().unwrap()).await;
+    let denied = curl(&[&far]);
+    assert_denied(&denied, 403, "AccessDenied");
+    assert!(
+        String::from_utf8_lossy(&denied.2).contains("further ahead"),
+        "{:?}",
+        String::from_utf8_lossy(&denied.2)
+    );
+    let day_and_more = sign_until(chrono::Utc::now() + chrono::TimeDelta::hours(25)).await;
+    assert_eq!(curl(&[&day_and_more]).0, 403);
+    let within_a_day = sign_until(chrono::Utc::now() + chrono::TimeDelta::hours(23)).await;
+    assert_eq!(
+        curl(&[&within_a_day]).0,
+        200,
+        "the API's longest links stay valid"
+    );
 
     // Key rotation: old links keep working, new links use the new key, and a
     // retired key stops verifying once its longest link would have expired.

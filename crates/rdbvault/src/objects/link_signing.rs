@@ -25,6 +25,8 @@ use crate::meta::{LinkKey, Meta, MetaError};
 
 /// The longest validity a link can be given (ListBackupFileLinks allows 86400 s).
 pub(crate) const MAX_LINK_SECS: i64 = 86_400;
+/// How far another node's clock may run ahead of this one's.
+const CLOCK_SKEW_SECS: i64 = 300;
 /// Unknown key ids trigger a reload (another node may have rotated), at most this often.
 const RELOAD_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 /// Keys are re-read this often anyway, to pick up rotations by other nodes.
@@ -51,6 +53,8 @@ pub enum LinkError {
     UnknownKey,
     #[error("The request signature we calculated does not match the signature you provided.")]
     BadSignature,
+    #[error("Expires is further ahead than any link can be valid (24 hours)")]
+    TooFarAhead,
 }
 
 struct Cache {
@@ -175,6 +179,12 @@ impl LinkSigner {
             .is_some_and(|r| now_s > r.timestamp() + MAX_LINK_SECS);
         if now_s > expires || retired_too_long {
             return Err(LinkError::Expired.into());
+        }
+        // No link is issued for longer than MAX_LINK_SECS: one that claims
+        // more was not signed by this service (or by a leaked key), whoever
+        // signed it. A few minutes allow for other nodes' clocks.
+        if expires > now_s + MAX_LINK_SECS + CLOCK_SKEW_SECS {
+            return Err(LinkError::TooFarAhead.into());
         }
         Ok(())
     }
