@@ -23,6 +23,7 @@ pub(crate) mod jobs;
 pub mod meta;
 pub(crate) mod object_keys;
 pub mod objects;
+pub mod private_files;
 pub mod redis_addr;
 pub mod replication;
 pub mod schedule;

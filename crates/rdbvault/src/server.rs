@@ -59,6 +59,11 @@ pub async fn run_with_clock(
         );
     }
     std::fs::create_dir_all(&config.data_dir)?;
+    let tightened = crate::private_files::make_private(&config.data_dir)?;
+    if tightened > 0 {
+        tracing::warn!(entries = tightened, data_dir = %config.data_dir.display(),
+            "files and directories under data_dir were readable by other users; made private (0600/0700)");
+    }
     let meta = Meta::connect(&config.database_url()).await?;
     tracing::info!(backend = ?meta.backend(), "metadata store ready");
     crate::config::check_bucket_name(&config.bucket)?;
