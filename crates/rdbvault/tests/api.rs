@@ -206,18 +206,20 @@ async fn authentication_and_project_scoping(db: Db) {
     r.sign = false;
     r.send().await.assert_error(401, "DCS.1003");
 
-    server
+    let wrong_secret = server
         .req("GET", &path)
         .signed_by(common::AK, "wrong-secret")
         .send()
-        .await
-        .assert_error(401, "DCS.1001");
-    server
+        .await;
+    wrong_secret.assert_error(401, "DCS.1001");
+    let unknown_key = server
         .req("GET", &path)
         .signed_by("UNKNOWNAK", common::SK)
         .send()
-        .await
-        .assert_error(401, "DCS.1001");
+        .await;
+    unknown_key.assert_error(401, "DCS.1001");
+    // Word for word the same: access keys cannot be enumerated.
+    assert_eq!(unknown_key.json(), wrong_secret.json());
 
     let mut r = server.req("GET", &path);
     r.date = chrono::Utc::now() - chrono::TimeDelta::minutes(16);
@@ -388,6 +390,21 @@ async fn bad_requests_get_dcs_errors(db: Db) {
     r.extra_headers
         .push(("x-request-id".into(), "trace-me-42".into()));
     assert_eq!(r.send().await.request_id.as_deref(), Some("trace-me-42"));
+    // One that is long or not plain (it goes into every log line) is replaced.
+    for hostile in [
+        "a".repeat(65),
+        "x y".into(),
+        "id;drop".into(),
+        "<script>".into(),
+        "a\"b".into(),
+    ] {
+        let mut r = server.req("GET", &format!("/v2/{PROJECT}/instances"));
+        r.extra_headers
+            .push(("x-request-id".into(), hostile.clone()));
+        let id = r.send().await.request_id.unwrap();
+        assert_ne!(id, hostile);
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    }
     server.stop().await;
 }
 

@@ -138,6 +138,7 @@ pub fn router(state: SharedState) -> Router {
         .layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::map_request(drop_unsafe_request_id))
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
                     let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -155,6 +156,26 @@ async fn method_not_allowed(req: Request) -> ApiError {
 /// Verifies the SDK signature of a `/v2/{project_id}/...` request and its
 /// right to the project, then hands the handler the body it has read (the
 /// signature covers the raw bytes, so they are read here, with the size limit).
+/// A client's own `X-Request-Id` is kept (tracing across systems) only
+/// when it is short and plain: it goes into every log line and back to the
+/// client, so anything else is replaced by a generated one.
+async fn drop_unsafe_request_id(mut req: Request) -> Request {
+    let safe = |v: &[u8]| {
+        !v.is_empty()
+            && v.len() <= 64
+            && v.iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    };
+    if req
+        .headers()
+        .get(REQUEST_ID)
+        .is_some_and(|v| !safe(v.as_bytes()))
+    {
+        req.headers_mut().remove(REQUEST_ID);
+    }
+    req
+}
+
 async fn authenticate(State(state): State<SharedState>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let limit = state.config.max_body_bytes;
@@ -184,7 +205,12 @@ async fn authenticate(State(state): State<SharedState>, req: Request, next: Next
         Err(e @ crate::auth::AuthError::ProjectForbidden(_)) => {
             return ApiError::Forbidden(e).into_response();
         }
-        Err(e) => return ApiError::Unauthenticated(e).into_response(),
+        Err(e) => {
+            if e == crate::auth::AuthError::UnknownKey {
+                tracing::warn!("request signed with an access key no credential has");
+            }
+            return ApiError::Unauthenticated(e).into_response();
+        }
     };
     let mut req = Request::from_parts(parts, axum::body::Body::from(bytes));
     req.extensions_mut().insert(principal);

@@ -22,7 +22,10 @@ pub enum AuthError {
     Missing,
     #[error("the Authorization header is not a valid SDK-HMAC-SHA256 authorization")]
     Malformed,
-    #[error("unknown access key")]
+    /// Said to the client exactly as [`AuthError::BadSignature`], so access
+    /// keys cannot be told apart from wrong secrets (enumerated); the log
+    /// tells them apart.
+    #[error("the signature does not match")]
     UnknownKey,
     #[error("header {0} must be signed")]
     UnsignedHeader(&'static str),
