@@ -38,18 +38,13 @@ pub(crate) fn canonical_uri(path: &str) -> String {
 
 /// The raw query string parsed into pairs, sorted by key then value, and
 /// re-encoded; the SDK sends exactly this form, so any client that does not
-/// is rejected rather than guessed at.
+/// is rejected rather than guessed at. It is parsed exactly as the handlers
+/// parse it (`application/x-www-form-urlencoded`: `+` is a space), so the
+/// values that were signed are the values acted on: a request signed for
+/// `A%2BB` cannot be replayed as `A+B`, which a handler reads as `A B`.
 pub(crate) fn canonical_query(query: &str) -> String {
-    let mut pairs: Vec<(String, String)> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (
-                percent_decode_str(k).decode_utf8_lossy().into_owned(),
-                percent_decode_str(v).decode_utf8_lossy().into_owned(),
-            )
-        })
+    let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     pairs.sort();
     pairs
@@ -160,6 +155,17 @@ impl<'a> Authorization<'a> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_query_is_canonicalised_as_handlers_read_it() {
+        // `+` is a space to the handlers, so to the signature too.
+        assert_eq!(canonical_query("name=A+B"), canonical_query("name=A%20B"));
+        assert_ne!(canonical_query("name=A%2BB"), canonical_query("name=A+B"));
+        assert_eq!(canonical_query("name=A%2BB"), "name=A%2BB");
+        assert_eq!(canonical_query("b=2&a=1&a=0"), "a=0&a=1&b=2");
+        assert_eq!(canonical_query("flag&x="), "flag=&x=");
+    }
+
     use super::*;
 
     const AK: &str = "AKEXAMPLE1234567890";
