@@ -284,6 +284,29 @@ fn requested_range(headers: &HeaderMap, etag: Option<&str>, len: u64) -> Range {
     {
         return Range::Full;
     }
+    // What RFC 9110 (14.1.1) says and the parser does not: a suffix longer
+    // than the file is the whole file, a zero-length suffix cannot be
+    // satisfied, and a range ending before it starts is invalid, so the
+    // header is ignored.
+    if let Some(spec) = value.trim().strip_prefix("bytes=")
+        && !spec.contains(',')
+    {
+        let spec = spec.trim();
+        if let Some(suffix) = spec.strip_prefix('-').and_then(|n| n.parse::<u64>().ok()) {
+            return match suffix {
+                0 => Range::Unsatisfiable,
+                _ if len == 0 => Range::Unsatisfiable,
+                n if n >= len => Range::Part(0..=len - 1),
+                n => Range::Part(len - n..=len - 1),
+            };
+        }
+        if let Some((first, last)) = spec.split_once('-')
+            && let (Ok(first), Ok(last)) = (first.parse::<u64>(), last.parse::<u64>())
+            && last < first
+        {
+            return Range::Full;
+        }
+    }
     let Ok(parsed) = http_range_header::parse_range_header(value) else {
         return Range::Full;
     };
@@ -365,6 +388,19 @@ mod tests {
             requested_range(&h, None, 100),
             Range::Unsatisfiable
         ));
+        // RFC 9110: a suffix longer than the file is all of it; a zero
+        // suffix is unsatisfiable; a range ending before it starts is ignored.
+        h.insert(header::RANGE, HeaderValue::from_static("bytes=-500"));
+        assert!(matches!(requested_range(&h, None, 100), Range::Part(r) if r == (0..=99)));
+        h.insert(header::RANGE, HeaderValue::from_static("bytes=-100"));
+        assert!(matches!(requested_range(&h, None, 100), Range::Part(r) if r == (0..=99)));
+        h.insert(header::RANGE, HeaderValue::from_static("bytes=-0"));
+        assert!(matches!(
+            requested_range(&h, None, 100),
+            Range::Unsatisfiable
+        ));
+        h.insert(header::RANGE, HeaderValue::from_static("bytes=5-3"));
+        assert!(matches!(requested_range(&h, None, 100), Range::Full));
         h.insert(header::RANGE, HeaderValue::from_static("bytes=0-1,5-6"));
         assert!(matches!(requested_range(&h, None, 100), Range::Full));
         h.insert(header::RANGE, HeaderValue::from_static("pages=1"));
