@@ -11,6 +11,12 @@ use super::resp::{self, Reply, RespError};
 use crate::meta::Secret;
 use crate::redis_addr::RedisAddr;
 
+/// Longest bulk string an ordinary command's reply may hold: `CLUSTER
+/// NODES` of a thousand nodes is a few hundred KiB.
+pub(crate) const REPLY_LIMIT: usize = 8 << 20;
+/// Longest `INFO` reply accepted.
+pub(crate) const INFO_LIMIT: usize = 1 << 20;
+
 /// What it takes to reach and log in to a node.
 #[derive(Clone)]
 pub struct Endpoint {
@@ -184,7 +190,20 @@ impl Connection {
     }
 
     /// Sends a command and returns the reply as it came, errors included.
+    /// Sends one command and reads its reply, bulk strings up to
+    /// [`REPLY_LIMIT`]: what an ordinary command answers; a hostile or broken
+    /// peer announcing more is refused before a byte of it is read.
     pub(crate) async fn request(&mut self, args: &[&[u8]]) -> Result<Reply, ConnError> {
+        self.request_up_to(args, REPLY_LIMIT).await
+    }
+
+    /// [`Connection::request`] with replies up to `max_bulk` bytes (a
+    /// `FUNCTION DUMP` of many libraries).
+    pub(crate) async fn request_up_to(
+        &mut self,
+        args: &[&[u8]],
+        max_bulk: usize,
+    ) -> Result<Reply, ConnError> {
         let addr = self.addr.clone();
         let resp_err = |source| ConnError::Resp {
             addr: addr.clone(),
@@ -196,7 +215,9 @@ impl Connection {
                 .await
                 .map_err(|e| resp_err(e.into()))?;
             self.stream.flush().await.map_err(|e| resp_err(e.into()))?;
-            resp::read_reply(&mut self.stream).await.map_err(resp_err)
+            resp::read_reply_up_to(&mut self.stream, max_bulk)
+                .await
+                .map_err(resp_err)
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
@@ -279,12 +300,17 @@ impl Connection {
         }
     }
 
-    /// `INFO <section>` parsed into `field -> value`.
+    /// `INFO <section>` parsed into `field -> value`; a reply over
+    /// [`INFO_LIMIT`] is refused (a real server's is a few KiB).
     pub(crate) async fn info(
         &mut self,
         section: &str,
     ) -> Result<HashMap<String, String>, ConnError> {
-        let reply = self.command(&[b"INFO", section.as_bytes()]).await?;
+        let args: [&[u8]; 2] = [b"INFO", section.as_bytes()];
+        let reply = match self.request_up_to(&args, INFO_LIMIT).await? {
+            Reply::Error(message) => return Err(ConnError::refused(&self.addr, &args, message)),
+            reply => reply,
+        };
         let text = reply.into_string().unwrap_or_default();
         Ok(parse_info(&text))
     }

@@ -147,7 +147,10 @@ impl ReplicaCopy {
             .cloned()
             .unwrap_or_else(|| "0.0.0".into());
         // Redis 7+ keeps function libraries in the dump; 6.2 has none.
-        let functions = match conn.request(&[b"FUNCTION", b"DUMP"]).await? {
+        let functions = match conn
+            .request_up_to(&[b"FUNCTION", b"DUMP"], super::resp::MAX_BULK)
+            .await?
+        {
             Reply::Bulk(Some(payload)) => Some(payload),
             Reply::Error(e) if e.contains("unknown command") => None,
             Reply::Error(e) => {
