@@ -564,3 +564,36 @@ async fn listing_probes_in_parallel() {
     );
     server.stop().await;
 }
+
+/// Five failed signatures for one access key lock it for a while: 429 with
+/// Retry-After, even for a good signature; other keys are unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failed_signatures_lock_the_access_key() {
+    let server = TestServer::start(Db::Sqlite).await;
+    let path = format!("/v2/{PROJECT}/instances");
+    for _ in 0..5 {
+        server
+            .req("GET", &path)
+            .signed_by(common::AK, "guessed-secret")
+            .send()
+            .await
+            .assert_error(401, "DCS.1001");
+    }
+    let locked = server.req("GET", &path).send().await;
+    locked.assert_error(429, "DCS.4960");
+    let wait: u64 = locked.retry_after.as_deref().unwrap().parse().unwrap();
+    assert!((1..=300).contains(&wait), "{wait}");
+    // Another credential still works.
+    let mut other = server
+        .req("GET", &format!("/v2/{OTHER_PROJECT}/instances"))
+        .signed_by(OTHER_AK, OTHER_SK);
+    other.project_header = Some(OTHER_PROJECT.into());
+    let other = other.send().await;
+    assert_eq!(
+        other.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&other.body)
+    );
+    server.stop().await;
+}

@@ -180,6 +180,7 @@ catalogue! {
     ClusterIncomplete => "DCS.4950", BAD_REQUEST, "cluster slots not all covered";
     ClusterTooLarge => "DCS.4951", BAD_REQUEST, "cluster has more than 64 shards";
     UnknownUrl => "DCS.4001", NOT_FOUND, "requested URL does not exist";
+    LockedOut => "DCS.4960", TOO_MANY_REQUESTS, "too many failed signatures for the access key; retry later";
     PolicySaveDays => "DCS.4072", BAD_REQUEST, "invalid backup policy save_days";
     PolicyBackupType => "DCS.4073", BAD_REQUEST, "invalid backup policy backup_type";
     PolicyPeriodType => "DCS.4074", BAD_REQUEST, "invalid backup policy period_type";
@@ -280,6 +281,7 @@ impl ApiError {
             E::MethodNotAllowed(_) => Entry::MethodNotAllowed,
             E::Unauthenticated(AuthError::Missing) => Entry::AuthorizationMissing,
             E::Unauthenticated(AuthError::Skew) => Entry::ClockSkew,
+            E::Unauthenticated(AuthError::LockedOut(_)) => Entry::LockedOut,
             E::Unauthenticated(_) => Entry::SignatureRefused,
             E::Forbidden(_) => Entry::ProjectForbidden,
             E::Internal(_) => Entry::Internal,
@@ -330,7 +332,15 @@ impl IntoResponse for ApiError {
         } else {
             tracing::warn!(code = self.code(), status = status.as_u16(), error = %self, "request refused");
         }
-        (status, Json(self.body())).into_response()
+        let mut response = (status, Json(self.body())).into_response();
+        if let ApiError::Unauthenticated(AuthError::LockedOut(secs)) = &self
+            && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
+        response
     }
 }
 

@@ -4,6 +4,8 @@
 pub(crate) mod bootstrap;
 pub mod signature;
 
+mod lockout;
+
 use std::collections::{HashMap, HashSet};
 
 use axum::http::HeaderMap;
@@ -39,6 +41,8 @@ pub enum AuthError {
     BadSignature,
     #[error("the credential may not act in project {0}")]
     ProjectForbidden(String),
+    #[error("too many failed signatures for this access key; retry in {0} s")]
+    LockedOut(i64),
 }
 
 struct Credential {
@@ -71,6 +75,7 @@ pub(crate) struct Presented<'a> {
 pub struct Authenticator {
     mode: AuthMode,
     keys: HashMap<String, Credential>,
+    lockout: lockout::Lockout,
 }
 
 impl Authenticator {
@@ -90,6 +95,7 @@ impl Authenticator {
         Ok(Authenticator {
             mode: config.auth,
             keys,
+            lockout: lockout::Lockout::default(),
         })
     }
 
@@ -98,6 +104,8 @@ impl Authenticator {
     }
 
     /// Checks the signature and that the credential holds `project_id`.
+    /// A key with [`lockout::MAX_FAILURES`] failed signatures in a row is
+    /// refused for a while, even with a good signature.
     pub(crate) fn verify(
         &self,
         req: &Presented<'_>,
@@ -107,6 +115,37 @@ impl Authenticator {
         if self.mode == AuthMode::None {
             return Ok(Principal::anonymous());
         }
+        let access_key = req
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(signature::Authorization::parse)
+            .map(|a| a.access_key.to_string());
+        if let Some(wait) = access_key
+            .as_deref()
+            .and_then(|ak| self.lockout.locked(ak, now))
+        {
+            return Err(AuthError::LockedOut(wait));
+        }
+        let verified = self.check(req, project_id, now);
+        if let Some(ak) = access_key.as_deref() {
+            match &verified {
+                Err(AuthError::BadSignature | AuthError::UnknownKey) => {
+                    self.lockout.failed(ak, now)
+                }
+                Ok(_) => self.lockout.succeeded(ak),
+                Err(_) => {}
+            }
+        }
+        verified
+    }
+
+    fn check(
+        &self,
+        req: &Presented<'_>,
+        project_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Principal, AuthError> {
         let header = req
             .headers
             .get(axum::http::header::AUTHORIZATION)

@@ -393,11 +393,16 @@ impl Req {
             .headers()
             .get("x-request-id")
             .map(|v| v.to_str().unwrap().to_string());
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
         let body = resp.bytes().await.unwrap().to_vec();
         Resp {
             status,
             body,
             request_id,
+            retry_after,
         }
     }
 }
@@ -407,6 +412,7 @@ pub struct Resp {
     pub status: u16,
     pub body: Vec<u8>,
     pub request_id: Option<String>,
+    pub retry_after: Option<String>,
 }
 
 impl Resp {
