@@ -40,6 +40,7 @@ const KNOWN_KEYS: &[&str] = &[
     "schedule_interval_secs",
     "job_lease_secs",
     "shared_data_dir",
+    "max_backup_bytes",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +161,9 @@ pub struct Config {
     /// `data_dir` is on storage every node shares (a network file system),
     /// so several nodes may use the local store.
     pub shared_data_dir: bool,
+    /// Most bytes one backup transfer may bring; 0: eight times the
+    /// source's `used_memory`, at least 1 GiB.
+    pub max_backup_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -316,6 +320,7 @@ impl Default for Config {
             schedule_interval_secs: 30,
             job_lease_secs: 120,
             shared_data_dir: false,
+            max_backup_bytes: 0,
         }
     }
 }

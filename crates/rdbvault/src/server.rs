@@ -76,6 +76,7 @@ pub async fn run_with_clock(
         redis_tls: redis_tls.clone(),
         cluster_parallel: config.cluster_parallel,
         lease: jobs::Lease::from_config(&config),
+        max_backup_bytes: config.max_backup_bytes,
         restore_listen: config.restore_listen,
         restore_announce: config.restore_announce.clone().filter(|a| !a.is_empty()),
         meta: meta.clone(),

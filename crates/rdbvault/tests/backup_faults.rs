@@ -485,3 +485,39 @@ async fn serve_refuses_an_s3_store_it_cannot_use() {
         );
     }
 }
+
+/// A source announcing (or streaming) more than a backup may hold fails the
+/// backup with `dcs.08.0113` and stores nothing: an announced 4 TiB is
+/// refused before a byte is written, a diskless stream once it passes the
+/// limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_snapshots_are_refused() {
+    let server = TestServer::start_with(Db::Sqlite, |c| c.max_backup_bytes = 1 << 20).await;
+    let addr = fake_master(b"$4398046511104\r\nREDIS0011".to_vec()).await;
+    let started = std::time::Instant::now();
+    let (instance, record) = backup_of(&server, json!({"mode": "single", "addrs": [addr]})).await;
+    assert_failed(&record, "dcs.08.0113");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_nothing_stored(&server, &instance).await;
+
+    // 4 MB uncompressed behind a diskless (EOF-marked, unannounced) transfer.
+    let redis = RedisServer::start_fast(&["--rdbcompression", "no", "--repl-diskless-sync", "yes"]);
+    redis.cli(&["DEBUG", "POPULATE", "40000", "key", "100"]);
+    let instance = server.register_single(&redis.addr()).await;
+    let backup = server.start_backup(&instance).await;
+    let record = server.wait_backup(&instance, &backup).await;
+    assert_failed(&record, "dcs.08.0113");
+    assert!(
+        record["error_msg"]
+            .as_str()
+            .unwrap()
+            .contains("max_backup_bytes"),
+        "{record}"
+    );
+    assert_nothing_stored(&server, &instance).await;
+    server.stop().await;
+}

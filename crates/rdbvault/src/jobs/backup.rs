@@ -395,6 +395,14 @@ async fn pull(
         _ => (used_memory as f64 * ratio) as u64,
     };
     progress.total.fetch_add(estimate, Ordering::Relaxed);
+    let limit = SizeLimit::of(ctx.max_backup_bytes, used_memory);
+    if let Feed::Replication(Transfer {
+        payload: Payload::Sized(len),
+        ..
+    }) = &transfer
+    {
+        limit.check(*len)?;
+    }
 
     let slots = shard.map(Shard::slot_label);
     let name = object_keys::file_name(
@@ -414,8 +422,8 @@ async fn pull(
     }
     let started = std::time::Instant::now();
     let streamed = match format {
-        Format::Rdb => stream(&mut transfer, &mut upload, progress).await,
-        Format::Aof => stream_aof(&mut transfer, &mut upload, progress).await,
+        Format::Rdb => stream(&mut transfer, &mut upload, progress, limit).await,
+        Format::Aof => stream_aof(&mut transfer, &mut upload, progress, limit).await,
     };
     let Streamed {
         summary,
@@ -501,16 +509,50 @@ struct Streamed {
     generated: Option<aof::Generated>,
 }
 
+/// The most payload one transfer may bring: `max_backup_bytes`, or by
+/// default eight times the source's `used_memory` (an RDB is smaller than
+/// the memory it holds) and at least 1 GiB, so a source announcing or
+/// streaming endless bytes cannot fill the store.
+#[derive(Debug, Clone, Copy)]
+struct SizeLimit(u64);
+
+impl SizeLimit {
+    fn of(configured: u64, used_memory: u64) -> SizeLimit {
+        match configured {
+            0 => SizeLimit(used_memory.saturating_mul(8).max(1 << 30)),
+            n => SizeLimit(n),
+        }
+    }
+
+    fn check(self, bytes: u64) -> Result<(), Failure> {
+        if bytes > self.0 {
+            return Err(Failure::new(
+                FailureKind::TooLarge,
+                format!(
+                    "the snapshot is larger than the {} bytes a backup of this instance may hold \
+                     (max_backup_bytes, by default 8 x used_memory and at least 1 GiB)",
+                    self.0
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Socket → verifier → SHA-256 → upload, once the payload has passed every
 /// check.
 async fn stream(
     transfer: &mut Feed,
     upload: &mut crate::objects::Upload,
     progress: &Progress,
+    limit: SizeLimit,
 ) -> Result<Streamed, Failure> {
     let mut verifier = rdb::Verifier::new();
     let mut sha = Sha256::new();
+    let mut seen = 0u64;
     while let Some(chunk) = transfer.next_chunk().await? {
+        seen += chunk.len() as u64;
+        limit.check(seen)?;
         verifier.update(chunk)?;
         sha.update(chunk);
         upload.write(chunk).await?;
@@ -534,13 +576,17 @@ async fn stream_aof(
     transfer: &mut Feed,
     upload: &mut crate::objects::Upload,
     progress: &Progress,
+    limit: SizeLimit,
 ) -> Result<Streamed, Failure> {
     let (input, mut output) = aof::start(chrono::Utc::now().timestamp_millis());
     let feed = async {
         let input = input;
         let mut generating = true;
         let mut verifier = rdb::Verifier::new();
+        let mut seen = 0u64;
         while let Some(chunk) = transfer.next_chunk().await? {
+            seen += chunk.len() as u64;
+            limit.check(seen)?;
             verifier.update(chunk)?;
             progress
                 .done

@@ -24,6 +24,7 @@ pub enum FailureKind {
     PermissionMissing,
     TargetRefused,
     Incompatible,
+    TooLarge,
 }
 
 impl FailureKind {
@@ -43,6 +44,7 @@ impl FailureKind {
             FailureKind::PermissionMissing => "dcs.08.0111",
             FailureKind::TargetRefused => "dcs.08.0007",
             FailureKind::Incompatible => "dcs.08.0112",
+            FailureKind::TooLarge => "dcs.08.0113",
         }
     }
 
@@ -74,11 +76,14 @@ impl FailureKind {
             FailureKind::Incompatible => {
                 "the backup cannot be made or restored as asked (the message says why)"
             }
+            FailureKind::TooLarge => {
+                "the snapshot outgrew the backup size limit (max_backup_bytes)"
+            }
         }
     }
 
     #[cfg(test)]
-    pub const ALL: [FailureKind; 14] = [
+    pub const ALL: [FailureKind; 15] = [
         FailureKind::TimedOut,
         FailureKind::Unreachable,
         FailureKind::AuthRefused,
@@ -93,6 +98,7 @@ impl FailureKind {
         FailureKind::PermissionMissing,
         FailureKind::TargetRefused,
         FailureKind::Incompatible,
+        FailureKind::TooLarge,
     ];
 }
 

@@ -95,6 +95,8 @@ pub struct JobContext {
     /// Shard transfers at once in a cluster backup (0: all shards, capped).
     pub cluster_parallel: usize,
     pub lease: Lease,
+    /// Most payload one backup transfer may bring (0: by the source's memory).
+    pub max_backup_bytes: u64,
     /// Where a `replicate` restore listens, and the host it announces.
     pub restore_listen: std::net::SocketAddr,
     pub restore_announce: Option<String>,
