@@ -41,6 +41,7 @@ const KNOWN_KEYS: &[&str] = &[
     "job_lease_secs",
     "shared_data_dir",
     "max_backup_bytes",
+    "allowed_hosts",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +165,10 @@ pub struct Config {
     /// Most bytes one backup transfer may bring; 0: eight times the
     /// source's `used_memory`, at least 1 GiB.
     pub max_backup_bytes: u64,
+    /// `Host` values signed requests may carry besides `public_url`'s own
+    /// (aliases of the service). With neither set, any host is answered.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,6 +326,7 @@ impl Default for Config {
             job_lease_secs: 120,
             shared_data_dir: false,
             max_backup_bytes: 0,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -380,6 +386,31 @@ impl Config {
                 Ok(id)
             }
         }
+    }
+
+    /// The `Host` values signed requests must carry: `public_url`'s host (and
+    /// port, as clients write it) and `allowed_hosts`, lower-cased; empty
+    /// when neither is configured (then any host is answered).
+    pub fn signed_hosts(&self) -> Vec<String> {
+        let mut hosts: Vec<String> = self
+            .allowed_hosts
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+        if let Some(url) = self.public_url.as_deref().filter(|u| !u.is_empty())
+            && let Ok(url) = url::Url::parse(url)
+            && let Some(host) = url.host_str()
+        {
+            hosts.push(
+                match url.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host.to_string(),
+                }
+                .to_ascii_lowercase(),
+            );
+        }
+        hosts
     }
 
     pub fn public_url(&self, bound: SocketAddr) -> String {

@@ -597,3 +597,43 @@ async fn repeated_failed_signatures_lock_the_access_key() {
     );
     server.stop().await;
 }
+
+/// With `public_url` (or `allowed_hosts`) set, a request signed for another
+/// host is refused, whatever its signature; the service's own names work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_signed_for_another_host_are_refused() {
+    let server = TestServer::start_with(Db::Sqlite, |c| {
+        c.public_url = Some("https://backup.example.com".into());
+        c.allowed_hosts = vec!["Alias.Example:7480".into()];
+    })
+    .await;
+    let path = format!("/v2/{PROJECT}/instances");
+    // Signed, but for the address it was sent to: not a name of the service.
+    let r = server.req("GET", &path).send().await;
+    r.assert_error(401, "DCS.1001");
+    assert!(
+        r.json()["error_msg"]
+            .as_str()
+            .unwrap()
+            .contains("does not answer to"),
+        "{}",
+        r.json()
+    );
+    for host in ["backup.example.com", "alias.example:7480"] {
+        let mut r = server.req("GET", &path);
+        r.host = host.into();
+        let r = r.send().await;
+        assert_eq!(
+            r.status,
+            200,
+            "{host}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let mut r = server.req("GET", &path);
+    r.host = "backup.example.com.evil.example".into();
+    r.send().await.assert_error(401, "DCS.1001");
+    // Unsigned endpoints answer whatever the host.
+    assert!(!server.get_text("/healthz").await.is_empty());
+    server.stop().await;
+}

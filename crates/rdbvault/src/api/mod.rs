@@ -193,6 +193,22 @@ async fn authenticate(State(state): State<SharedState>, req: Request, next: Next
     if let Err(e) = extract::project_id(&project) {
         return e.into_response();
     }
+    // A request signed for another service (a shared gateway, a copied
+    // capture) is not answered here, whatever its signature.
+    let hosts = state.config.signed_hosts();
+    if !hosts.is_empty() {
+        let host = parts
+            .headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if !hosts.contains(&host) {
+            let shown: String = host.chars().take(100).collect();
+            return ApiError::Unauthenticated(crate::auth::AuthError::WrongHost(shown))
+                .into_response();
+        }
+    }
     let presented = Presented {
         method: parts.method.as_str(),
         path,

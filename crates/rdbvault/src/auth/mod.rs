@@ -43,6 +43,8 @@ pub enum AuthError {
     ProjectForbidden(String),
     #[error("too many failed signatures for this access key; retry in {0} s")]
     LockedOut(i64),
+    #[error("the request is signed for host {0:?}, which this service does not answer to")]
+    WrongHost(String),
 }
 
 struct Credential {

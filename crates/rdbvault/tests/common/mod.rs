@@ -302,7 +302,7 @@ impl TestServer {
 /// A signed request under construction; every part can be spoiled on purpose.
 pub struct Req {
     url: String,
-    host: String,
+    pub host: String,
     method: String,
     path: String,
     query: String,
