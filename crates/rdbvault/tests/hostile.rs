@@ -84,3 +84,48 @@ async fn huge_info_replies_are_refused_unread() {
     assert!(total < 5 * (8 << 20), "{total} bytes were read");
     server.stop().await;
 }
+
+/// Nodes that accept connections and never answer: the probes of one call
+/// share a time budget (three probe timeouts), so a page of 256 silent
+/// instances (4 rounds of 64 probes, 2 s) is answered within it, the
+/// instances not probed in time shown `ERROR` and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_nodes_cannot_hold_a_listing() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let server = TestServer::start_with(Db::Sqlite, |c| c.probe_timeout_ms = 500).await;
+    for i in 0..256 {
+        server
+            .register(json!({"name": format!("silent-{i}"), "mode": "single", "addrs": [addr], "verify": false}))
+            .await;
+    }
+    let started = Instant::now();
+    let r = server
+        .req("GET", &format!("/v2/{PROJECT}/instances?limit=1000"))
+        .send()
+        .await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 200);
+    let listed = r.json();
+    let all = listed["instances"].as_array().unwrap();
+    assert_eq!(all.len(), 256);
+    assert!(all.iter().all(|i| i["status"] == "ERROR"));
+    let out_of_time = all
+        .iter()
+        .filter(|i| {
+            i["status_detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("time budget")
+        })
+        .count();
+    assert!(out_of_time >= 64, "{out_of_time} not probed in time");
+    assert!(took < Duration::from_millis(1900), "{took:?}");
+    server.stop().await;
+}

@@ -219,7 +219,7 @@ pub(crate) async fn show_instance(
     Path((project_id, instance_id)): Path<(String, String)>,
 ) -> Result<Json<InstanceInfo>, ApiError> {
     let instance = find(&state, &project_id, &instance_id).await?;
-    let mut info = describe(&state, &instance, true).await;
+    let mut info = describe(&state, &instance, true, budget(&state)).await;
     info.instance_backup_policy = state
         .meta
         .get_policy(&instance.id)
@@ -485,31 +485,47 @@ async fn describe_all(
     instances: &[Instance],
     detail: bool,
 ) -> Vec<InstanceInfo> {
-    // Probes run concurrently (bounded) and keep their order.
+    // Probes run concurrently (bounded) and keep their order; all of them
+    // share one time budget, so a fleet of silent nodes cannot hold a
+    // listing (and a worker of the API) for minutes.
+    let deadline = budget(state);
     futures::stream::iter(instances.iter().cloned())
         .map(|i| {
             let state = state.clone();
-            async move { describe(&state, &i, detail).await }
+            async move { describe(&state, &i, detail, deadline).await }
         })
         .buffered(INSTANCE_PROBES)
         .collect()
         .await
 }
 
-async fn describe(state: &SharedState, i: &Instance, detail: bool) -> InstanceInfo {
+/// When the probes of one API call must be over: three probe timeouts.
+fn budget(state: &SharedState) -> tokio::time::Instant {
+    tokio::time::Instant::now() + state.probe_timeout() * 3
+}
+
+async fn describe(
+    state: &SharedState,
+    i: &Instance,
+    detail: bool,
+    deadline: tokio::time::Instant,
+) -> InstanceInfo {
     let tls = i.tls.then(|| state.redis_tls.clone());
-    let live = probe_any(
+    let probe = probe_any(
         &i.addrs,
         &i.username,
         &i.password,
         &tls,
         state.probe_timeout(),
-    )
-    .await;
-    if let Err(e) = &live {
-        tracing::debug!(instance_id = %i.id, error = %e, "instance probe failed");
-    }
-    let live = live.ok();
+    );
+    let (live, out_of_time) = match tokio::time::timeout_at(deadline, probe).await {
+        Ok(Ok(live)) => (Some(live), false),
+        Ok(Err(e)) => {
+            tracing::debug!(instance_id = %i.id, error = %e, "instance probe failed");
+            (None, false)
+        }
+        Err(_) => (None, true),
+    };
     // A failed lookup only loses the RESTORING detail; the probe said the rest.
     let restoring = state
         .meta
@@ -543,7 +559,11 @@ async fn describe(state: &SharedState, i: &Instance, detail: bool) -> InstanceIn
             (Some(_), false) => "RUNNING",
         }
         .into(),
-        status_detail: status_detail(i, live.as_ref()),
+        status_detail: if out_of_time {
+            Some("not probed: the call's time budget for probing instances ran out".into())
+        } else {
+            status_detail(i, live.as_ref())
+        },
         ip,
         port: first.port,
         domain_name: if first.host.parse::<std::net::IpAddr>().is_ok() {
