@@ -4,10 +4,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::SharedState;
-use super::common::{Window, dcs_time, find, find_backup};
+use super::common::{WindowQuery, dcs_time, find, find_backup};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{self, Json, OptionalJson, Path, Query};
 use crate::meta::{Backup, BackupStatus, MetaError, Mode, NewBackup, Refusal};
@@ -97,19 +97,6 @@ pub(crate) struct ListBackupRecordsResponse {
     pub(crate) backup_record_response: Vec<BackupRecord>,
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct ListBackupsQuery {
-    /// UTC, `yyyyMMddHHmmss`: only backups created at or after.
-    pub(crate) begin_time: Option<String>,
-    /// UTC, `yyyyMMddHHmmss`: only backups created at or before.
-    pub(crate) end_time: Option<String>,
-    /// >= 0.
-    pub(crate) offset: Option<String>,
-    /// 1 to 1000, default 10.
-    pub(crate) limit: Option<String>,
-}
-
 /// A cluster is backed up only if its slots are all served and it has at
 /// most 64 shards; said now rather than as a failed backup later.
 async fn check_cluster(
@@ -183,20 +170,15 @@ pub(crate) async fn create_backup(
 }
 
 #[utoipa::path(get, path = "/v2/{project_id}/instances/{instance_id}/backups", tag = "backups",
-    params(("project_id" = String, Path), ("instance_id" = String, Path), ListBackupsQuery),
+    params(("project_id" = String, Path), ("instance_id" = String, Path), WindowQuery),
     responses((status = 200, body = ListBackupRecordsResponse), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 pub(crate) async fn list_backups(
     State(state): State<SharedState>,
     Path((project_id, instance_id)): Path<(String, String)>,
-    Query(q): Query<ListBackupsQuery>,
+    Query(q): Query<WindowQuery>,
 ) -> Result<Json<ListBackupRecordsResponse>, ApiError> {
-    let w = Window::parse(
-        q.begin_time.as_deref(),
-        q.end_time.as_deref(),
-        q.offset.as_deref(),
-        q.limit.as_deref(),
-    )?;
+    let w = q.window()?;
     let instance = find(&state, &project_id, &instance_id).await?;
     let (total, backups) = state
         .meta

@@ -133,8 +133,33 @@ pub(crate) struct Window {
     pub limit: usize,
 }
 
+/// The DCS query of a record listing (backups, restores), as sent.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct WindowQuery {
+    /// UTC, `yyyyMMddHHmmss`: only records created at or after.
+    pub(crate) begin_time: Option<String>,
+    /// UTC, `yyyyMMddHHmmss`: only records created at or before.
+    pub(crate) end_time: Option<String>,
+    /// >= 0.
+    pub(crate) offset: Option<String>,
+    /// 1 to 1000, default 10.
+    pub(crate) limit: Option<String>,
+}
+
+impl WindowQuery {
+    pub(crate) fn window(&self) -> Result<Window, ApiError> {
+        Window::parse(
+            self.begin_time.as_deref(),
+            self.end_time.as_deref(),
+            self.offset.as_deref(),
+            self.limit.as_deref(),
+        )
+    }
+}
+
 impl Window {
-    pub(crate) fn parse(
+    fn parse(
         begin: Option<&str>,
         end: Option<&str>,
         offset: Option<&str>,

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::SharedState;
-use super::common::{Window, dcs_time, find, find_backup};
+use super::common::{WindowQuery, dcs_time, find, find_backup};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{self, Json, Path, Query};
 use crate::meta::{
@@ -117,19 +117,6 @@ pub(crate) struct ListRestoreRecordsResponse {
     pub(crate) restore_record_response: Vec<RestoreRecord>,
 }
 
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct ListRestoresQuery {
-    /// UTC, `yyyyMMddHHmmss`: only restores created at or after.
-    pub(crate) begin_time: Option<String>,
-    /// UTC, `yyyyMMddHHmmss`: only restores created at or before.
-    pub(crate) end_time: Option<String>,
-    /// >= 0.
-    pub(crate) offset: Option<String>,
-    /// 1 to 1000, default 10.
-    pub(crate) limit: Option<String>,
-}
-
 fn parse_mode(raw: Option<&str>) -> Result<RestoreMode, ApiError> {
     match raw {
         None | Some("replace") => Ok(RestoreMode::Replace),
@@ -232,20 +219,15 @@ pub(crate) async fn restore_instance(
 }
 
 #[utoipa::path(get, path = "/v2/{project_id}/instances/{instance_id}/restores", tag = "restores",
-    params(("project_id" = String, Path), ("instance_id" = String, Path), ListRestoresQuery),
+    params(("project_id" = String, Path), ("instance_id" = String, Path), WindowQuery),
     responses((status = 200, body = ListRestoreRecordsResponse), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 pub(crate) async fn list_restore_records(
     State(state): State<SharedState>,
     Path((project_id, instance_id)): Path<(String, String)>,
-    Query(q): Query<ListRestoresQuery>,
+    Query(q): Query<WindowQuery>,
 ) -> Result<Json<ListRestoreRecordsResponse>, ApiError> {
-    let w = Window::parse(
-        q.begin_time.as_deref(),
-        q.end_time.as_deref(),
-        q.offset.as_deref(),
-        q.limit.as_deref(),
-    )?;
+    let w = q.window()?;
     let instance = find(&state, &project_id, &instance_id).await?;
     let (total, restores) = state
         .meta
