@@ -219,7 +219,10 @@ pub(crate) async fn show_instance(
     Path((project_id, instance_id)): Path<(String, String)>,
 ) -> Result<Json<InstanceInfo>, ApiError> {
     let instance = find(&state, &project_id, &instance_id).await?;
-    let mut info = describe(&state, &instance, true, budget(&state)).await;
+    let restoring = !restoring(&state, std::slice::from_ref(&instance.id))
+        .await
+        .is_empty();
+    let mut info = describe(&state, &instance, true, budget(&state), restoring).await;
     info.instance_backup_policy = state
         .meta
         .get_policy(&instance.id)
@@ -489,14 +492,27 @@ async fn describe_all(
     // share one time budget, so a fleet of silent nodes cannot hold a
     // listing (and a worker of the API) for minutes.
     let deadline = budget(state);
+    let ids: Vec<String> = instances.iter().map(|i| i.id.clone()).collect();
+    let restoring = restoring(state, &ids).await;
     futures::stream::iter(instances.iter().cloned())
         .map(|i| {
             let state = state.clone();
-            async move { describe(&state, &i, detail, deadline).await }
+            let restoring = restoring.contains(&i.id);
+            async move { describe(&state, &i, detail, deadline, restoring).await }
         })
         .buffered(INSTANCE_PROBES)
         .collect()
         .await
+}
+
+/// The instances among `ids` a restore writes into; a failed lookup only
+/// loses the RESTORING detail (the probes say the rest).
+async fn restoring(state: &SharedState, ids: &[String]) -> Vec<String> {
+    state
+        .meta
+        .restoring_instances(ids)
+        .await
+        .unwrap_or_default()
 }
 
 /// When the probes of one API call must be over: three probe timeouts.
@@ -509,6 +525,7 @@ async fn describe(
     i: &Instance,
     detail: bool,
     deadline: tokio::time::Instant,
+    restoring: bool,
 ) -> InstanceInfo {
     let tls = i.tls.then(|| state.redis_tls.clone());
     let probe = probe_any(
@@ -526,12 +543,6 @@ async fn describe(
         }
         Err(_) => (None, true),
     };
-    // A failed lookup only loses the RESTORING detail; the probe said the rest.
-    let restoring = state
-        .meta
-        .restoring_instances(std::slice::from_ref(&i.id))
-        .await
-        .is_ok_and(|r| !r.is_empty());
     let first = &i.addrs[0];
     let ip = if i.mode == Mode::Cluster {
         i.addrs
