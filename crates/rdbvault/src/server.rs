@@ -135,8 +135,7 @@ pub async fn run_with_clock(
 /// by its own node only, unless `data_dir` is declared shared.
 async fn join_nodes(ctx: &JobContext, config: &Config) -> Result<(), ServeError> {
     let storage = config.storage.as_str();
-    let since = chrono::Utc::now()
-        - chrono::TimeDelta::from_std(ctx.lease.length).unwrap_or(chrono::TimeDelta::seconds(120));
+    let since = ctx.lease.expired_before();
     let peers = ctx.meta.live_peers(&ctx.node_id, since).await?;
     let unshared = |s: &str, shared: bool| s == "local" && !shared;
     if let Some(peer) = peers.iter().find(|p| {

@@ -54,6 +54,12 @@ impl Lease {
         (self.length / 4).min(Duration::from_secs(5))
     }
 
+    /// A heartbeat older than this (now minus the lease) is of a dead node.
+    pub fn expired_before(self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+            - chrono::TimeDelta::from_std(self.length).unwrap_or(chrono::TimeDelta::seconds(120))
+    }
+
     /// Expired leases are looked for at least twice per lease (every 30 s
     /// at most).
     pub fn recovery_every(self) -> Duration {
@@ -242,8 +248,7 @@ async fn run_claimed(ctx: &JobContext, job: &Job, cancel: CancellationToken) -> 
 /// than its lease. Each is moved to `failed` (by one node only: the
 /// update is conditional) and its kind leaves the target consistent.
 pub async fn recover(ctx: &JobContext, own: bool) -> Result<usize, MetaError> {
-    let stale = chrono::Utc::now()
-        - chrono::TimeDelta::from_std(ctx.lease.length).unwrap_or(chrono::TimeDelta::seconds(120));
+    let stale = ctx.lease.expired_before();
     let owner = own.then_some(ctx.node_id.as_str());
     let mut recovered = 0;
     for job in ctx.meta.orphaned_jobs(owner, stale).await? {
