@@ -42,6 +42,8 @@ const KNOWN_KEYS: &[&str] = &[
     "shared_data_dir",
     "max_backup_bytes",
     "allowed_hosts",
+    "master_key",
+    "master_key_file",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +171,33 @@ pub struct Config {
     /// (aliases of the service). With neither set, any host is answered.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// The master key that seals the secrets kept in the metadata store
+    /// (base64 of 32 bytes); meant for the environment (`RDBVAULT_MASTER_KEY`).
+    /// Wins over `master_key_file`.
+    #[serde(default)]
+    pub master_key: Option<Redacted>,
+    /// The file holding the master key; empty means `data_dir/master.key`,
+    /// generated at first start when absent.
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// A configured secret: shown as `<redacted>` by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Redacted(pub String);
+
+impl std::ops::Deref for Redacted {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,6 +356,8 @@ impl Default for Config {
             shared_data_dir: false,
             max_backup_bytes: 0,
             allowed_hosts: Vec::new(),
+            master_key: None,
+            master_key_file: None,
         }
     }
 }
@@ -368,6 +399,15 @@ impl Config {
                 "sqlite://{}?mode=rwc",
                 self.data_dir.join("meta.db").display()
             ),
+        }
+    }
+
+    /// Where the master key is read from (and generated into) when
+    /// `master_key` is not set.
+    pub fn master_key_path(&self) -> PathBuf {
+        match &self.master_key_file {
+            Some(path) if !path.as_os_str().is_empty() => path.clone(),
+            _ => self.data_dir.join("master.key"),
         }
     }
 

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub(crate) mod jobs;
+pub mod master_key;
 pub mod meta;
 pub(crate) mod object_keys;
 pub mod objects;

@@ -24,6 +24,8 @@ pub enum ServeError {
     #[error(transparent)]
     Meta(#[from] crate::meta::MetaError),
     #[error(transparent)]
+    Open(#[from] crate::meta::OpenError),
+    #[error(transparent)]
     Objects(#[from] crate::objects::ObjectError),
     #[error(transparent)]
     Tls(#[from] crate::replication::tls::TlsConfigError),
@@ -64,7 +66,7 @@ pub async fn run_with_clock(
         tracing::warn!(entries = tightened, data_dir = %config.data_dir.display(),
             "files and directories under data_dir were readable by other users; made private (0600/0700)");
     }
-    let meta = Meta::connect(&config.database_url()).await?;
+    let meta = Meta::open(&config).await?;
     tracing::info!(backend = ?meta.backend(), "metadata store ready");
     crate::config::check_bucket_name(&config.bucket)?;
     let objects = Objects::from_config(&config).await?;
@@ -124,6 +126,9 @@ pub async fn run_with_clock(
         .with_graceful_shutdown(shutdown)
         .await;
     background.stop().await;
+    if let Err(e) = meta.leave_node(&ctx.node_id).await {
+        tracing::warn!(error = %e, "could not record this node's stop");
+    }
     meta.close().await;
     served?;
     tracing::info!("rdbvault stopped");

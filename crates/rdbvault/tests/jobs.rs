@@ -19,7 +19,14 @@ async fn a_dead_nodes_job_is_recovered_by_a_live_node() {
         "sqlite://{}?mode=rwc",
         shared.path().join("meta.db").display()
     );
-    let meta = Meta::connect(&url).await.unwrap();
+    // The node below shares this database and so its master key file.
+    let key = shared.path().join("master.key");
+    let node = rdbvault::config::Config {
+        database_url: Some(url.clone()),
+        master_key_file: Some(key.clone()),
+        ..Default::default()
+    };
+    let meta = Meta::open(&node).await.unwrap();
     let instance = meta
         .insert_instance(NewInstance {
             project_id: PROJECT.into(),
@@ -54,7 +61,11 @@ async fn a_dead_nodes_job_is_recovered_by_a_live_node() {
 
     // This node starts while the dead one's heartbeat is still fresh: the
     // job is not its own, so it leaves it alone...
-    let server = TestServer::start_with(Db::Sqlite, |c| c.database_url = Some(url.clone())).await;
+    let server = TestServer::start_with(Db::Sqlite, |c| {
+        c.database_url = Some(url.clone());
+        c.master_key_file = Some(key);
+    })
+    .await;
     let record = server.backup_record(&instance.id, &backup.id).await;
     assert_eq!(record["status"], "backuping", "{record}");
 

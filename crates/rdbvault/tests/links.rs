@@ -288,9 +288,7 @@ async fn tampered_expired_and_escaping_links_are_refused() {
     }
 
     // A correctly signed link whose time is up.
-    let meta = rdbvault::meta::Meta::connect(&f.server.config.database_url())
-        .await
-        .unwrap();
+    let meta = rdbvault::meta::Meta::open(&f.server.config).await.unwrap();
     let signer = rdbvault::objects::link_signing::LinkSigner::new(meta.clone())
         .await
         .unwrap();
@@ -490,9 +488,7 @@ async fn link_requests_are_validated(db: Db) {
         .assert_error(404, "DCS.4933");
 
     // Backups that are not `succeed`.
-    let meta = rdbvault::meta::Meta::connect(&srv.config.database_url())
-        .await
-        .unwrap();
+    let meta = rdbvault::meta::Meta::open(&srv.config).await.unwrap();
     let nobody = format!("127.0.0.1:{}", common::free_port());
     let dead = srv
         .register(json!({"name": "dead", "mode": "single", "addrs": [nobody], "verify": false}))

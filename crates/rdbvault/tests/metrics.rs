@@ -166,7 +166,7 @@ impl Drop for Respawned {
 
 async fn success_failures_and_reset(db: Db) {
     let server = TestServer::start(db).await;
-    let meta = Meta::connect(&server.config.database_url()).await.unwrap();
+    let meta = Meta::open(&server.config).await.unwrap();
 
     // A success: its time, duration and size as the record has them.
     let good = RedisServer::start_fast(&[]);
@@ -325,7 +325,7 @@ async fn success_failures_and_reset(db: Db) {
 
 async fn label_values_are_escaped(db: Db) {
     let server = TestServer::start(db).await;
-    let meta = Meta::connect(&server.config.database_url()).await.unwrap();
+    let meta = Meta::open(&server.config).await.unwrap();
     let redis = RedisServer::start_fast(&[]);
     // The API refuses such a name; a record can still hold anything, and
     // the exposition must survive it. Inserted straight into the store.

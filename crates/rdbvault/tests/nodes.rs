@@ -16,9 +16,12 @@ use serde_json::Value;
 /// The lease of these tests' jobs: short, so a dead node is noticed soon.
 const LEASE_SECS: u64 = 6;
 
-fn node(dir: &std::path::Path, db: &str, s3: &S3Server) -> ServeProcess {
+/// A node of the fleet: every node is given the same master key file (the
+/// first to start generates it), as the README tells operators to do.
+fn node(dir: &std::path::Path, db: &str, s3: &S3Server, key: &std::path::Path) -> ServeProcess {
     let extra = format!(
-        "database_url = \"{db}\"\njob_lease_secs = {LEASE_SECS}\n{}",
+        "database_url = \"{db}\"\njob_lease_secs = {LEASE_SECS}\nmaster_key_file = \"{}\"\n{}",
+        key.display(),
         s3.toml()
     );
     ServeProcess::start_configured(dir, &[], &extra)
@@ -52,7 +55,11 @@ async fn three_nodes_run_every_backup_once_and_take_over_a_dead_nodes_job() {
     let db = shared_pg().await;
     let s3 = S3Server::start();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes: Vec<ServeProcess> = dirs.iter().map(|d| node(d.path(), &db, &s3)).collect();
+    let key = dirs[0].path().join("fleet.key");
+    let mut nodes: Vec<ServeProcess> = dirs
+        .iter()
+        .map(|d| node(d.path(), &db, &s3, &key))
+        .collect();
     let clients: Vec<TestServer> = nodes.iter().map(ServeProcess::client).collect();
 
     let redis: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_fast(&[])).collect();
@@ -167,7 +174,10 @@ async fn a_local_store_is_not_shared_by_accident() {
     let first = TestServer::start_with(Db::Sqlite, |c| c.database_url = Some(db.clone())).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("second.toml");
-    std::fs::write(&config, format!("database_url = \"{db}\"\n")).unwrap();
+    // Given the fleet's master key, so that the store is what it is refused for.
+    let key = first.config.master_key_path();
+    let key = format!("master_key_file = \"{}\"\n", key.display());
+    std::fs::write(&config, format!("database_url = \"{db}\"\n{key}")).unwrap();
     let out = common::serve_config_output(&config, dir.path());
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -177,7 +187,7 @@ async fn a_local_store_is_not_shared_by_accident() {
     );
     std::fs::write(
         &config,
-        format!("database_url = \"{db}\"\nshared_data_dir = true\n"),
+        format!("database_url = \"{db}\"\nshared_data_dir = true\n{key}"),
     )
     .unwrap();
     let out = common::serve_config_output(&config, dir.path());

@@ -223,8 +223,10 @@ async fn two_nodes_fire_a_due_backup_once() {
     // Two local stores declared shared: only the records matter here.
     let first = server_with(&clock, Db::Postgres, |c| c.shared_data_dir = true).await;
     let url = first.config.database_url.clone();
+    let key = first.config.master_key_path();
     let second = server_with(&clock, Db::Sqlite, |c| {
         c.database_url = url;
+        c.master_key_file = Some(key);
         c.shared_data_dir = true;
     })
     .await;

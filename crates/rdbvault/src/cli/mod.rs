@@ -9,6 +9,7 @@ mod download;
 mod follow;
 mod inspect;
 mod instance;
+mod keys;
 mod restore;
 mod store;
 
@@ -124,6 +125,11 @@ enum Command {
         #[command(subcommand)]
         command: store::StoreCommand,
     },
+    /// The master key that seals the secrets kept in the metadata store.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
 }
 
 /// The ids of `ClientArgs`' flags (clap names them after the fields).
@@ -214,6 +220,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Backup { command } => backup::run(command, client).await,
         Command::Restore { command } => restore::run(command, client).await,
         Command::Store { command } => store::run(command, client.json).await,
+        Command::Keys { command } => keys::run(command, client.json).await,
         Command::Inspect {
             target,
             instance,

@@ -34,7 +34,7 @@ pub(crate) async fn run(command: StoreCommand, json: bool) -> anyhow::Result<Exi
 
 async fn sweep(file: Option<PathBuf>, delete: bool, json: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(file.as_deref())?;
-    let meta = Meta::connect(&config.database_url()).await?;
+    let meta = Meta::open(&config).await?;
     let objects = Objects::from_config(&config).await?;
     let found = orphans::find(&meta, &objects).await?;
     let deleted = match delete {

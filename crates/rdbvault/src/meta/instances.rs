@@ -112,15 +112,14 @@ struct Row {
     mode: String,
     addrs: String,
     username: Option<String>,
-    password: Option<String>,
+    password_sealed: Option<String>,
     tls: i64,
     created_at: i64,
     updated_at: i64,
 }
 
-impl TryFrom<Row> for Instance {
-    type Error = MetaError;
-    fn try_from(r: Row) -> Result<Instance> {
+impl Meta {
+    fn instance(&self, r: Row) -> Result<Instance> {
         let corrupt = |what: &str| MetaError::Corrupt(format!("instance {}: {what}", r.id));
         let addrs: Vec<String> = serde_json::from_str(&r.addrs).map_err(|_| corrupt("addrs"))?;
         let addrs = addrs
@@ -135,7 +134,14 @@ impl TryFrom<Row> for Instance {
         Ok(Instance {
             mode: r.mode.parse().map_err(|_| corrupt("mode"))?,
             addrs,
-            password: r.password.map(Secret),
+            password: r
+                .password_sealed
+                .as_deref()
+                .map(|sealed| self.keys().unseal(PASSWORD, &r.id, sealed))
+                .transpose()?
+                .map(|p| String::from_utf8(p).map(Secret))
+                .transpose()
+                .map_err(|_| corrupt("password"))?,
             tls: r.tls != 0,
             created_at: from_ms(r.created_at),
             updated_at: from_ms(r.updated_at),
@@ -148,7 +154,10 @@ impl TryFrom<Row> for Instance {
 }
 
 const COLUMNS: &str =
-    "id, project_id, name, mode, addrs, username, password, tls, created_at, updated_at";
+    "id, project_id, name, mode, addrs, username, password_sealed, tls, created_at, updated_at";
+
+/// The associated-data name the password is sealed under.
+const PASSWORD: &str = "instances.password";
 
 impl Meta {
     pub async fn insert_instance(&self, new: NewInstance) -> Result<Instance> {
@@ -158,7 +167,7 @@ impl Meta {
         let addrs_json =
             serde_json::to_string(&addrs).map_err(|e| MetaError::Corrupt(e.to_string()))?;
         sqlx::query(
-            "INSERT INTO instances (id, project_id, name, mode, addrs, username, password, tls, \
+            "INSERT INTO instances (id, project_id, name, mode, addrs, username, password_sealed, tls, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
         )
         .bind(&id)
@@ -167,7 +176,11 @@ impl Meta {
         .bind(new.mode.as_str())
         .bind(&addrs_json)
         .bind(new.username.as_deref())
-        .bind(new.password.as_ref().map(|p| p.0.as_str()))
+        .bind(
+            new.password
+                .as_ref()
+                .map(|p| self.keys().seal(PASSWORD, &id, p.0.as_bytes())),
+        )
         .bind(i64::from(new.tls))
         .bind(now)
         .execute(self.pool())
@@ -198,7 +211,7 @@ impl Meta {
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
-        row.map(Instance::try_from).transpose()
+        row.map(|r| self.instance(r)).transpose()
     }
 
     /// An instance by id alone (the scheduler's policies name no project).
@@ -208,7 +221,7 @@ impl Meta {
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
-        row.map(Instance::try_from).transpose()
+        row.map(|r| self.instance(r)).transpose()
     }
 
     /// Instances of a project, oldest first, filtered.
@@ -226,7 +239,7 @@ impl Meta {
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let instance = Instance::try_from(row)?;
+            let instance = self.instance(row)?;
             if filter.matches(&instance) {
                 out.push(instance);
             }

@@ -3,7 +3,10 @@
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
-use super::{Meta, Result, from_ms, now_ms};
+use super::{Meta, MetaError, Result, from_ms, now_ms};
+
+/// The associated-data name the secret is sealed under.
+const SECRET: &str = "link_keys.secret";
 
 #[derive(Clone)]
 pub struct LinkKey {
@@ -39,22 +42,26 @@ fn new_key() -> (String, String) {
 impl Meta {
     /// Every key not yet purged, newest first.
     pub(crate) async fn link_keys(&self) -> Result<Vec<LinkKey>> {
-        let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT id, secret, created_at, retired_at FROM link_keys ORDER BY created_at DESC, id DESC",
+        let rows: Vec<(String, Option<String>, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT id, secret_sealed, created_at, retired_at FROM link_keys \
+             ORDER BY created_at DESC, id DESC",
         )
         .fetch_all(self.pool())
         .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(id, secret, created, retired)| {
-                Some(LinkKey {
-                    secret: hex::decode(secret).ok()?,
-                    id,
-                    created_at: from_ms(created),
-                    retired_at: retired.map(from_ms),
-                })
-            })
-            .collect())
+        let mut keys = Vec::with_capacity(rows.len());
+        for (id, sealed, created, retired) in rows {
+            let corrupt = || MetaError::Corrupt(format!("link key {id}: secret"));
+            let hex_secret =
+                self.keys()
+                    .unseal(SECRET, &id, sealed.as_deref().ok_or_else(corrupt)?)?;
+            keys.push(LinkKey {
+                secret: hex::decode(hex_secret).map_err(|_| corrupt())?,
+                id,
+                created_at: from_ms(created),
+                retired_at: retired.map(from_ms),
+            });
+        }
+        Ok(keys)
     }
 
     /// Makes sure a key exists that signs new links.
@@ -71,12 +78,14 @@ impl Meta {
 
     async fn insert_link_key(&self) -> Result<()> {
         let (id, secret) = new_key();
-        sqlx::query("INSERT INTO link_keys (id, secret, created_at) VALUES ($1, $2, $3)")
-            .bind(&id)
-            .bind(&secret)
-            .bind(now_ms())
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "INSERT INTO link_keys (id, secret, secret_sealed, created_at) VALUES ($1, '', $2, $3)",
+        )
+        .bind(&id)
+        .bind(self.keys().seal(SECRET, &id, secret.as_bytes()))
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
         tracing::info!(key_id = %id, "new link key");
         Ok(())
     }

@@ -14,6 +14,7 @@ mod nodes;
 mod ownership;
 mod policies;
 mod restores;
+mod sealing;
 mod uploads;
 
 pub use backups::{Backup, BackupFile, BackupStatus, NewBackup, ProgressReport};
@@ -34,6 +35,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+use crate::master_key::KeyError;
+pub use crate::master_key::Keyring;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +52,8 @@ pub enum MetaError {
     InUse(String),
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    MasterKey(#[from] KeyError),
     /// A backup or restore that the state of its instance or backup forbids.
     #[error("{0}")]
     Refused(Refusal),
@@ -68,6 +74,15 @@ pub enum Refusal {
     AlreadyDue,
 }
 
+/// Why `Meta::open` failed: the key or the database.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
 pub type Result<T> = std::result::Result<T, MetaError>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,11 +96,15 @@ pub enum Backend {
 pub struct Meta {
     pool: AnyPool,
     backend: Backend,
+    /// Seals and opens the secrets the tables hold.
+    keys: Keyring,
 }
 
 impl Meta {
-    /// Connects and brings the schema up to date.
-    pub async fn connect(url: &str) -> Result<Meta> {
+    /// Connects, brings the schema up to date and checks that `keys` holds
+    /// the master key the stored secrets are sealed with (sealing those a
+    /// release before sealing left in plaintext).
+    pub async fn connect(url: &str, keys: Keyring) -> Result<Meta> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
@@ -117,6 +136,10 @@ impl Meta {
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        // Overwrites what an UPDATE or DELETE frees, so a
+                        // secret replaced by its sealed form leaves no copy
+                        // in the file's free pages.
+                        conn.execute("PRAGMA secure_delete = ON").await?;
                     }
                     Ok(())
                 })
@@ -124,7 +147,21 @@ impl Meta {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Meta { pool, backend })
+        let meta = Meta {
+            pool,
+            backend,
+            keys,
+        };
+        meta.adopt_master_key().await
+    }
+
+    /// The node's metadata store as its configuration names it, opened with
+    /// its master key (an interrupted key rotation is settled on the way).
+    pub async fn open(config: &crate::config::Config) -> std::result::Result<Meta, OpenError> {
+        let keys = Keyring::load(config)?;
+        let meta = Meta::connect(&config.database_url(), keys).await?;
+        meta.keys.settle()?;
+        Ok(meta)
     }
 
     pub fn backend(&self) -> Backend {

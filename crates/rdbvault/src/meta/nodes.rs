@@ -43,6 +43,16 @@ impl Meta {
         Ok(())
     }
 
+    /// A node stopping cleanly says so: it is no longer counted alive
+    /// (by the store check of a starting node, by `keys rotate`).
+    pub async fn leave_node(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE nodes SET seen_at = 0 WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// The other nodes seen since `since`.
     pub async fn live_peers(&self, id: &str, since: DateTime<Utc>) -> Result<Vec<Peer>> {
         let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
