@@ -96,3 +96,19 @@ async fn official_sdk_sets_and_reads_a_backup_policy() {
     assert_eq!(shown["instance_backup_policy"]["policy"]["save_days"], 14);
     server.stop().await;
 }
+
+/// A request the SDK signs with a Content-Type that is not JSON (its signer
+/// then signs `UNSIGNED-PAYLOAD` instead of the body) is 415, not 401; a bad
+/// signature stays 401, and an unsigned JSON body is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdk_with_a_content_type_not_json_gets_415() {
+    let redis = RedisServer::start_fast(&[]);
+    let server = TestServer::start(Db::Sqlite).await;
+    let instance = server.register_single(&redis.addr()).await;
+    run_sdk_script(
+        "content_type.py",
+        &[&server.base, AK, SK, PROJECT, &instance],
+    )
+    .await;
+    server.stop().await;
+}

@@ -7,6 +7,7 @@ use axum::http::header::CONTENT_TYPE;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::auth::{AuthError, Principal};
 
 /// `axum::extract::Path`, rejected with a DCS error.
 #[derive(FromRequestParts)]
@@ -36,7 +37,8 @@ impl From<QueryRejection> for ApiError {
 }
 
 /// A JSON body, with the checks in the order a client can act on them:
-/// media type, then presence, then syntax, then meaning.
+/// presence, then media type, then whether the signature covers it, then
+/// syntax, then meaning.
 pub(crate) struct Json<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
@@ -46,7 +48,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         let content_type = req
             .headers()
             .get(CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap_or("<not text>").to_string());
+            .map(|v| truncated(v.to_str().unwrap_or("<not text>")));
+        // Set by `api::authenticate` on every signed route; without it (no
+        // authentication on the route) there is no signature to cover it.
+        let body_signed = req
+            .extensions()
+            .get::<Principal>()
+            .is_none_or(|p| p.body_signed);
         let body = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::invalid("body", e.body_text()))?;
@@ -57,6 +65,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             Some(ct) if is_json(&ct) => {}
             Some(ct) => return Err(ApiError::UnsupportedMediaType(ct)),
             None => return Err(ApiError::UnsupportedMediaType("none".into())),
+        }
+        // The SDK signs `UNSIGNED-PAYLOAD` instead of a body that is not
+        // JSON; such a request got this far only to be told its media type
+        // (above). A JSON body it did not sign is never acted on.
+        if !body_signed {
+            return Err(ApiError::Unauthenticated(AuthError::UnsignedBody));
         }
         parse_json(&body).map(Json)
     }

@@ -45,6 +45,12 @@ pub enum AuthError {
     LockedOut(i64),
     #[error("the request is signed for host {0:?}, which this service does not answer to")]
     WrongHost(String),
+    /// A JSON body the signature does not cover (`X-Sdk-Content-Sha256`
+    /// named another payload): authentic request, unauthenticated body.
+    #[error(
+        "the body is not signed: X-Sdk-Content-Sha256 names another payload; a JSON body is signed with its SHA-256"
+    )]
+    UnsignedBody,
 }
 
 struct Credential {
@@ -56,11 +62,19 @@ struct Credential {
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub access_key: Option<String>,
+    /// Whether the signature covers the body. It does not when the client
+    /// signed `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD` in its stead, as the
+    /// SDK does for a Content-Type that is not JSON: such a request is
+    /// authentic, but its body may have been replaced on the way.
+    pub body_signed: bool,
 }
 
 impl Principal {
     pub(crate) fn anonymous() -> Principal {
-        Principal { access_key: None }
+        Principal {
+            access_key: None,
+            body_signed: true,
+        }
     }
 }
 
@@ -177,6 +191,7 @@ impl Authenticator {
                 .ok_or_else(|| AuthError::MissingSignedHeader(name.to_string()))?;
             headers.push((name.to_string(), value));
         }
+        let (payload, body_signed) = payload(req, &auth)?;
         let expected = signature::Request {
             method: req.method,
             path: req.path,
@@ -184,7 +199,7 @@ impl Authenticator {
             headers,
             body: req.body,
         }
-        .signature(&credential.secret_key, &sdk_date);
+        .signature_with(&credential.secret_key, &sdk_date, &payload);
         if !bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) {
             return Err(AuthError::BadSignature);
         }
@@ -198,8 +213,39 @@ impl Authenticator {
         }
         Ok(Principal {
             access_key: Some(auth.access_key.to_string()),
+            body_signed,
         })
     }
+}
+
+/// The header in which the SDK names the payload it signed instead of the
+/// body's hash: `UNSIGNED-PAYLOAD` whenever the Content-Type is not JSON
+/// (or BSON), so such a request is signed without its body.
+pub(crate) const CONTENT_SHA256: &str = "x-sdk-content-sha256";
+
+/// The last line of the canonical request, as the SDK's signer writes it,
+/// and whether it covers the body: an empty body is always the hash of
+/// nothing; otherwise `X-Sdk-Content-Sha256` (trimmed, as the signer trims
+/// headers before it reads it) when the request has one, else the body's
+/// SHA-256. A body the signature does not cover must not be acted on (see
+/// `api::extract::Json`); a client that names a payload must sign that header.
+fn payload(
+    req: &Presented<'_>,
+    auth: &signature::Authorization<'_>,
+) -> Result<(String, bool), AuthError> {
+    let hash = signature::sha256_hex(req.body);
+    if req.body.is_empty() {
+        return Ok((hash, true));
+    }
+    let Some(named) = header_value(req.headers, CONTENT_SHA256) else {
+        return Ok((hash, true));
+    };
+    if !auth.signed_headers.contains(&CONTENT_SHA256) {
+        return Err(AuthError::UnsignedHeader(CONTENT_SHA256));
+    }
+    let named = named.trim().to_string();
+    let signed = named.eq_ignore_ascii_case(&hash);
+    Ok((named, signed))
 }
 
 /// All values of a header joined by `,`, as an HTTP intermediary would fold them.
@@ -386,6 +432,78 @@ mod tests {
             verify(&h, body, PROJECT, at(0)).unwrap_err(),
             AuthError::UnsignedHeader("host")
         );
+    }
+
+    /// What the SDK's signer makes of a body that is not JSON (computed by
+    /// it): `UNSIGNED-PAYLOAD` signed in the body's stead, in a signed header.
+    fn unsigned_payload_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in [
+            ("content-type", "text/plain"),
+            ("host", "127.0.0.1:8080"),
+            ("user-agent", "huaweicloud-usdk-python/3.0"),
+            ("x-project-id", PROJECT),
+            ("x-sdk-date", "20240102T030405Z"),
+            ("x-sdk-content-sha256", "UNSIGNED-PAYLOAD"),
+            (
+                "authorization",
+                "SDK-HMAC-SHA256 Access=AKEXAMPLE1234567890, \
+                 SignedHeaders=content-type;host;user-agent;x-project-id;x-sdk-content-sha256;x-sdk-date, \
+                 Signature=a624192101ca251b352bc4ee56bcddd65636b95b39345613e082ff340a89a138",
+            ),
+        ] {
+            h.insert(n, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn an_unsigned_payload_verifies_but_is_marked_unsigned() {
+        let path = format!("/v2/{PROJECT}/instances/inst-1/backups");
+        let check = |headers: &HeaderMap, body: &[u8]| {
+            authenticator().verify(
+                &Presented {
+                    method: "POST",
+                    path: &path,
+                    query: "",
+                    headers,
+                    body,
+                },
+                PROJECT,
+                at(0),
+            )
+        };
+        let h = unsigned_payload_headers();
+        let p = check(&h, br#"{"remark": "x"}"#).expect("the SDK's signature");
+        assert!(!p.body_signed);
+        // Any body: the signature does not cover it.
+        assert!(!check(&h, b"another body").expect("verifies").body_signed);
+        // The header takes part in the signature ...
+        let mut h = unsigned_payload_headers();
+        h.insert("x-sdk-content-sha256", HeaderValue::from_static("UNSIGNED"));
+        assert_eq!(check(&h, b"x").unwrap_err(), AuthError::BadSignature);
+        // ... and must be signed to count.
+        let mut h = unsigned_payload_headers();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static(
+                "SDK-HMAC-SHA256 Access=AKEXAMPLE1234567890, \
+                 SignedHeaders=content-type;host;user-agent;x-project-id;x-sdk-date, Signature=00",
+            ),
+        );
+        assert_eq!(
+            check(&h, b"x").unwrap_err(),
+            AuthError::UnsignedHeader(CONTENT_SHA256)
+        );
+        // A body signed in full is marked so.
+        let p = verify(
+            &example_headers(),
+            br#"{"expiration": 300}"#,
+            PROJECT,
+            at(0),
+        )
+        .expect("valid");
+        assert!(p.body_signed);
     }
 
     #[test]

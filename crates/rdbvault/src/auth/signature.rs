@@ -76,7 +76,22 @@ impl Request<'_> {
         names.join(";")
     }
 
+    #[cfg(test)]
     pub(crate) fn canonical_request(&self) -> String {
+        self.canonical_request_with(&self.payload_hash())
+    }
+
+    /// The last line of the canonical request as the SDK writes it for a
+    /// body hashed in full: the SHA-256 of the body (of nothing, when empty).
+    fn payload_hash(&self) -> String {
+        sha256_hex(self.body)
+    }
+
+    /// The canonical request with `payload` as its last line: the body's
+    /// hash, or what the client said in `X-Sdk-Content-Sha256` (the SDK
+    /// sends `UNSIGNED-PAYLOAD` there for a body that is not JSON, and signs
+    /// that word instead of the body).
+    fn canonical_request_with(&self, payload: &str) -> String {
         let mut headers: Vec<(&str, &str)> = self
             .headers
             .iter()
@@ -91,23 +106,34 @@ impl Request<'_> {
             canonical_query(self.query),
             block,
             self.signed_headers(),
-            sha256_hex(self.body),
+            payload,
         )
     }
 
+    #[cfg(test)]
     pub(crate) fn string_to_sign(&self, sdk_date: &str) -> String {
+        self.string_to_sign_with(sdk_date, &self.payload_hash())
+    }
+
+    fn string_to_sign_with(&self, sdk_date: &str, payload: &str) -> String {
         format!(
             "{ALGORITHM}\n{sdk_date}\n{}",
-            sha256_hex(self.canonical_request().as_bytes())
+            sha256_hex(self.canonical_request_with(payload).as_bytes())
         )
     }
 
     /// Lower-case hex HMAC-SHA256 of the string to sign, keyed with the SK.
     pub(crate) fn signature(&self, secret_key: &str, sdk_date: &str) -> String {
+        self.signature_with(secret_key, sdk_date, &self.payload_hash())
+    }
+
+    /// [`Request::signature`] with `payload` as the canonical request's last
+    /// line (see [`Request::canonical_request_with`]).
+    pub(crate) fn signature_with(&self, secret_key: &str, sdk_date: &str, payload: &str) -> String {
         // HMAC accepts keys of any length, so this cannot fail.
         let mut mac = Hmac::<Sha256>::new_from_slice(secret_key.as_bytes())
             .expect("HMAC takes keys of any length");
-        mac.update(self.string_to_sign(sdk_date).as_bytes());
+        mac.update(self.string_to_sign_with(sdk_date, payload).as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
 
