@@ -40,6 +40,7 @@ async fn main() {
         ak: Some(AK.into()),
         sk: Some(SK.into()),
         project_id: Some(PROJECT.into()),
+        ca_file: None,
     })
     .expect("client");
     let body = serde_json::json!({"name": "bench", "mode": "single", "addrs": [format!("127.0.0.1:{port}")]});

@@ -44,6 +44,20 @@ const KNOWN_KEYS: &[&str] = &[
     "allowed_hosts",
     "master_key",
     "master_key_file",
+    "max_connections",
+    "header_read_timeout_secs",
+    "idle_timeout_secs",
+    "request_timeout_secs",
+    "download_idle_timeout_secs",
+    "max_downloads",
+    "max_downloads_per_client",
+    "max_downloads_per_link",
+    "tls_cert_file",
+    "tls_key_file",
+    "mutating_calls_per_minute",
+    "project_max_backups",
+    "project_max_stored_bytes",
+    "project_max_running_jobs",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +194,43 @@ pub struct Config {
     /// generated at first start when absent.
     #[serde(default)]
     pub master_key_file: Option<PathBuf>,
+    /// Connections served at once; one more is closed at once.
+    pub max_connections: usize,
+    /// A request head (and a TLS handshake) must arrive within this.
+    pub header_read_timeout_secs: u64,
+    /// A connection waiting to read with no byte moving for this long is closed
+    /// (idle keep-alive connections, stalled uploads).
+    pub idle_timeout_secs: u64,
+    /// An API call (body read included) must be answered within this.
+    pub request_timeout_secs: u64,
+    /// A client that reads nothing of a response (a download) for this long is cut off.
+    pub download_idle_timeout_secs: u64,
+    /// Downloads served at once, by all clients.
+    pub max_downloads: usize,
+    /// Downloads served at once to one client IP address.
+    pub max_downloads_per_client: usize,
+    /// Downloads served at once through one link.
+    pub max_downloads_per_link: usize,
+    /// PEM certificate chain: with `tls_key_file`, `serve` speaks HTTPS
+    /// (both re-read on SIGHUP).
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// Calls that change something (POST, PUT, DELETE) one access key may
+    /// make per minute on this node, in bursts of a quarter of it; 0: no limit.
+    pub mutating_calls_per_minute: u32,
+    /// Backups a project may hold (not deleted, expired or failed); 0: no limit.
+    pub project_max_backups: u64,
+    /// Bytes a project's backups may hold in the store; 0: no limit.
+    pub project_max_stored_bytes: u64,
+    /// Jobs of one project this node runs at once; 0: no cap. Unset: all
+    /// workers but one when the credentials name several projects (so a
+    /// project's stuck backups, waiting minutes for a fork, cannot hold
+    /// every worker), no cap with one project.
+    #[serde(default)]
+    pub project_max_running_jobs: Option<usize>,
 }
 
 /// A configured secret: shown as `<redacted>` by `Debug`.
@@ -358,6 +409,20 @@ impl Default for Config {
             allowed_hosts: Vec::new(),
             master_key: None,
             master_key_file: None,
+            max_connections: 1024,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            request_timeout_secs: 60,
+            download_idle_timeout_secs: 30,
+            max_downloads: 256,
+            max_downloads_per_client: 32,
+            max_downloads_per_link: 16,
+            tls_cert_file: None,
+            tls_key_file: None,
+            mutating_calls_per_minute: 600,
+            project_max_backups: 0,
+            project_max_stored_bytes: 0,
+            project_max_running_jobs: None,
         }
     }
 }
@@ -456,8 +521,31 @@ impl Config {
     pub fn public_url(&self, bound: SocketAddr) -> String {
         match &self.public_url {
             Some(url) if !url.is_empty() => url.trim_end_matches('/').to_string(),
+            _ if self.tls().is_some() => format!("https://{bound}"),
             _ => format!("http://{bound}"),
         }
+    }
+
+    /// Jobs of one project a node runs at once (0: no cap), see
+    /// `project_max_running_jobs`.
+    pub fn per_project_jobs(&self) -> usize {
+        if let Some(cap) = self.project_max_running_jobs {
+            return cap;
+        }
+        let projects: std::collections::HashSet<&String> =
+            self.credentials.iter().flat_map(|c| &c.projects).collect();
+        match (projects.len(), self.backup_workers) {
+            (0 | 1, _) | (_, 0 | 1) => 0,
+            (_, workers) => workers - 1,
+        }
+    }
+
+    /// The certificate and key files, when HTTPS is configured.
+    pub fn tls(&self) -> Option<(&Path, &Path)> {
+        fn set(p: &Option<PathBuf>) -> Option<&Path> {
+            p.as_deref().filter(|p| !p.as_os_str().is_empty())
+        }
+        Some((set(&self.tls_cert_file)?, set(&self.tls_key_file)?))
     }
 }
 

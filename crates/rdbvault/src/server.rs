@@ -31,6 +31,8 @@ pub enum ServeError {
     Tls(#[from] crate::replication::tls::TlsConfigError),
     #[error("{0}")]
     Nodes(String),
+    #[error("HTTPS: {0}")]
+    Https(#[from] crate::http::TlsError),
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -54,6 +56,20 @@ pub async fn run_with_clock(
     clock: Arc<dyn Clock>,
 ) -> Result<(), ServeError> {
     let bound = listener.local_addr()?;
+    let tls = match (&config.tls_cert_file, &config.tls_key_file, config.tls()) {
+        (_, _, Some((cert, key))) => {
+            let certs = crate::http::Certificates::load(cert, key)?;
+            certs.reload_on_sighup()?;
+            Some(certs)
+        }
+        (None, None, None) => None,
+        _ => {
+            return Err(
+                crate::http::TlsError::Pair("set both for HTTPS, or neither".into()).into(),
+            );
+        }
+    };
+    let limits = crate::http::Limits::from_config(&config);
     let auth = Authenticator::from_config(&config)?;
     if auth.mode() == AuthMode::None {
         tracing::warn!(
@@ -81,6 +97,8 @@ pub async fn run_with_clock(
         max_backup_bytes: config.max_backup_bytes,
         restore_listen: config.restore_listen,
         restore_announce: config.restore_announce.clone().filter(|a| !a.is_empty()),
+        quota: crate::quota::Quota::from_config(&config),
+        per_project_jobs: config.per_project_jobs(),
         meta: meta.clone(),
         objects: objects.clone(),
         timeouts: RedisTimeouts::from_config(&config),
@@ -118,13 +136,14 @@ pub async fn run_with_clock(
         redis_tls,
         links,
         metrics,
+        downloads: Arc::new(crate::api::download_slots::DownloadSlots::from_config(
+            &config,
+        )),
         config,
     });
     let app = api::router(state);
-    tracing::info!(listen = %bound, node_id = %ctx.node_id, "rdbvault serving");
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    tracing::info!(listen = %bound, node_id = %ctx.node_id, https = tls.is_some(), "rdbvault serving");
+    let served = crate::http::serve(listener, app, limits, tls, shutdown).await;
     background.stop().await;
     if let Err(e) = meta.leave_node(&ctx.node_id).await {
         tracing::warn!(error = %e, "could not record this node's stop");

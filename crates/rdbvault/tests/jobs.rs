@@ -51,7 +51,11 @@ async fn a_dead_nodes_job_is_recovered_by_a_live_node() {
         })
         .await
         .unwrap();
-    let job = meta.claim_job("dead-node").await.unwrap().expect("queued");
+    let job = meta
+        .claim_job("dead-node", 0)
+        .await
+        .unwrap()
+        .expect("queued");
     assert_eq!(job.target_id, backup.id);
     assert!(
         meta.start_backup(&backup.id, "127.0.0.1:1 (master)", None)

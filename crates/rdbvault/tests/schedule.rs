@@ -252,3 +252,42 @@ async fn two_nodes_fire_a_due_backup_once() {
     second.stop().await;
     first.stop().await;
 }
+
+/// An automatic backup the project's quota does not allow is recorded
+/// `failed` with `dcs.08.0114`, once, instead of being taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_automatic_backup_over_the_project_quota_fails_saying_so() {
+    let redis = RedisServer::start_fast(&[]);
+    redis.cli(&["SET", "k", "v"]);
+    let base = this_hour();
+    let clock = Arc::new(ManualClock::new(base - minutes(5)));
+    let server = server_with(&clock, Db::Sqlite, |c| c.project_max_backups = 1).await;
+    let instance = server.register_single(&redis.addr()).await;
+    set_policy(&server, &instance, every_day_at(base, 1)).await;
+    server.backed_up(&instance).await;
+    clock.set(base + minutes(20));
+    let refused = wait_for(
+        "the refused automatic backup",
+        Duration::from_secs(30),
+        || async {
+            records(&server, &instance)
+                .await
+                .into_iter()
+                .find(|r| r["backup_type"] == "auto")
+        },
+    )
+    .await;
+    assert_eq!(refused["status"], "failed", "{refused}");
+    assert_eq!(refused["error_code"], "dcs.08.0114", "{refused}");
+    assert!(
+        refused["error_msg"]
+            .as_str()
+            .unwrap()
+            .contains("project_max_backups"),
+        "{refused}"
+    );
+    rounds().await;
+    let all = records(&server, &instance).await;
+    assert_eq!(all.len(), 2, "refused once, not every round: {all:?}");
+    server.stop().await;
+}

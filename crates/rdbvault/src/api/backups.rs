@@ -143,6 +143,9 @@ pub(crate) async fn create_backup(
     if instance.mode == Mode::Cluster {
         check_cluster(&state, &instance).await?;
     }
+    crate::quota::Quota::from_config(&state.config)
+        .check(&state.meta, &project_id)
+        .await??;
     let backup = state
         .meta
         .create_backup(NewBackup {

@@ -6,25 +6,27 @@
 //! be `succeed`), never by mapping the URL onto the filesystem, so no path can
 //! escape the store and a deleted backup's links stop working at once.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::net::SocketAddr;
 use std::ops::RangeInclusive;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::SharedState;
+use super::download_slots::{Full, Slot};
 use crate::meta::BackupStatus;
 use crate::objects::link_signing::{LinkError, LinkQuery, VerifyError};
 
-/// Read size of file streaming: large reads keep a multi-gigabyte download
-/// near disk speed.
-const CHUNK: usize = 1024 * 1024;
-/// Chunks read ahead of the socket: the disk and the network work at the
-/// same time, and a connection holds at most this many chunks.
-const READ_AHEAD: usize = 4;
+/// Read size of file streaming: large enough that a download runs near
+/// disk speed, small enough that the downloads allowed at once
+/// (`max_downloads`, each holding one chunk while its client is slow) stay
+/// within a few tens of MiB.
+const CHUNK: usize = 128 * 1024;
 
 /// Why a download is not served, answered as S3 answers: an S3 error code
 /// in an XML body.
@@ -33,6 +35,8 @@ enum S3StyleError {
     Denied(String),
     BadRequest(&'static str, String),
     NoSuchKey,
+    /// A download limit is reached; the client should retry shortly.
+    SlowDown(Full),
     Internal(String),
 }
 
@@ -46,6 +50,19 @@ impl IntoResponse for S3StyleError {
                 "NoSuchKey",
                 "The specified key does not exist.".to_string(),
             ),
+            S3StyleError::SlowDown(full) => {
+                tracing::warn!(limit = ?full, "download refused: {}", full.describe());
+                let body = xml_error("SlowDown", full.describe());
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [
+                        (header::CONTENT_TYPE, "application/xml"),
+                        (header::RETRY_AFTER, "1"),
+                    ],
+                    body,
+                )
+                    .into_response();
+            }
             S3StyleError::Internal(e) => {
                 tracing::error!(error = %e, "download failed");
                 (
@@ -58,12 +75,16 @@ impl IntoResponse for S3StyleError {
         if status.is_client_error() {
             tracing::warn!(status = status.as_u16(), code, message = %message, "download refused");
         }
-        let body = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{}</Message></Error>",
-            xml_escape(&message)
-        );
+        let body = xml_error(code, &message);
         (status, [(header::CONTENT_TYPE, "application/xml")], body).into_response()
     }
+}
+
+fn xml_error(code: &str, message: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{}</Message></Error>",
+        xml_escape(message)
+    )
 }
 
 fn xml_escape(s: &str) -> String {
@@ -132,7 +153,8 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
               (status = 206, description = "the requested range"),
               (status = 403, description = "bad, tampered or expired link", content_type = "application/xml"),
               (status = 404, description = "the backup or file no longer exists", content_type = "application/xml"),
-              (status = 416, description = "range not satisfiable")))]
+              (status = 416, description = "range not satisfiable"),
+              (status = 503, description = "a download limit is reached (max_downloads, max_downloads_per_client, max_downloads_per_link): S3 `SlowDown`, retry after `Retry-After` seconds", content_type = "application/xml")))]
 pub(crate) async fn download(State(state): State<SharedState>, req: Request) -> Response {
     match serve(&state, req).await {
         Ok(r) => r,
@@ -148,7 +170,24 @@ async fn serve(state: &SharedState, req: Request) -> Result<Response, S3StyleErr
     verify_link(state, &path, &query).await?;
     let file = resolve_file(state, rest).await?;
     let range = requested_range(req.headers(), file.etag.as_deref(), file.len);
-    respond(file, range, req.method() == Method::HEAD)
+    // HEAD sends no body and holds nothing: only a GET takes a slot. A link
+    // is told apart by its signature (one per link handed out).
+    let slot = match req.method() == Method::HEAD {
+        true => None,
+        false => {
+            let client = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip());
+            let link = query_param(query.as_str(), "Signature").unwrap_or(path.as_str());
+            let taken = state.downloads.take(client, link);
+            if taken.is_err() {
+                state.metrics.download_refused();
+            }
+            Some(taken.map_err(S3StyleError::SlowDown)?)
+        }
+    };
+    respond(file, range, slot)
 }
 
 /// Checks the link's query auth (key id, expiry, signature) for `path`, raw as requested.
@@ -212,9 +251,9 @@ async fn resolve_file(state: &SharedState, rest: &str) -> Result<ServedFile, S3S
     })
 }
 
-/// The answer to a GET (or, with `head`, a HEAD) of `file`: its headers,
-/// and the bytes `range` asks for.
-fn respond(file: ServedFile, range: Range, head: bool) -> Result<Response, S3StyleError> {
+/// The answer to a GET (holding its download `slot`) or a HEAD (no slot)
+/// of `file`: its headers, and the bytes `range` asks for.
+fn respond(file: ServedFile, range: Range, slot: Option<Slot>) -> Result<Response, S3StyleError> {
     let len = file.len;
     let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
@@ -254,10 +293,9 @@ fn respond(file: ServedFile, range: Range, head: bool) -> Result<Response, S3Sty
     } else {
         span.end() - span.start() + 1
     };
-    let body = if head || count == 0 {
-        Body::empty()
-    } else {
-        stream_file(file.local, *span.start(), count)
+    let body = match slot {
+        Some(slot) if count > 0 => stream_file(file.local, *span.start(), count, slot),
+        _ => Body::empty(),
     };
     builder
         .status(status)
@@ -320,34 +358,56 @@ fn requested_range(headers: &HeaderMap, etag: Option<&str>, len: u64) -> Range {
     }
 }
 
-/// Streams `count` bytes of `path` from `start`, read ahead on a blocking
-/// thread so the disk never waits for the socket, nor the socket for the disk.
-fn stream_file(path: PathBuf, start: u64, count: u64) -> Body {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(READ_AHEAD);
-    tokio::task::spawn_blocking(move || {
-        let opened =
-            std::fs::File::open(&path).and_then(|mut f| f.seek(SeekFrom::Start(start)).map(|_| f));
-        let mut file = match opened {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
+/// Streams `count` bytes of `path` from `start`, holding `slot` until the
+/// body ends or is dropped (the client went away, or was cut off idle).
+/// Each chunk is one positioned read on tokio's blocking pool, started only
+/// when hyper asks for the next: a client that stops reading holds the
+/// chunk hyper is writing and no thread.
+fn stream_file(path: PathBuf, start: u64, count: u64, slot: Slot) -> Body {
+    struct Reading {
+        file: Option<Arc<std::fs::File>>,
+        path: PathBuf,
+        at: u64,
+        left: u64,
+        slot: Slot,
+    }
+    let reading = Reading {
+        file: None,
+        path,
+        at: start,
+        left: count,
+        slot,
+    };
+    let chunks = futures::stream::try_unfold(reading, |mut r| async move {
+        if r.left == 0 {
+            return Ok(None);
+        }
+        let _turn = r.slot.read_turn().await;
+        let file = match &r.file {
+            Some(f) => f.clone(),
+            None => {
+                let path = r.path.clone();
+                let opened = tokio::task::spawn_blocking(move || std::fs::File::open(path))
+                    .await
+                    .map_err(std::io::Error::other)??;
+                r.file.insert(Arc::new(opened)).clone()
             }
         };
-        let mut left = count;
-        while left > 0 {
-            let want = usize::try_from(left).unwrap_or(usize::MAX).min(CHUNK);
+        let (at, want) = (
+            r.at,
+            usize::try_from(r.left).unwrap_or(usize::MAX).min(CHUNK),
+        );
+        let chunk = tokio::task::spawn_blocking(move || {
             let mut buf = vec![0u8; want];
-            let result = file.read_exact(&mut buf).map(|()| Bytes::from(buf));
-            let failed = result.is_err();
-            // A closed channel means the client went away: stop reading.
-            if tx.blocking_send(result).is_err() || failed {
-                return;
-            }
-            left -= want as u64;
-        }
+            file.read_exact_at(&mut buf, at).map(|()| Bytes::from(buf))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        r.at += want as u64;
+        r.left -= want as u64;
+        Ok::<_, std::io::Error>(Some((chunk, r)))
     });
-    Body::from_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+    Body::from_stream(chunks)
 }
 
 #[cfg(test)]

@@ -107,6 +107,12 @@ pub enum ApiError {
     Unauthenticated(AuthError),
     #[error("{0}")]
     Forbidden(AuthError),
+    #[error("the request was not answered within {0} s (request_timeout_secs)")]
+    RequestTimeout(u64),
+    #[error("too many changing calls for this access key; retry in {0} s")]
+    RateLimited(u64),
+    #[error("{0}")]
+    Quota(#[from] crate::quota::Exceeded),
     /// Never shown to the client: logged with the request id, answered as a
     /// generic internal error so no path, SQL or secret leaks.
     #[error("internal error: {0}")]
@@ -181,6 +187,10 @@ catalogue! {
     ClusterTooLarge => "DCS.4951", BAD_REQUEST, "cluster has more than 64 shards";
     UnknownUrl => "DCS.4001", NOT_FOUND, "requested URL does not exist";
     LockedOut => "DCS.4960", TOO_MANY_REQUESTS, "too many failed signatures for the access key; retry later";
+    RateLimited => "DCS.4961", TOO_MANY_REQUESTS, "too many changing calls for the access key; retry after Retry-After seconds";
+    QuotaBackups => "DCS.4970", FORBIDDEN, "the project's backup count quota is used up";
+    QuotaBytes => "DCS.4971", FORBIDDEN, "the project's stored bytes quota is used up";
+    RequestTimeout => "DCS.4080", REQUEST_TIMEOUT, "the request was not answered within request_timeout_secs";
     PolicySaveDays => "DCS.4072", BAD_REQUEST, "invalid backup policy save_days";
     PolicyBackupType => "DCS.4073", BAD_REQUEST, "invalid backup policy backup_type";
     PolicyPeriodType => "DCS.4074", BAD_REQUEST, "invalid backup policy period_type";
@@ -284,6 +294,10 @@ impl ApiError {
             E::Unauthenticated(AuthError::LockedOut(_)) => Entry::LockedOut,
             E::Unauthenticated(_) => Entry::SignatureRefused,
             E::Forbidden(_) => Entry::ProjectForbidden,
+            E::RequestTimeout(_) => Entry::RequestTimeout,
+            E::RateLimited(_) => Entry::RateLimited,
+            E::Quota(crate::quota::Exceeded::Backups { .. }) => Entry::QuotaBackups,
+            E::Quota(crate::quota::Exceeded::Bytes { .. }) => Entry::QuotaBytes,
             E::Internal(_) => Entry::Internal,
         }
     }
@@ -333,7 +347,12 @@ impl IntoResponse for ApiError {
             tracing::warn!(code = self.code(), status = status.as_u16(), error = %self, "request refused");
         }
         let mut response = (status, Json(self.body())).into_response();
-        if let ApiError::Unauthenticated(AuthError::LockedOut(secs)) = &self
+        let retry_after = match &self {
+            ApiError::Unauthenticated(AuthError::LockedOut(secs)) => Some(*secs),
+            ApiError::RateLimited(secs) => i64::try_from(*secs).ok(),
+            _ => None,
+        };
+        if let Some(secs) = retry_after
             && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
         {
             response

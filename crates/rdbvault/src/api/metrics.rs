@@ -60,6 +60,8 @@ pub struct Metrics {
     orphaned_objects: Gauge,
     orphaned_bytes: Gauge,
     pending_uploads: Gauge,
+    downloads_running: Gauge,
+    downloads_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -123,8 +125,22 @@ impl Default for Metrics {
             "Multipart uploads recorded and neither completed nor aborted, at the last store sweep",
             pending_uploads.clone(),
         );
+        let downloads_running = Gauge::default();
+        registry.register(
+            "downloads_running",
+            "Downloads through links of the local store being served by this node",
+            downloads_running.clone(),
+        );
+        let downloads_refused = Counter::default();
+        registry.register(
+            "downloads_refused",
+            "Downloads answered 503 SlowDown because a download limit was reached",
+            downloads_refused.clone(),
+        );
         Metrics {
             health,
+            downloads_running,
+            downloads_refused,
             orphaned_objects,
             orphaned_bytes,
             pending_uploads,
@@ -186,6 +202,15 @@ impl Metrics {
         self.orphaned_bytes
             .set(i64::try_from(found.bytes()).unwrap_or(i64::MAX));
         self.pending_uploads.set(found.pending_uploads);
+    }
+
+    pub(crate) fn observe_downloads(&self, running: usize) {
+        self.downloads_running
+            .set(i64::try_from(running).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn download_refused(&self) {
+        self.downloads_refused.inc();
     }
 
     pub fn observe_health(&self, health: Health, storage: &'static str) {

@@ -6,6 +6,7 @@
 pub mod backups;
 mod common;
 pub mod download;
+pub(crate) mod download_slots;
 pub mod error;
 pub mod extract;
 pub mod instances;
@@ -49,6 +50,8 @@ pub struct AppState {
     /// Signs and verifies download links of the local store.
     pub links: Arc<crate::objects::link_signing::LinkSigner>,
     pub metrics: Arc<metrics::Metrics>,
+    /// The downloads running, against their limits.
+    pub(crate) downloads: Arc<download_slots::DownloadSlots>,
     /// Base URL of this service as clients reach it.
     pub public_url: String,
 }
@@ -130,7 +133,12 @@ pub fn router(state: SharedState) -> Router {
             Access::Public | Access::Link => open = open.route(&route.served, route.handler),
         }
     }
-    let signed = signed.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let signed = signed
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            within_request_timeout,
+        ));
 
     open.merge(signed)
         .fallback(|| async { ApiError::UnknownUrl })
@@ -228,9 +236,32 @@ async fn authenticate(State(state): State<SharedState>, req: Request, next: Next
             return ApiError::Unauthenticated(e).into_response();
         }
     };
+    // ListBackupFileLinks is a POST that changes nothing (links are signed,
+    // not stored): it is not counted, so download tools may ask freely.
+    let changes = !matches!(
+        parts.method,
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) && !parts.uri.path().ends_with("/links");
+    if changes && let Err(wait) = state.auth.allow_change(&principal) {
+        return ApiError::RateLimited(wait).into_response();
+    }
     let mut req = Request::from_parts(parts, axum::body::Body::from(bytes));
     req.extensions_mut().insert(principal);
     next.run(req).await
+}
+
+/// Every signed call, its body read included, is answered within
+/// `request_timeout_secs` (a body trickling in byte by byte included).
+async fn within_request_timeout(
+    State(state): State<SharedState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let secs = state.config.request_timeout_secs.max(1);
+    match tokio::time::timeout(Duration::from_secs(secs), next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::RequestTimeout(secs).into_response(),
+    }
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "service",
@@ -257,6 +288,7 @@ async fn healthz(State(state): State<SharedState>) -> Response {
     security(()),
     responses((status = 200, description = "the Prometheus text format, version 0.0.4", content_type = "text/plain", body = String)))]
 async fn prometheus_metrics(State(state): State<SharedState>) -> Response {
+    state.metrics.observe_downloads(state.downloads.running());
     (
         [(
             header::CONTENT_TYPE,

@@ -5,6 +5,7 @@ pub(crate) mod bootstrap;
 pub mod signature;
 
 mod lockout;
+mod rate_limit;
 
 use std::collections::{HashMap, HashSet};
 
@@ -92,6 +93,7 @@ pub struct Authenticator {
     mode: AuthMode,
     keys: HashMap<String, Credential>,
     lockout: lockout::Lockout,
+    changes: rate_limit::RateLimit,
 }
 
 impl Authenticator {
@@ -112,7 +114,17 @@ impl Authenticator {
             mode: config.auth,
             keys,
             lockout: lockout::Lockout::default(),
+            changes: rate_limit::RateLimit::per_minute(config.mutating_calls_per_minute),
         })
+    }
+
+    /// Counts a call that changes something against its access key's rate
+    /// (`Err`: seconds to wait). Anonymous calls (`auth = "none"`) are not limited.
+    pub(crate) fn allow_change(&self, principal: &Principal) -> Result<(), u64> {
+        match &principal.access_key {
+            Some(ak) => self.changes.check(ak),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn mode(&self) -> AuthMode {

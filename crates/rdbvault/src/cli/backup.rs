@@ -301,7 +301,7 @@ async fn download(
     out: &std::path::Path,
 ) -> anyhow::Result<ExitCode> {
     let links = fetch_links(client, instance_id, backup_id).await?;
-    let files = super::download::download_all(links, out, !json).await?;
+    let files = super::download::download_all(client.http(), links, out, !json).await?;
     if json {
         println!("{}", json!({ "files": files }));
     } else {

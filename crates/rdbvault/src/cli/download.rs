@@ -25,6 +25,7 @@ pub(crate) enum DownloadError {
 
 /// Downloads every link into `out`; returns the paths written.
 pub(crate) async fn download_all(
+    client: &reqwest::Client,
     links: Vec<LinksItem>,
     out: &Path,
     show: bool,
@@ -45,7 +46,6 @@ pub(crate) async fn download_all(
         .sum();
     let total = bars.add(ProgressBar::new(total_bytes));
     total.set_style(style("total"));
-    let client = reqwest::Client::new();
     let tasks = links.into_iter().map(|link| {
         let bar = bars.insert_before(
             &total,

@@ -322,11 +322,11 @@ impl<R: Read> Read for Tap<R> {
 /// CRC-64 (by the reader), the size and the SHA-256. The first failure
 /// stops the others.
 pub(crate) async fn analyze_links(
+    client: &reqwest::Client,
     links: Vec<LinksItem>,
     options: &Options,
     show: bool,
 ) -> anyhow::Result<Vec<Report>> {
-    let client = reqwest::Client::new();
     let bars = indicatif::MultiProgress::new();
     if !show {
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());

@@ -57,6 +57,10 @@ pub(crate) struct ClientArgs {
     /// A TOML file with endpoint, ak, sk, project_id (flags and env win).
     #[arg(long, env = "RDBVAULT_CLIENT_CONFIG", global = true)]
     client_config: Option<PathBuf>,
+    /// PEM CA certificate(s) to trust besides the system's, for a service
+    /// (and its download links) with a private certificate.
+    #[arg(long, env = "RDBVAULT_CA_FILE", global = true)]
+    ca_file: Option<PathBuf>,
     /// Print the API's JSON answer instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -69,6 +73,7 @@ impl ClientArgs {
             ak: self.ak.clone(),
             sk: self.sk.clone(),
             project_id: self.project_id.clone(),
+            ca_file: self.ca_file.clone(),
         };
         Ok(Client::new(
             flags.or(ClientConfig::load(self.client_config.as_ref())?),
@@ -133,12 +138,13 @@ enum Command {
 }
 
 /// The ids of `ClientArgs`' flags (clap names them after the fields).
-const CLIENT_FLAGS: [&str; 6] = [
+const CLIENT_FLAGS: [&str; 7] = [
     "endpoint",
     "ak",
     "sk",
     "project_id",
     "client_config",
+    "ca_file",
     "json",
 ];
 
@@ -303,8 +309,9 @@ async fn inspect_command(
             vec![report.map_err(anyhow::Error::msg)?]
         }
         Some(instance) => {
-            let links = backup::fetch_links(&args.client()?, instance, target).await?;
-            inspect::analyze_links(links, options, !args.json).await?
+            let client = args.client()?;
+            let links = backup::fetch_links(&client, instance, target).await?;
+            inspect::analyze_links(client.http(), links, options, !args.json).await?
         }
     };
     if let Some(log) = &options.keys {

@@ -106,6 +106,11 @@ pub struct JobContext {
     /// Where a `replicate` restore listens, and the host it announces.
     pub restore_listen: std::net::SocketAddr,
     pub restore_announce: Option<String>,
+    /// What each project may hold (checked before automatic backups too).
+    pub quota: crate::quota::Quota,
+    /// Jobs of one project this node runs at once (0: no cap); see
+    /// `Config::per_project_jobs`.
+    pub per_project_jobs: usize,
 }
 
 /// What one kind of job provides; [`Workers`] and [`recover`] do the rest.
@@ -180,7 +185,7 @@ impl Workers {
 
     async fn work(self, ctx: Arc<JobContext>, stop: CancellationToken, status: Status) {
         while !stop.is_cancelled() {
-            match ctx.meta.claim_job(&ctx.node_id).await {
+            match ctx.meta.claim_job(&ctx.node_id, ctx.per_project_jobs).await {
                 Ok(Some(job)) => {
                     status.busy(format!("{} {}", job.kind.as_str(), job.target_id));
                     let cancel = stop.child_token();

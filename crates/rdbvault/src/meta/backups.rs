@@ -203,7 +203,29 @@ const COLUMNS: &str = "id, instance_id, project_id, name, backup_type, backup_fo
     bytes_done, bytes_total, size, error_code, error_msg, source_node, stage, progress_bp, period, due, \
     created_at, started_at, finished_at, updated_at";
 
+/// What a project's backups hold: those not deleted, expired or failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub backups: u64,
+    /// Stored bytes of the finished ones.
+    pub bytes: u64,
+}
+
 impl Meta {
+    pub async fn project_usage(&self, project_id: &str) -> Result<Usage> {
+        let (backups, bytes): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM backups \
+             WHERE project_id = $1 AND status NOT IN ('deleted', 'expired', 'failed')",
+        )
+        .bind(project_id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(Usage {
+            backups: u64::try_from(backups).unwrap_or(0),
+            bytes: u64::try_from(bytes).unwrap_or(0),
+        })
+    }
+
     /// Records a new backup as `waiting` and queues its job, atomically.
     /// `Conflict` when the instance already has a waiting or running
     /// backup, `Refused(Restoring)` while a restore writes into it.

@@ -109,6 +109,13 @@ fn job(row: JobRow) -> Result<Job> {
     })
 }
 
+/// The running jobs (`o`) of the project of the job `j` whose target is the
+/// backup `b` or the restore `r` (a scalar subquery, to compare or order by).
+const RUNNING_IN_PROJECT: &str = "SELECT COUNT(*) FROM jobs o \
+    LEFT JOIN backups ob ON ob.id = o.target_id LEFT JOIN restores orr ON orr.id = o.target_id \
+    WHERE o.state = 'running' \
+    AND COALESCE(ob.project_id, orr.project_id) = COALESCE(b.project_id, r.project_id)";
+
 impl Meta {
     /// Queues a job for `target_id`, inside the caller's transaction (the
     /// record it works on is created in the same one).
@@ -131,31 +138,41 @@ impl Meta {
         Ok(())
     }
 
-    /// Takes the oldest queued job for `owner`, if any. Safe against other
-    /// nodes claiming the same job: only one UPDATE sees it still queued.
-    /// On PostgreSQL one statement skips the rows other nodes are claiming
-    /// (`FOR UPDATE SKIP LOCKED`), so nodes never wait on each other; on
-    /// SQLite (one node) a conditional UPDATE after the SELECT does it.
-    pub async fn claim_job(&self, owner: &str) -> Result<Option<Job>> {
+    /// Claims the next job for `owner`, fairly: the queued job of the
+    /// project with the fewest jobs running (on every node) goes first,
+    /// oldest first among equals, so one project's queue cannot starve
+    /// another's; and none of a project that already runs `per_project`
+    /// jobs on this node (0: no such cap), so it cannot take every worker.
+    pub async fn claim_job(&self, owner: &str, per_project: usize) -> Result<Option<Job>> {
+        let cap = i64::try_from(per_project).unwrap_or(i64::MAX);
+        let choose = format!(
+            "SELECT j.id, j.kind, j.target_id FROM jobs j \
+             LEFT JOIN backups b ON b.id = j.target_id LEFT JOIN restores r ON r.id = j.target_id \
+             WHERE j.state = 'queued' \
+             AND ($2 = 0 OR ({running} AND o.owner = $1) < $2) \
+             ORDER BY ({running}), j.created_at, j.id LIMIT 1",
+            running = RUNNING_IN_PROJECT
+        );
         if self.backend() == super::Backend::Postgres {
             let now = now_ms();
-            let row: Option<JobRow> = sqlx::query_as(
-                "UPDATE jobs SET state = 'running', owner = $1, heartbeat_at = $2, updated_at = $2, \
-                 attempts = attempts + 1 WHERE id = (SELECT id FROM jobs WHERE state = 'queued' \
-                 ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id, kind, target_id",
-            )
+            let row: Option<JobRow> = sqlx::query_as(&format!(
+                "UPDATE jobs SET state = 'running', owner = $1, heartbeat_at = $3, updated_at = $3, \
+                 attempts = attempts + 1 WHERE id = (SELECT id FROM ({choose} FOR UPDATE OF j SKIP LOCKED) c) \
+                 RETURNING id, kind, target_id"
+            ))
             .bind(owner)
+            .bind(cap)
             .bind(now)
             .fetch_optional(self.pool())
             .await?;
             return row.map(job).transpose();
         }
         loop {
-            let candidate: Option<JobRow> = sqlx::query_as(
-                "SELECT id, kind, target_id FROM jobs WHERE state = 'queued' ORDER BY created_at, id LIMIT 1",
-            )
-            .fetch_optional(self.pool())
-            .await?;
+            let candidate: Option<JobRow> = sqlx::query_as(&choose)
+                .bind(owner)
+                .bind(cap)
+                .fetch_optional(self.pool())
+                .await?;
             let Some(row) = candidate else {
                 return Ok(None);
             };

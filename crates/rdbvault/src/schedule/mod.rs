@@ -25,6 +25,8 @@ use crate::object_keys;
 /// `error_code` of an automatic backup whose window closed before it could
 /// start (DCS's "backup window expired").
 pub const WINDOW_CLOSED: &str = "dcs.08.0008";
+/// The `error_code` of an automatic backup the project's quota refused.
+pub const QUOTA_EXCEEDED: &str = "dcs.08.0114";
 
 /// The time the scheduler goes by; tests move their own.
 pub trait Clock: Send + Sync {
@@ -147,6 +149,25 @@ impl Scheduler {
             .unwrap_or_default();
         let new = automatic(&instance.id, &instance.project_id, &period, &date);
         let key = (instance.id.clone(), date.clone());
+        if let Err(exceeded) = self
+            .ctx
+            .quota
+            .check(&self.ctx.meta, &instance.project_id)
+            .await?
+        {
+            // Waiting would not help: the quota frees only when the operator acts.
+            let message = format!("the automatic backup of {date} was not taken: {exceeded}");
+            if self
+                .ctx
+                .meta
+                .record_missed_backup(&new, QUOTA_EXCEEDED, &message)
+                .await?
+            {
+                tracing::warn!(instance_id = %instance.id, due = %date, %exceeded, "automatic backup refused by the project quota");
+            }
+            self.forget(&key);
+            return Ok(());
+        }
         match self.ctx.meta.create_backup(new).await {
             Ok(backup) => {
                 self.forget(&key);

@@ -574,6 +574,12 @@ impl RedisServer {
         Self::spawn(Release::V7_0, Tuning::Fast, free_port(), extra)
     }
 
+    /// Like `start_fast`, on a given port: a node coming back where it was
+    /// (empty) after `kill`.
+    pub fn start_fast_on(port: u16, extra: &[&str]) -> RedisServer {
+        Self::spawn(Release::V7_0, Tuning::Fast, port, extra)
+    }
+
     /// Redis 8.2 (RDB 12: hash field expiry, set listpacks, streams 3) tuned
     /// for speed; with `--loadmodule` of the FalkorDB module in
     /// [`redis_8_2_dir`], module values too.
