@@ -206,3 +206,62 @@ async fn a_stalled_download_is_cut_off_and_limits_answer_slow_down() {
     drop((stalled, other));
     server.stop().await;
 }
+
+/// What the HTTP parser itself refuses is answered with the DCS error
+/// body too, and the connections after it are served as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_http_parser_refuses_get_the_dcs_error_body() {
+    let server = TestServer::start(Db::Sqlite).await;
+    let cases: [(&[u8], &str, &str); 5] = [
+        (b"G\x01T / HTTP/1.1\r\nHost: x\r\n\r\n", "400", "DCS.4000"),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX: a\x01b\r\n\r\n",
+            "400",
+            "DCS.4000",
+        ),
+        (
+            b"GET /healthz HTTP/9.1\r\nHost: x\r\n\r\n",
+            "400",
+            "DCS.4000",
+        ),
+        (
+            &[
+                b"GET /".as_slice(),
+                &[b'a'; 70_000],
+                b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            ]
+            .concat(),
+            "414",
+            "DCS.4014",
+        ),
+        (
+            &[
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\nX: ".as_slice(),
+                &[b'a'; 500_000],
+                b"\r\n\r\n",
+            ]
+            .concat(),
+            "431",
+            "DCS.4031",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let mut stream = TcpStream::connect(addr(&server)).await.unwrap();
+        // A server may answer before it has read everything sent.
+        let _ = stream.write_all(request).await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text}");
+        assert!(text.contains("content-type: application/json"), "{text}");
+        let body: serde_json::Value =
+            serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap();
+        assert_eq!(body["error_code"], code, "{text}");
+        assert!(body["error_msg"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // The router's own errors are untouched; good requests are served.
+    let r = server.req("GET", "/nope").send().await;
+    r.assert_error(404, "DCS.4001");
+    assert!(healthy(&server).await);
+    server.stop().await;
+}

@@ -107,6 +107,14 @@ pub enum ApiError {
     Unauthenticated(AuthError),
     #[error("{0}")]
     Forbidden(AuthError),
+    #[error(
+        "the request could not be parsed as HTTP/1.1 (request line, header names or values, control characters)"
+    )]
+    MalformedRequest,
+    #[error("the request URI is longer than the service accepts")]
+    UriTooLong,
+    #[error("the request's headers are larger than the service accepts")]
+    HeadersTooLarge,
     #[error("the request was not answered within {0} s (request_timeout_secs)")]
     RequestTimeout(u64),
     #[error("too many changing calls for this access key; retry in {0} s")]
@@ -190,6 +198,9 @@ catalogue! {
     RateLimited => "DCS.4961", TOO_MANY_REQUESTS, "too many changing calls for the access key; retry after Retry-After seconds";
     QuotaBackups => "DCS.4970", FORBIDDEN, "the project's backup count quota is used up";
     QuotaBytes => "DCS.4971", FORBIDDEN, "the project's stored bytes quota is used up";
+    MalformedRequest => "DCS.4000", BAD_REQUEST, "malformed HTTP request (request line, headers, control characters)";
+    UriTooLong => "DCS.4014", URI_TOO_LONG, "request URI too long";
+    HeadersTooLarge => "DCS.4031", REQUEST_HEADER_FIELDS_TOO_LARGE, "request headers too large";
     RequestTimeout => "DCS.4080", REQUEST_TIMEOUT, "the request was not answered within request_timeout_secs";
     PolicySaveDays => "DCS.4072", BAD_REQUEST, "invalid backup policy save_days";
     PolicyBackupType => "DCS.4073", BAD_REQUEST, "invalid backup policy backup_type";
@@ -294,6 +305,9 @@ impl ApiError {
             E::Unauthenticated(AuthError::LockedOut(_)) => Entry::LockedOut,
             E::Unauthenticated(_) => Entry::SignatureRefused,
             E::Forbidden(_) => Entry::ProjectForbidden,
+            E::MalformedRequest => Entry::MalformedRequest,
+            E::UriTooLong => Entry::UriTooLong,
+            E::HeadersTooLarge => Entry::HeadersTooLarge,
             E::RequestTimeout(_) => Entry::RequestTimeout,
             E::RateLimited(_) => Entry::RateLimited,
             E::Quota(crate::quota::Exceeded::Backups { .. }) => Entry::QuotaBackups,

@@ -13,10 +13,14 @@
 //!   control window without the socket ever blocking, out of reach of the
 //!   idle timeouts; the SDKs speak HTTP/1.1.
 //!
+//! - the errors hyper answers by itself (400, 414, 431) carry the DCS error
+//!   body like every other (`stack_errors.rs`).
+//!
 //! Each request carries the peer's address (`ConnectInfo`) for the limits
 //! kept per client.
 
 mod idle;
+mod stack_errors;
 pub mod tls;
 
 use std::future::Future;
@@ -39,6 +43,7 @@ use tower::ServiceExt;
 
 use crate::config::Config;
 use idle::IdleTimeout;
+use stack_errors::DcsErrors;
 pub use tls::{Certificates, TlsError};
 
 /// hyper's buffer per connection (request head, queued response bytes).
@@ -205,7 +210,9 @@ impl Connections {
             req.extensions_mut().insert(ConnectInfo(peer));
             app.clone().oneshot(req.map(Body::new))
         });
-        let conn = self.builder.serve_connection(TokioIo::new(io), service);
+        let conn = self
+            .builder
+            .serve_connection(TokioIo::new(DcsErrors::new(io)), service);
         if let Err(e) = watcher.watch(conn).await {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
