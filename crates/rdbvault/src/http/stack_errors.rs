@@ -46,12 +46,15 @@ fn rewrite(head: &[u8]) -> Option<Vec<u8>> {
         "431" => ApiError::HeadersTooLarge,
         _ => return None,
     };
-    let headers: Vec<String> = lines.map(str::to_ascii_lowercase).collect();
-    let has = |h: &str| headers.iter().any(|l| l == h);
-    if !has("connection: close")
-        || !has("content-length: 0")
-        || headers.iter().any(|l| l.starts_with("content-type:"))
-    {
+    let headers: Vec<&str> = lines.collect();
+    let has = |h: &str| headers.iter().any(|l| l.eq_ignore_ascii_case(h));
+    let named = |name: &str| {
+        headers.iter().find(|l| {
+            l.get(..name.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(name))
+        })
+    };
+    if !has("connection: close") || !has("content-length: 0") || named("content-type:").is_some() {
         return None;
     }
     tracing::warn!(
@@ -60,7 +63,7 @@ fn rewrite(head: &[u8]) -> Option<Vec<u8>> {
         "request refused by the HTTP parser"
     );
     let body = serde_json::to_vec(&error.body()).ok()?;
-    let date = headers.iter().find(|l| l.starts_with("date:"));
+    let date = named("date:");
     let mut out = format!(
         "{status_line}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()
