@@ -5,6 +5,7 @@
 
 pub mod backups;
 mod common;
+mod console;
 pub mod download;
 pub(crate) mod download_slots;
 pub mod error;
@@ -140,7 +141,8 @@ pub fn router(state: SharedState) -> Router {
             within_request_timeout,
         ));
 
-    open.merge(signed)
+    open.merge(console::assets())
+        .merge(signed)
         .fallback(|| async { ApiError::UnknownUrl })
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))

@@ -10,7 +10,9 @@ use axum::routing::{MethodFilter, MethodRouter};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
-use super::{SharedState, backups, download, error, instances, links, policies, restores};
+use super::{
+    SharedState, backups, console, download, error, instances, links, policies, restores,
+};
 
 /// Who may call an operation, and so how the router guards it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +87,7 @@ operations! {
         links::list_backup_file_links,
         restores::restore_instance,
         restores::list_restore_records,
+        console::show_credential,
     ],
     Public: [
         super::healthz,

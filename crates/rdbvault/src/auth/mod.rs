@@ -127,6 +127,19 @@ impl Authenticator {
         }
     }
 
+    /// The projects `principal`'s credential holds, sorted (none for an
+    /// anonymous caller).
+    pub(crate) fn projects_of(&self, principal: &Principal) -> Vec<String> {
+        let mut projects: Vec<String> = principal
+            .access_key
+            .as_ref()
+            .and_then(|ak| self.keys.get(ak))
+            .map(|c| c.projects.iter().cloned().collect())
+            .unwrap_or_default();
+        projects.sort();
+        projects
+    }
+
     pub(crate) fn mode(&self) -> AuthMode {
         self.mode
     }
