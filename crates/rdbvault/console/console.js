@@ -317,7 +317,8 @@ async function instanceView(id) {
     h("td", {}, b.status === "succeed" ? h("div", { class: "row" },
       h("select", { "aria-label": "link expiration", class: "expiry" }, [[300, "5 min"], [3600, "1 h"], [86400, "24 h"]].map(([s, t]) => h("option", { value: s, selected: s === 3600 }, t))),
       h("button", { type: "button", class: "links", onclick: guard(async (ev) => showLinks(id, b.backup_id, ev.target.closest("div").querySelector(".expiry").value)) }, "Download"),
-      h("button", { type: "button", onclick: () => restoreForm(id, b) }, "Restore"),
+      b.backup_format === "rdb" ? h("button", { type: "button", class: "analyze", onclick: guard(() => showAnalysis(id, b)) }, "Analyze") : null,
+      h("button", { type: "button", onclick: guard(() => restoreForm(id, b)) }, "Restore"),
       h("button", { type: "button", class: "danger", onclick: guard(async () => { if (confirm(`Delete backup ${b.backup_name}? Its files are removed.`)) { await api("DELETE", p(`instances/${id}/backups/${b.backup_id}`)); route(); } }) }, "Delete")) : null)));
   const filter = h("form", { class: "row", id: "filter" },
     h("label", {}, "From ", h("input", { name: "begin_time", placeholder: "yyyyMMddHHmmss", value: params.get("begin_time") || "", pattern: "\\d{14}" })),
@@ -354,6 +355,59 @@ async function showLinks(instance, backup, expiration) {
     h("ul", { class: "links" }, r.links.map((l) => h("li", {},
       h("a", { href: l.link, download: l.file_name, class: "file" }, l.file_name), ` (${bytes(l.size)}, SHA-256 ${l.sha256 || "?"}) `,
       h("button", { type: "button", onclick: guard(async () => { await navigator.clipboard.writeText(l.link); }) }, "Copy link"))))));
+}
+
+/** A horizontal bar chart of `entries` ([label, value]), as SVG. */
+function bars(title, entries, fmt) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  const height = 24 + entries.length * 20;
+  svg.setAttribute("class", "chart");
+  svg.setAttribute("viewBox", `0 0 700 ${height}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", title);
+  svg.style.height = `${height}px`;
+  const text = (x, y, content, anchor = "start") => {
+    const t = document.createElementNS(ns, "text");
+    t.setAttribute("x", x); t.setAttribute("y", y); t.setAttribute("font-size", "12"); t.setAttribute("text-anchor", anchor);
+    t.textContent = content;
+    svg.append(t);
+  };
+  text(4, 14, title);
+  const max = Math.max(1, ...entries.map((e) => e[1]));
+  entries.forEach(([label, value], n) => {
+    const y = 24 + n * 20;
+    text(216, y + 13, label.length > 34 ? label.slice(0, 33) + "…" : label, "end");
+    const r = document.createElementNS(ns, "rect");
+    r.setAttribute("x", 222); r.setAttribute("y", y + 3); r.setAttribute("height", 13);
+    r.setAttribute("width", Math.max(1, (value / max) * 380).toFixed(1)); r.setAttribute("fill", "#0969da");
+    svg.append(r);
+    text(608, y + 13, fmt(value));
+  });
+  return entries.length ? svg : h("p", { class: "muted" }, `${title}: nothing.`);
+}
+
+async function showAnalysis(instance, b) {
+  $("#panel").replaceChildren(h("div", { class: "card" }, h("p", { class: "muted" }, `Analyzing ${b.backup_name}…`)));
+  const r = await api("GET", p(`instances/${instance}/backups/${b.backup_id}/rdbvault/analysis`), "top=10&prefixes=10");
+  const sum = (pick) => {
+    const out = {};
+    for (const f of r.files) for (const [k, v] of Object.entries(pick(f))) out[k] = (out[k] || 0) + v;
+    return Object.entries(out).sort((x, y) => y[1] - x[1]);
+  };
+  const types = sum((f) => Object.fromEntries(Object.entries(f.by_encoding).map(([k, t]) => [k, t.bytes])));
+  const prefixes = sum((f) => Object.fromEntries(f.prefixes.map((x) => [x.prefix, x.bytes]))).slice(0, 10);
+  const ttl = sum((f) => f.ttl);
+  const biggest = r.files.flatMap((f) => f.biggest_by_size).sort((x, y) => y.measure - x.measure).slice(0, 10);
+  const keys = r.files.reduce((n, f) => n + f.keys, 0);
+  $("#panel").replaceChildren(h("div", { class: "card", id: "analysis" },
+    h("h2", {}, `Keys of ${b.backup_name}: ${keys} keys in ${r.files.length} file(s)`),
+    bars("bytes by type/encoding", types, bytes),
+    bars("bytes by key prefix", prefixes, bytes),
+    bars("keys by time to live", ttl, (n) => `${n} keys`),
+    h("h2", {}, "Biggest keys"),
+    h("table", {}, h("thead", {}, h("tr", {}, ["Key", "Type", "DB", "Bytes"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, biggest.map((k) => h("tr", {}, h("td", {}, k.key), h("td", {}, k.kind), h("td", {}, k.db), h("td", {}, bytes(k.measure))))))));
 }
 
 async function restoreForm(instance, b) {
@@ -409,7 +463,7 @@ async function route() {
     if (e instanceof ApiError && e.status === 401) return;
   }
   // Live: the page refreshes itself while it is shown (not while a form is open).
-  state.timer = setTimeout(() => { if (!document.querySelector("#panel form, #panel #links, #register input:focus, #filter input:focus")) route(); else state.timer = setTimeout(route, 2000); }, 2000);
+  state.timer = setTimeout(() => { if (!document.querySelector("#panel form, #panel #links, #panel #analysis, #register input:focus, #filter input:focus")) route(); else state.timer = setTimeout(route, 2000); }, 2000);
 }
 
 window.addEventListener("hashchange", route);

@@ -414,7 +414,7 @@ impl Default for Config {
             idle_timeout_secs: 60,
             request_timeout_secs: 60,
             download_idle_timeout_secs: 30,
-            max_downloads: 256,
+            max_downloads: 128,
             max_downloads_per_client: 32,
             max_downloads_per_link: 16,
             tls_cert_file: None,

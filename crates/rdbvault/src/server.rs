@@ -136,6 +136,7 @@ pub async fn run_with_clock(
         redis_tls,
         links,
         metrics,
+        analyses: tokio::sync::Semaphore::new(1),
         downloads: Arc::new(crate::api::download_slots::DownloadSlots::from_config(
             &config,
         )),

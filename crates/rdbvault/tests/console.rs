@@ -18,6 +18,9 @@ use common::{AK, Db, PROJECT, RedisServer, SK, TestServer};
 async fn the_console_in_a_real_browser() {
     let redis = RedisServer::start_fast(&[]);
     redis.cli(&["DEBUG", "POPULATE", "5000"]);
+    for (key, ttl) in [("session:a", "60"), ("session:b", "7200"), ("session:c", "200000")] {
+        redis.cli(&["SET", key, "v", "EX", ttl]);
+    }
     let mut doomed = RedisServer::start_fast(&[]);
     let server = TestServer::start(Db::Sqlite).await;
     let good = server

@@ -360,51 +360,67 @@ fn requested_range(headers: &HeaderMap, etag: Option<&str>, len: u64) -> Range {
 
 /// Streams `count` bytes of `path` from `start`, holding `slot` until the
 /// body ends or is dropped (the client went away, or was cut off idle).
-/// Each chunk is one positioned read on tokio's blocking pool, started only
-/// when hyper asks for the next: a client that stops reading holds the
-/// chunk hyper is writing and no thread.
+/// Each chunk is one positioned read on tokio's blocking pool (a turn of a
+/// few shared by all downloads), and the next is read while the socket
+/// takes this one: the disk and the network work at once, and a client
+/// that stops reading holds two chunks and no thread.
 fn stream_file(path: PathBuf, start: u64, count: u64, slot: Slot) -> Body {
     struct Reading {
         file: Option<Arc<std::fs::File>>,
         path: PathBuf,
+        /// Where the next read starts, and how much is left to read.
         at: u64,
         left: u64,
+        ahead: Option<tokio::task::JoinHandle<std::io::Result<Bytes>>>,
         slot: Slot,
     }
+
+    impl Reading {
+        /// Starts reading the next chunk, if any is left.
+        async fn read_ahead(&mut self) -> std::io::Result<()> {
+            if self.left == 0 {
+                return Ok(());
+            }
+            let file = match &self.file {
+                Some(f) => f.clone(),
+                None => {
+                    let path = self.path.clone();
+                    let opened = tokio::task::spawn_blocking(move || std::fs::File::open(path))
+                        .await
+                        .map_err(std::io::Error::other)??;
+                    self.file.insert(Arc::new(opened)).clone()
+                }
+            };
+            let want = usize::try_from(self.left).unwrap_or(usize::MAX).min(CHUNK);
+            let (at, turn) = (self.at, self.slot.read_turn().await);
+            self.ahead = Some(tokio::task::spawn_blocking(move || {
+                let _turn = turn;
+                let mut buf = vec![0u8; want];
+                file.read_exact_at(&mut buf, at).map(|()| Bytes::from(buf))
+            }));
+            self.at += want as u64;
+            self.left -= want as u64;
+            Ok(())
+        }
+    }
+
     let reading = Reading {
         file: None,
         path,
         at: start,
         left: count,
+        ahead: None,
         slot,
     };
     let chunks = futures::stream::try_unfold(reading, |mut r| async move {
-        if r.left == 0 {
-            return Ok(None);
+        if r.ahead.is_none() {
+            r.read_ahead().await?;
         }
-        let _turn = r.slot.read_turn().await;
-        let file = match &r.file {
-            Some(f) => f.clone(),
-            None => {
-                let path = r.path.clone();
-                let opened = tokio::task::spawn_blocking(move || std::fs::File::open(path))
-                    .await
-                    .map_err(std::io::Error::other)??;
-                r.file.insert(Arc::new(opened)).clone()
-            }
+        let Some(reading) = r.ahead.take() else {
+            return Ok(None);
         };
-        let (at, want) = (
-            r.at,
-            usize::try_from(r.left).unwrap_or(usize::MAX).min(CHUNK),
-        );
-        let chunk = tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0u8; want];
-            file.read_exact_at(&mut buf, at).map(|()| Bytes::from(buf))
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        r.at += want as u64;
-        r.left -= want as u64;
+        let chunk = reading.await.map_err(std::io::Error::other)??;
+        r.read_ahead().await?;
         Ok::<_, std::io::Error>(Some((chunk, r)))
     });
     Body::from_stream(chunks)

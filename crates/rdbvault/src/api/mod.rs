@@ -3,6 +3,7 @@
 //! Handlers validate their input and call `meta` / `replication`; they
 //! never hold SQL or storage logic of their own.
 
+mod analysis;
 pub mod backups;
 mod common;
 mod console;
@@ -51,6 +52,8 @@ pub struct AppState {
     /// Signs and verifies download links of the local store.
     pub links: Arc<crate::objects::link_signing::LinkSigner>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Backup analyses running on this node (one at a time).
+    pub(crate) analyses: tokio::sync::Semaphore,
     /// The downloads running, against their limits.
     pub(crate) downloads: Arc<download_slots::DownloadSlots>,
     /// Base URL of this service as clients reach it.

@@ -11,7 +11,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 
 use super::{
-    SharedState, backups, console, download, error, instances, links, policies, restores,
+    SharedState, analysis, backups, console, download, error, instances, links, policies,
+    restores,
 };
 
 /// Who may call an operation, and so how the router guards it.
@@ -88,6 +89,7 @@ operations! {
         restores::restore_instance,
         restores::list_restore_records,
         console::show_credential,
+        analysis::analyze_backup,
     ],
     Public: [
         super::healthz,

@@ -7,7 +7,7 @@ mod backup;
 pub mod client;
 mod download;
 mod follow;
-mod inspect;
+pub(crate) mod inspect;
 mod instance;
 mod keys;
 mod restore;

@@ -70,6 +70,17 @@ with sync_playwright() as pw:
     assert downloaded in shown, (downloaded, shown)
     shot(page, "links.png")
 
+    # The key analysis of the backup, as charts and the biggest keys.
+    page.goto(base + "/console/#/instances")
+    page.locator("#instances tr", has_text=good).get_by_role("link").click()
+    page.locator(f"#backups tr[data-backup='{backup_id}']").get_by_role("button", name="Analyze").click()
+    analysis = page.locator("#analysis")
+    expect(analysis).to_contain_text("5003 keys", timeout=30_000)
+    expect(analysis).to_contain_text("bytes by type/encoding")
+    expect(analysis.locator("svg.chart")).to_have_count(3)
+    expect(analysis).to_contain_text("key:")
+    shot(page, "analysis.png")
+
     # A second backup, then delete it (the confirmation is accepted).
     page.click("#backup-now")
     expect(page.locator("#backups tbody tr")).to_have_count(2, timeout=30_000)
