@@ -438,9 +438,9 @@ async function activityView() {
   }
   render(h("h1", {}, "Restores & jobs"),
     h("h2", {}, "Backups running"),
-    h("table", {}, h("tbody", {}, running.length ? running.map(([i, b]) => h("tr", {}, h("td", {}, i.name), h("td", {}, b.backup_name), h("td", {}, statusCell(b.status)), h("td", {}, progressCell(b)))) : h("tr", {}, h("td", { class: "muted" }, "None.")))),
+    h("table", {}, h("thead", {}, h("tr", {}, ["Instance", "Backup", "Status", "Progress"].map((t) => h("th", {}, t)))), h("tbody", {}, running.length ? running.map(([i, b]) => h("tr", {}, h("td", {}, i.name), h("td", {}, b.backup_name), h("td", {}, statusCell(b.status)), h("td", {}, progressCell(b)))) : h("tr", {}, h("td", { class: "muted" }, "None.")))),
     h("h2", {}, "Restores"),
-    h("table", { id: "restores" }, h("tbody", {}, restores.length ? restores.map(([i, r]) => h("tr", {}, h("td", {}, i.name), h("td", {}, r.backup_name), h("td", {}, statusCell(r.status)), h("td", {}, progressCell(r)), h("td", {}, `${r.mode}/${r.method_used || r.method}`), h("td", { class: r.error_code ? "bad" : "" }, r.error_code ? `${r.error_code}: ${FAILURES[r.error_code] || ""} ${r.error_msg || ""}` : ""), h("td", {}, r.created_at))) : h("tr", {}, h("td", { class: "muted" }, "None.")))));
+    h("table", { id: "restores" }, h("thead", {}, h("tr", {}, ["Instance", "Backup", "Status", "Progress", "Mode/method", "Error", "Created"].map((t) => h("th", {}, t)))), h("tbody", {}, restores.length ? restores.map(([i, r]) => h("tr", {}, h("td", {}, i.name), h("td", {}, r.backup_name), h("td", {}, statusCell(r.status)), h("td", {}, progressCell(r)), h("td", {}, `${r.mode}/${r.method_used || r.method}`), h("td", { class: r.error_code ? "bad" : "" }, r.error_code ? `${r.error_code}: ${FAILURES[r.error_code] || ""} ${r.error_msg || ""}` : ""), h("td", {}, r.created_at))) : h("tr", {}, h("td", { class: "muted" }, "None.")))));
 }
 
 // ---- routing -------------------------------------------------------------------

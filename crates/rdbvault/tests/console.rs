@@ -2,7 +2,9 @@
 //! by Playwright, `tests/console/e2e.py`) against this service and real
 //! redis-servers: sign in (a wrong secret refused in words), see the
 //! instances, back up now and watch it reach 100 %, download a file through
-//! the page (its SHA-256 checked against the record here), delete a backup,
+//! the page (its SHA-256 checked against the record here), its key analysis,
+//! register and remove an instance, restore a backup and see it on the jobs
+//! page, delete a backup,
 //! read a failed backup's reason, phone width, unsigned and forged calls
 //! refused, sign out. Screenshots go to `target/console-screenshots/`.
 
@@ -18,10 +20,15 @@ use common::{AK, Db, PROJECT, RedisServer, SK, TestServer};
 async fn the_console_in_a_real_browser() {
     let redis = RedisServer::start_fast(&[]);
     redis.cli(&["DEBUG", "POPULATE", "5000"]);
-    for (key, ttl) in [("session:a", "60"), ("session:b", "7200"), ("session:c", "200000")] {
+    for (key, ttl) in [
+        ("session:a", "60"),
+        ("session:b", "7200"),
+        ("session:c", "200000"),
+    ] {
         redis.cli(&["SET", key, "v", "EX", ttl]);
     }
     let mut doomed = RedisServer::start_fast(&[]);
+    let spare = RedisServer::start_fast(&[]);
     let server = TestServer::start(Db::Sqlite).await;
     let good = server
         .register(
@@ -47,6 +54,7 @@ async fn the_console_in_a_real_browser() {
             "sessions-gone",
         ])
         .arg(&out)
+        .arg(spare.addr())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);

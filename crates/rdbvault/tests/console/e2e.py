@@ -11,7 +11,7 @@ import sys
 
 from playwright.sync_api import expect, sync_playwright
 
-base, ak, sk, project, good, gone, out = sys.argv[1:8]
+base, ak, sk, project, good, gone, out, spare = sys.argv[1:9]
 os.makedirs(out, exist_ok=True)
 shot = lambda page, name: page.screenshot(path=os.path.join(out, name), full_page=True)
 
@@ -48,6 +48,14 @@ with sync_playwright() as pw:
     expect(page.locator("#project")).to_have_value(project)
     shot(page, "instances.png")
 
+    # Register an instance through the form, then remove it (confirmed).
+    page.fill("#register input[name=name]", "spare-cache")
+    page.fill("#register input[name=addrs]", spare)
+    page.click("#register button[type=submit]")
+    expect(page.locator("#instances")).to_contain_text("spare-cache")
+    page.locator("#instances tr", has_text="spare-cache").get_by_role("button", name="Remove").click()
+    expect(page.locator("#instances")).not_to_contain_text("spare-cache")
+
     # Back up now, and watch it reach 100 %.
     page.locator("#instances tr", has_text=good).get_by_role("button", name="Back up now").click()
     row = page.locator("#backups tbody tr").first
@@ -80,6 +88,16 @@ with sync_playwright() as pw:
     expect(analysis.locator("svg.chart")).to_have_count(3)
     expect(analysis).to_contain_text("key:")
     shot(page, "analysis.png")
+
+    # Restore it into its instance; the restore shows on the jobs page.
+    page.locator(f"#backups tr[data-backup='{backup_id}']").get_by_role("button", name="Restore").click()
+    page.select_option("#restore select[name=method]", "restore")
+    page.click("#restore button[type=submit]")
+    expect(page.locator("#restores")).to_contain_text("succeed", timeout=60_000)
+    shot(page, "activity.png")
+    page.goto(base + "/console/#/instances")
+    page.locator("#instances tr", has_text=good).get_by_role("link").click()
+    expect(page.locator(f"#backups tr[data-backup='{backup_id}']")).to_be_visible()
 
     # A second backup, then delete it (the confirmation is accepted).
     page.click("#backup-now")
