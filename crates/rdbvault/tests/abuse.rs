@@ -59,16 +59,7 @@ async fn link(
     backup: &str,
     secs: u32,
 ) -> (String, u64, String) {
-    let r = server
-        .req(
-            "POST",
-            &format!("/v2/{PROJECT}/instances/{instance}/backups/{backup}/links"),
-        )
-        .json(&format!(r#"{{"expiration": {secs}}}"#))
-        .send()
-        .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let item = &r.json()["links"][0];
+    let item = server.first_link(instance, backup, secs).await;
     (
         item["link"].as_str().unwrap().to_string(),
         item["size"].as_u64().unwrap(),

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Db, PROJECT, RedisServer, TestServer};
+use common::{Db, RedisServer, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -120,16 +120,7 @@ async fn connections_beyond_the_limit_are_closed_at_once() {
 /// A link valid for `secs`: links asked within one second for the same
 /// time are the same link.
 async fn link(server: &TestServer, instance: &str, backup: &str, secs: u32) -> (String, u64) {
-    let r = server
-        .req(
-            "POST",
-            &format!("/v2/{PROJECT}/instances/{instance}/backups/{backup}/links"),
-        )
-        .json(&format!(r#"{{"expiration": {secs}}}"#))
-        .send()
-        .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let item = &r.json()["links"][0];
+    let item = server.first_link(instance, backup, secs).await;
     (
         item["link"].as_str().unwrap().to_string(),
         item["size"].as_u64().unwrap(),

@@ -7,85 +7,20 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
-use common::{AK, PROJECT, RedisServer, SK, ServeProcess};
+use common::{AK, PROJECT, Pki, RedisServer, SK, ServeProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rdbvault");
 
-fn openssl(args: &[&str]) {
-    let ok = Command::new("openssl")
-        .args(args)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl on PATH");
-    assert!(ok.success(), "openssl {args:?}");
-}
-
-/// A private CA, in `dir/ca.crt`.
-fn ca(dir: &Path) -> PathBuf {
-    let p = |f: &str| dir.join(f).display().to_string();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &p("ca.key"),
-        "-out",
-        &p("ca.crt"),
-        "-days",
-        "2",
-        "-subj",
-        "/CN=rdbvault-test-ca",
-    ]);
-    dir.join("ca.crt")
-}
-
-/// A certificate for 127.0.0.1 signed by the CA, written to `name.crt` and
+/// A certificate for 127.0.0.1 signed by the PKI's CA, in `name.crt` and
 /// `name.key`; returns its serial as openssl prints it.
-fn server_cert(dir: &Path, name: &str) -> String {
-    let p = |f: &str| dir.join(f).display().to_string();
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &p(&format!("{name}.key")),
-        "-out",
-        &p("srv.csr"),
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &p("srv.csr"),
-        "-CA",
-        &p("ca.crt"),
-        "-CAkey",
-        &p("ca.key"),
-        "-CAcreateserial",
-        "-out",
-        &p(&format!("{name}.crt")),
-        "-days",
-        "2",
-        "-extfile",
-        &p("ext"),
-    ]);
+fn server_cert(pki: &Pki, name: &str) -> String {
+    let (crt, _) = pki.server_cert(name);
     let out = Command::new("openssl")
-        .args([
-            "x509",
-            "-noout",
-            "-serial",
-            "-in",
-            &p(&format!("{name}.crt")),
-        ])
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(crt)
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -124,12 +59,15 @@ fn cli(base: &str, ca: Option<&Path>, args: &[&str]) -> (bool, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_with_links_the_cli_and_a_certificate_reload() {
-    let pki = tempfile::tempdir().unwrap();
-    let ca = ca(pki.path());
-    let first = server_cert(pki.path(), "first");
-    let (cert, key) = (pki.path().join("srv.crt"), pki.path().join("srv.key"));
-    std::fs::copy(pki.path().join("first.crt"), &cert).unwrap();
-    std::fs::copy(pki.path().join("first.key"), &key).unwrap();
+    let pki = Pki::new();
+    let ca = pki.ca();
+    let first = server_cert(&pki, "first");
+    let (cert, key) = (
+        pki.dir.path().join("live.crt"),
+        pki.dir.path().join("live.key"),
+    );
+    std::fs::copy(pki.dir.path().join("first.crt"), &cert).unwrap();
+    std::fs::copy(pki.dir.path().join("first.key"), &key).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let extra = format!(
         "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
@@ -231,10 +169,10 @@ async fn https_with_links_the_cli_and_a_certificate_reload() {
         .unwrap();
     assert_eq!(kept.status(), 200);
     assert_eq!(served_serial(&port), first);
-    let second = server_cert(pki.path(), "second");
+    let second = server_cert(&pki, "second");
     assert_ne!(first, second);
-    std::fs::copy(pki.path().join("second.crt"), &cert).unwrap();
-    std::fs::copy(pki.path().join("second.key"), &key).unwrap();
+    std::fs::copy(pki.dir.path().join("second.crt"), &cert).unwrap();
+    std::fs::copy(pki.dir.path().join("second.key"), &key).unwrap();
     let pid = serve.child.id().to_string();
     assert!(
         Command::new("kill")

@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Db, PROJECT, RedisServer, TestServer};
+use common::{Db, RedisServer, TestServer};
 use rdbvault::config::Config;
 use rdbvault::meta::{Keyring, Meta, MetaError};
 
@@ -56,16 +56,8 @@ async fn register_with_password(server: &TestServer, redis: &RedisServer) -> Str
 }
 
 async fn link(server: &TestServer, instance: &str, backup: &str) -> String {
-    let r = server
-        .req(
-            "POST",
-            &format!("/v2/{PROJECT}/instances/{instance}/backups/{backup}/links"),
-        )
-        .json(r#"{"expiration": 3600}"#)
-        .send()
-        .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    r.json()["links"][0]["link"].as_str().unwrap().to_string()
+    let item = server.first_link(instance, backup, 3600).await;
+    item["link"].as_str().unwrap().to_string()
 }
 
 fn rotate(data_dir: &Path, extra: &[&str]) -> std::process::Output {

@@ -43,15 +43,51 @@ impl<T> IdleTimeout<T> {
 }
 
 /// Polls the wait armed for a pending operation (arming it first): ready
-/// with an error once it has lasted `idle`.
+/// once it has lasted `idle`.
 fn expired(wait: &mut Option<Pin<Box<Sleep>>>, idle: Duration, cx: &mut Context<'_>) -> bool {
     let sleep =
         wait.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + idle)));
     sleep.as_mut().poll(cx).is_ready()
 }
 
-fn timed_out(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, format!("peer idle while {what}"))
+/// Which way an operation moves bytes, and so which wait it arms.
+#[derive(Clone, Copy)]
+enum Way {
+    Read,
+    Write,
+}
+
+impl<T> IdleTimeout<T> {
+    /// What the connection answers for an operation of the inner stream
+    /// that returned `polled`: progress clears both waits (when `moves`
+    /// bytes: a flush or a shutdown moves none of its own), a wait that
+    /// lasted too long fails the connection.
+    fn watch<R>(
+        &mut self,
+        polled: Poll<io::Result<R>>,
+        way: Way,
+        moves: bool,
+        what: &str,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<R>> {
+        let (wait, idle) = match way {
+            Way::Read => (&mut self.read_wait, self.read_idle),
+            Way::Write => (&mut self.write_wait, self.write_idle),
+        };
+        match polled {
+            Poll::Ready(done) => {
+                if moves {
+                    self.progressed();
+                }
+                Poll::Ready(done)
+            }
+            Poll::Pending if expired(wait, idle, cx) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("peer idle while {what}"),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeout<T> {
@@ -61,16 +97,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeout<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(done) => {
-                this.progressed();
-                Poll::Ready(done)
-            }
-            Poll::Pending if expired(&mut this.read_wait, this.read_idle, cx) => {
-                Poll::Ready(Err(timed_out("reading")))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.watch(polled, Way::Read, true, "reading", cx)
     }
 }
 
@@ -81,16 +109,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(done) => {
-                this.progressed();
-                Poll::Ready(done)
-            }
-            Poll::Pending if expired(&mut this.write_wait, this.write_idle, cx) => {
-                Poll::Ready(Err(timed_out("writing")))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.watch(polled, Way::Write, true, "writing", cx)
     }
 
     fn poll_write_vectored(
@@ -99,16 +119,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(done) => {
-                this.progressed();
-                Poll::Ready(done)
-            }
-            Poll::Pending if expired(&mut this.write_wait, this.write_idle, cx) => {
-                Poll::Ready(Err(timed_out("writing")))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.watch(polled, Way::Write, true, "writing", cx)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -117,23 +129,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Ready(done) => Poll::Ready(done),
-            Poll::Pending if expired(&mut this.write_wait, this.write_idle, cx) => {
-                Poll::Ready(Err(timed_out("flushing")))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.watch(polled, Way::Write, false, "flushing", cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_shutdown(cx) {
-            Poll::Ready(done) => Poll::Ready(done),
-            Poll::Pending if expired(&mut this.write_wait, this.write_idle, cx) => {
-                Poll::Ready(Err(timed_out("closing")))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+        let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.watch(polled, Way::Write, false, "closing", cx)
     }
 }

@@ -591,65 +591,9 @@ impl RedisServer {
     /// a fresh CA, on Redis 7.0's defaults otherwise (the keep-alives of its
     /// fork delay then cross TLS too); returns the CA's PEM file too.
     pub fn start_tls() -> (RedisServer, tempfile::TempDir, PathBuf) {
-        let pki = tempfile::tempdir().unwrap();
-        let p = |f: &str| pki.path().join(f).display().to_string();
-        let openssl = |args: &[&str]| {
-            let ok = Command::new("openssl")
-                .args(args)
-                .stderr(Stdio::null())
-                .status()
-                .expect("openssl on PATH");
-            assert!(ok.success(), "openssl {args:?}");
-        };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &p("ca.key"),
-            "-out",
-            &p("ca.crt"),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=rdbvault-test-ca",
-        ]);
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &p("srv.key"),
-            "-out",
-            &p("srv.csr"),
-            "-subj",
-            "/CN=127.0.0.1",
-        ]);
-        std::fs::write(
-            pki.path().join("ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )
-        .unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &p("srv.csr"),
-            "-CA",
-            &p("ca.crt"),
-            "-CAkey",
-            &p("ca.key"),
-            "-CAcreateserial",
-            "-out",
-            &p("srv.crt"),
-            "-days",
-            "2",
-            "-extfile",
-            &p("ext"),
-        ]);
+        let pki = Pki::new();
+        let (crt, key) = pki.server_cert("srv");
+        let p = |f: &Path| f.display().to_string();
         let port = free_port();
         let port_s = port.to_string();
         let server = Self::spawn(
@@ -662,19 +606,19 @@ impl RedisServer {
                 "--tls-port",
                 &port_s,
                 "--tls-cert-file",
-                &p("srv.crt"),
+                &p(&crt),
                 "--tls-key-file",
-                &p("srv.key"),
+                &p(&key),
                 "--tls-ca-cert-file",
-                &p("ca.crt"),
+                &p(&pki.ca()),
                 "--tls-auth-clients",
                 "no",
                 "--tls-replication",
                 "yes",
             ],
         );
-        let ca = pki.path().join("ca.crt");
-        (server, pki, ca)
+        let ca = pki.ca();
+        (server, pki.dir, ca)
     }
 
     fn spawn(release: Release, tuning: Tuning, port: u16, extra: &[&str]) -> RedisServer {
@@ -792,6 +736,22 @@ impl TestServer {
             .await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         r.json()
+    }
+
+    /// ListBackupFileLinks valid for `secs` (links asked within one second
+    /// for the same time are the same link): the first file's item, with
+    /// `link`, `size` and `sha256`.
+    pub async fn first_link(&self, instance: &str, backup: &str, secs: u32) -> serde_json::Value {
+        let r = self
+            .req(
+                "POST",
+                &format!("/v2/{PROJECT}/instances/{instance}/backups/{backup}/links"),
+            )
+            .json(&format!(r#"{{"expiration": {secs}}}"#))
+            .send()
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.json()["links"][0].clone()
     }
 
     /// Starts a backup and returns its id.
@@ -1436,6 +1396,91 @@ pub fn serve_config_output(file: &Path, data_dir: &Path) -> std::process::Output
         .env("RDBVAULT_LISTEN", format!("127.0.0.1:{}", free_port()))
         .output()
         .unwrap()
+}
+
+/// A throwaway PKI made with openssl: a CA, and certificates for
+/// 127.0.0.1 (and localhost) it signs.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+}
+
+fn openssl(args: &[&str]) {
+    let ok = Command::new("openssl")
+        .args(args)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl on PATH");
+    assert!(ok.success(), "openssl {args:?}");
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |f: &str| dir.path().join(f).display().to_string();
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.crt"),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rdbvault-test-ca",
+        ]);
+        Pki { dir }
+    }
+
+    /// The CA's certificate (PEM).
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// A new certificate and key, `name.crt` and `name.key`, each with its
+    /// own serial.
+    pub fn server_cert(&self, name: &str) -> (PathBuf, PathBuf) {
+        let p = |f: &str| self.dir.path().join(f).display().to_string();
+        let (crt, key) = (format!("{name}.crt"), format!("{name}.key"));
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &p(&key),
+            "-out",
+            &p("srv.csr"),
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(
+            self.dir.path().join("ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &p("srv.csr"),
+            "-CA",
+            &p("ca.crt"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-out",
+            &p(&crt),
+            "-days",
+            "2",
+            "-extfile",
+            &p("ext"),
+        ]);
+        (self.dir.path().join(crt), self.dir.path().join(key))
+    }
 }
 
 impl RedisServer {
