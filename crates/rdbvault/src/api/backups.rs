@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::SharedState;
-use super::common::{WindowQuery, dcs_time, find, find_backup};
-use super::error::{ApiError, ErrorBody};
+use super::common::{WindowQuery, dcs_time, find, find_backup, schema};
+use super::error::ApiError;
 use super::extract::{self, Json, OptionalJson, Path, Query};
 use crate::meta::{Backup, BackupStatus, MetaError, Mode, NewBackup, Refusal};
 use crate::object_keys::Format;
@@ -17,11 +17,47 @@ use crate::object_keys::Format;
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BackupInstanceBody {
-    /// Description, at most 128 characters.
+    #[schema(schema_with = remark_schema)]
     pub(crate) remark: Option<String>,
-    /// `rdb` (default): the snapshot as the node sent it; or `aof`: the
-    /// commands that rebuild it, as RESP.
+    #[schema(schema_with = backup_format_schema)]
     pub(crate) backup_format: Option<String>,
+}
+
+/// A backup's or restore's `remark`, as [`check_remark`] reads it.
+pub(crate) fn remark_schema() -> utoipa::openapi::schema::Object {
+    let mut remark = schema::bounded(
+        REMARK_MAX,
+        true,
+        "description, at most 128 characters, none of them U+0000",
+    );
+    remark.pattern = Some("^[^\\x00]*$".into());
+    remark
+}
+
+fn backup_format_schema() -> utoipa::openapi::schema::Object {
+    schema::one_of(
+        &["rdb", "aof"],
+        true,
+        "`rdb` (default): the snapshot as the node sent it; or `aof`: the commands that rebuild it, as RESP",
+    )
+}
+
+/// The longest `remark`, in characters.
+pub(crate) const REMARK_MAX: usize = 128;
+
+/// A `remark` of at most [`REMARK_MAX`] characters, without U+0000 (which
+/// PostgreSQL cannot store in text: it was a 500 there, found by the fuzz
+/// campaign).
+pub(crate) fn check_remark(remark: Option<&str>) -> Result<(), ApiError> {
+    let Some(remark) = remark else { return Ok(()) };
+    let n = remark.chars().count();
+    if n > REMARK_MAX {
+        return Err(ApiError::RemarkTooLong(n));
+    }
+    if remark.contains('\0') {
+        return Err(ApiError::invalid("remark", "U+0000 is not allowed"));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -116,21 +152,15 @@ async fn check_cluster(
 
 #[utoipa::path(post, path = "/v2/{project_id}/instances/{instance_id}/backups", tag = "backups",
     params(("project_id" = String, Path), ("instance_id" = String, Path)),
-    request_body(content = BackupInstanceBody, description = "optional; an empty body means defaults"),
-    responses((status = 200, body = CopyInstanceResponse), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    request_body(content = Option<BackupInstanceBody>, description = "optional; an empty body means defaults"),
+    responses((status = 200, body = CopyInstanceResponse)))]
 pub(crate) async fn create_backup(
     State(state): State<SharedState>,
     Path((project_id, instance_id)): Path<(String, String)>,
     OptionalJson(body): OptionalJson<BackupInstanceBody>,
 ) -> Result<Json<CopyInstanceResponse>, ApiError> {
     let instance = find(&state, &project_id, &instance_id).await?;
-    if let Some(remark) = &body.remark {
-        let n = remark.chars().count();
-        if n > 128 {
-            return Err(ApiError::RemarkTooLong(n));
-        }
-    }
+    check_remark(body.remark.as_deref())?;
     let format = match body.backup_format.as_deref() {
         None => Format::Rdb,
         Some(given) => Format::parse(given).ok_or_else(|| {
@@ -174,8 +204,7 @@ pub(crate) async fn create_backup(
 
 #[utoipa::path(get, path = "/v2/{project_id}/instances/{instance_id}/backups", tag = "backups",
     params(("project_id" = String, Path), ("instance_id" = String, Path), WindowQuery),
-    responses((status = 200, body = ListBackupRecordsResponse), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ListBackupRecordsResponse)))]
 pub(crate) async fn list_backups(
     State(state): State<SharedState>,
     Path((project_id, instance_id)): Path<(String, String)>,
@@ -195,8 +224,7 @@ pub(crate) async fn list_backups(
 
 #[utoipa::path(delete, path = "/v2/{project_id}/instances/{instance_id}/backups/{backup_id}", tag = "backups",
     params(("project_id" = String, Path), ("instance_id" = String, Path), ("backup_id" = String, Path)),
-    responses((status = 204, description = "files removed; the record stays, status deleted"),
-              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "files removed; the record stays, status deleted")))]
 pub(crate) async fn delete_backup(
     State(state): State<SharedState>,
     Path((project_id, instance_id, raw_backup_id)): Path<(String, String, String)>,

@@ -14,17 +14,33 @@ pub(crate) fn dcs_time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-/// The `offset` query parameter: >= 0, default 0.
+/// The largest `offset`: what a metadata query can skip (a signed 64-bit
+/// SQL `OFFSET`); far beyond any listing.
+pub(crate) const MAX_OFFSET: usize = i64::MAX as usize;
+
+/// The `offset` query parameter: 0 to [`MAX_OFFSET`], default 0.
 pub(crate) fn parse_offset(raw: Option<&str>) -> Result<usize, ApiError> {
     match raw {
         None => Ok(0),
-        Some(v) => v.parse::<usize>().map_err(|_| {
+        Some(v) => decimal(v).filter(|n| *n <= MAX_OFFSET).ok_or_else(|| {
             ApiError::invalid(
                 "offset",
-                format!("{:?} is not an integer >= 0", extract::truncated(v)),
+                format!(
+                    "{:?} is not an integer from 0 to {MAX_OFFSET}",
+                    extract::truncated(v)
+                ),
             )
         }),
     }
+}
+
+/// A decimal integer as the document's `integer` reads: digits only (no
+/// sign, no spaces), within `usize`.
+fn decimal(v: &str) -> Option<usize> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
 }
 
 /// The `limit` query parameter: 1 to `max`, `default` when absent.
@@ -34,8 +50,8 @@ pub(crate) fn parse_limit(
     max: usize,
 ) -> Result<usize, ApiError> {
     let Some(v) = raw else { return Ok(default) };
-    match v.parse::<usize>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
+    match decimal(v) {
+        Some(n) if (1..=max).contains(&n) => Ok(n),
         _ => Err(ApiError::invalid(
             "limit",
             format!(
@@ -133,17 +149,19 @@ pub(crate) struct Window {
     pub limit: usize,
 }
 
-/// The DCS query of a record listing (backups, restores), as sent.
+/// The DCS query of a record listing (backups, restores), as sent. Every
+/// value arrives as text and is parsed by the handler; the document gives
+/// the type and range it must have (`schema`).
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct WindowQuery {
-    /// UTC, `yyyyMMddHHmmss`: only records created at or after.
+    #[param(schema_with = schema::begin_time)]
     pub(crate) begin_time: Option<String>,
-    /// UTC, `yyyyMMddHHmmss`: only records created at or before.
+    #[param(schema_with = schema::end_time)]
     pub(crate) end_time: Option<String>,
-    /// >= 0.
+    #[param(schema_with = schema::offset)]
     pub(crate) offset: Option<String>,
-    /// 1 to 1000, default 10.
+    #[param(schema_with = schema::limit)]
     pub(crate) limit: Option<String>,
 }
 
@@ -184,15 +202,182 @@ impl Window {
     }
 }
 
+/// The JSON Schemas of what the handlers check, for the OpenAPI document
+/// (`schema_with`): each says exactly what its parser accepts, so a client
+/// (or a fuzzer) that follows the document is not refused for the form of
+/// a value, and one that does not is. Rules between fields (a `begin_time`
+/// after the `end_time`, ...) are in the descriptions.
+pub(crate) mod schema {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{
+        Array, ArrayBuilder, Object, ObjectBuilder, Schema, SchemaType, Type,
+    };
+
+    use super::super::extract::UUID_PATTERN;
+    use super::MAX_OFFSET;
+
+    /// A UTC time `yyyyMMddHHmmss` that exists on the calendar (leap days;
+    /// second 60, which chrono reads as a leap second).
+    pub(crate) const DCS_TIME_PATTERN: &str = concat!(
+        "^(?:[0-9]{4}(?:(?:0[1-9]|1[0-2])(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])(?:29|30)",
+        "|(?:0[13578]|1[02])31)|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])",
+        "|(?:[02468][048]|[13579][26])00)0229)(?:[01][0-9]|2[0-3])[0-5][0-9](?:[0-5][0-9]|60)$"
+    );
+
+    /// A string of `pattern`; `nullable` when `null` means absent.
+    pub(crate) fn text(pattern: &str, nullable: bool, description: &str) -> Object {
+        ObjectBuilder::new()
+            .schema_type(kind(Type::String, nullable))
+            .pattern(Some(pattern))
+            .description(Some(description))
+            .build()
+    }
+
+    /// One of `values` (or `null`, when `nullable`).
+    pub(crate) fn one_of(values: &[&str], nullable: bool, description: &str) -> Object {
+        let mut listed: Vec<serde_json::Value> = values.iter().map(|v| (*v).into()).collect();
+        if nullable {
+            listed.push(serde_json::Value::Null);
+        }
+        ObjectBuilder::new()
+            .schema_type(kind(Type::String, nullable))
+            .enum_values(Some(listed))
+            .description(Some(description))
+            .build()
+    }
+
+    /// An integer from `min` to `max` (or `null`, when `nullable`).
+    pub(crate) fn integer(min: i64, max: i64, nullable: bool, description: &str) -> Object {
+        ObjectBuilder::new()
+            .schema_type(kind(Type::Integer, nullable))
+            .minimum(Some(min))
+            .maximum(Some(max))
+            .description(Some(description))
+            .build()
+    }
+
+    /// A string of at most `max` characters (or `null`, when `nullable`).
+    pub(crate) fn bounded(max: usize, nullable: bool, description: &str) -> Object {
+        ObjectBuilder::new()
+            .schema_type(kind(Type::String, nullable))
+            .max_length(Some(max))
+            .description(Some(description))
+            .build()
+    }
+
+    /// An array of 1 to `max` `items`, `unique` or not.
+    pub(crate) fn list(
+        items: Object,
+        max: Option<usize>,
+        unique: bool,
+        description: &str,
+    ) -> Array {
+        ArrayBuilder::new()
+            .items(RefOr::T(Schema::Object(items)))
+            .min_items(Some(1))
+            .max_items(max)
+            .unique_items(unique)
+            .description(Some(description))
+            .build()
+    }
+
+    fn kind(t: Type, nullable: bool) -> SchemaType {
+        if nullable {
+            SchemaType::from_iter([t, Type::Null])
+        } else {
+            SchemaType::Type(t)
+        }
+    }
+
+    pub(crate) fn uuid() -> Object {
+        text(
+            UUID_PATTERN,
+            false,
+            "a UUID: hyphenated, 32 hex digits, braced or `urn:uuid:`",
+        )
+    }
+
+    pub(crate) fn begin_time() -> Object {
+        text(
+            DCS_TIME_PATTERN,
+            false,
+            "UTC, `yyyyMMddHHmmss`: only records created at or after; not after `end_time`",
+        )
+    }
+
+    pub(crate) fn end_time() -> Object {
+        text(
+            DCS_TIME_PATTERN,
+            false,
+            "UTC, `yyyyMMddHHmmss`: only records created at or before (the whole second)",
+        )
+    }
+
+    pub(crate) fn offset() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+            .maximum(Some(MAX_OFFSET))
+            .description(Some("records skipped, default 0"))
+            .build()
+    }
+
+    pub(crate) fn limit() -> Object {
+        integer(1, 1000, false, "page size, default 10")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The calendar [`schema::DCS_TIME_PATTERN`] describes is chrono's:
+    /// leap days of leap years only (1900 is none, 2000 and year 0 are),
+    /// the months' lengths, second 60.
+    #[test]
+    fn dcs_times_are_the_calendar_the_document_gives() {
+        for ok in [
+            "20240102030405",
+            "20240229000000",
+            "20000229000000",
+            "00000229000000",
+            "20240131235960",
+            "20241231235959",
+            "99991231235959",
+            "20240430000000",
+        ] {
+            assert!(parse_dcs_time("t", Some(ok)).is_ok(), "{ok}");
+        }
+        for bad in [
+            "19000229000000",
+            "20230229000000",
+            "20240230000000",
+            "20240431000000",
+            "20241301000000",
+            "20240100000000",
+            "20240101240000",
+            "20240101006000",
+            "20240101000061",
+            "2024010100000",
+            "+2024010100000",
+        ] {
+            assert!(parse_dcs_time("t", Some(bad)).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn paging_parameters() {
         assert_eq!(parse_offset(None).expect("default"), 0);
         assert_eq!(parse_offset(Some("20")).expect("ok"), 20);
         assert!(parse_offset(Some("-1")).is_err());
+        assert_eq!(
+            parse_offset(Some("9223372036854775807")).expect("i64::MAX"),
+            MAX_OFFSET
+        );
+        assert!(parse_offset(Some("9223372036854775808")).is_err());
+        assert!(parse_offset(Some("+1")).is_err());
+        assert!(parse_limit(Some("+1"), 10, 1000).is_err());
+        assert!(parse_limit(Some(" 1"), 10, 1000).is_err());
         assert_eq!(parse_limit(None, 10, 1000).expect("default"), 10);
         assert_eq!(parse_limit(Some("1000"), 10, 1000).expect("ok"), 1000);
         for bad in ["0", "1001", "x"] {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::SharedState;
-use super::common::{dcs_time, find, parse_limit, parse_offset};
+use super::common::{dcs_time, find, parse_limit, parse_offset, schema};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{self, Json, Path, Query};
 use super::policies::{BackupPolicyBody, InstanceBackupPolicyView};
@@ -20,21 +20,21 @@ use crate::redis_addr::RedisAddr;
 use crate::replication::Endpoint;
 use crate::replication::probe::{NodeInfo, probe};
 
-/// Registration of an existing Redis deployment (rdbvault extension).
+/// Registration of an existing Redis deployment (rdbvault extension). A
+/// `single` instance has exactly one address; a `user` needs a `password`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegisterInstanceBody {
-    /// 1 to 64 characters: letters, digits, `-`, `_`, `.`; starts with a letter or digit.
+    #[schema(schema_with = name_schema)]
     pub(crate) name: String,
     pub(crate) mode: Mode,
-    /// `host:port` of the node (`single`), of the master and/or replicas (`ha`),
-    /// or of any cluster nodes (`cluster`); 1 to 16 entries.
+    #[schema(schema_with = addrs_schema)]
     pub(crate) addrs: Vec<String>,
-    /// ACL user; omit for `AUTH <password>`.
     #[serde(default)]
+    #[schema(schema_with = user_schema)]
     pub(crate) user: Option<String>,
-    /// Stored to reach the instance; never returned, never logged.
     #[serde(default)]
+    #[schema(schema_with = password_schema)]
     pub(crate) password: Option<String>,
     #[serde(default)]
     pub(crate) tls: bool,
@@ -44,12 +44,60 @@ pub(crate) struct RegisterInstanceBody {
     pub(crate) verify: bool,
     /// DCS `BackupPolicy`: automatic backups and their retention (as
     /// `update_instance` sets it).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "extract::object::option")]
     pub(crate) instance_backup_policy: Option<BackupPolicyBody>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// An instance name, as [`validate_registration`] checks it.
+const NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
+/// An ACL user: 1 to 128 characters, no white space, no control character
+/// (Rust's `char::is_whitespace` and `is_control`, listed: regex `\s`
+/// differs between dialects).
+const USER_PATTERN: &str =
+    "^[^\\x00-\\x20\\x7F-\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]{1,128}$";
+/// A password: 1 to 512 characters, no line break.
+const PASSWORD_PATTERN: &str = "^[^\\r\\n]{1,512}$";
+
+fn name_schema() -> utoipa::openapi::schema::Object {
+    schema::text(
+        NAME_PATTERN,
+        false,
+        "1 to 64 characters: letters, digits, `-`, `_`, `.`; starts with a letter or digit; unique in the project",
+    )
+}
+
+fn addrs_schema() -> utoipa::openapi::schema::Array {
+    schema::list(
+        schema::text(
+            crate::redis_addr::ADDR_PATTERN,
+            false,
+            "`host:port` (a host name of at most 253 characters, or IPv4) or `[ipv6]:port`",
+        ),
+        Some(16),
+        true,
+        "the node (`single`: exactly one), the master and/or replicas (`ha`), or any cluster nodes \
+         (`cluster`); 1 to 16, each once",
+    )
+}
+
+fn user_schema() -> utoipa::openapi::schema::Object {
+    schema::text(
+        USER_PATTERN,
+        true,
+        "ACL user, 1 to 128 characters without white space; needs a `password`; omit for `AUTH <password>`",
+    )
+}
+
+fn password_schema() -> utoipa::openapi::schema::Object {
+    schema::text(
+        PASSWORD_PATTERN,
+        true,
+        "1 to 512 characters, no line break; stored sealed to reach the instance, never returned, never logged",
+    )
 }
 
 /// A registration as rdbvault keeps it (the password is never shown).
@@ -129,32 +177,46 @@ pub(crate) struct ListInstancesResponse {
     pub(crate) instances: Vec<InstanceInfo>,
 }
 
-/// Query of `list_instances`; every value arrives as text and is checked here.
+/// Query of `list_instances`; every value arrives as text and is checked
+/// here, the document giving the type and range it must have.
 /// (`pub`, unlike the other DTOs: some fields are read only by the serde and
 /// utoipa derives, which dead-code analysis does not see.)
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListInstancesQuery {
+    #[param(schema_with = schema::uuid)]
     pub instance_id: Option<String>,
+    /// Accepted and ignored (rdbvault keeps no failed or deleted instances).
     pub include_failure: Option<String>,
+    /// Accepted and ignored.
     pub include_delete: Option<String>,
     /// Substring of the name.
     pub name: Option<String>,
-    /// Start offset, >= 0.
+    #[param(schema_with = schema::offset)]
     pub offset: Option<String>,
-    /// Page size, 1 to 1000, default 10.
+    #[param(schema_with = schema::limit)]
     pub limit: Option<String>,
-    /// `RUNNING`, `ERROR` or `RESTORING`.
+    #[param(schema_with = status_schema)]
     pub status: Option<String>,
+    /// The whole name.
     pub name_equal: Option<String>,
+    /// Accepted and ignored (no tags).
     pub tags: Option<String>,
+    /// Host of an address.
     pub ip: Option<String>,
+}
+
+fn status_schema() -> utoipa::openapi::schema::Object {
+    schema::one_of(
+        &["RUNNING", "RESTORING", "ERROR", ""],
+        false,
+        "only instances in this live status (empty: any)",
+    )
 }
 
 #[utoipa::path(get, path = "/v2/{project_id}/instances", tag = "instances",
     params(("project_id" = String, Path), ListInstancesQuery),
-    responses((status = 200, body = ListInstancesResponse), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = ListInstancesResponse)))]
 pub(crate) async fn list_instances(
     State(state): State<SharedState>,
     Path(project_id): Path<String>,
@@ -212,8 +274,7 @@ pub(crate) async fn list_instances(
 
 #[utoipa::path(get, path = "/v2/{project_id}/instances/{instance_id}", tag = "instances",
     params(("project_id" = String, Path), ("instance_id" = String, Path)),
-    responses((status = 200, body = InstanceInfo), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = InstanceInfo)))]
 pub(crate) async fn show_instance(
     State(state): State<SharedState>,
     Path((project_id, instance_id)): Path<(String, String)>,
@@ -233,8 +294,8 @@ pub(crate) async fn show_instance(
 
 #[utoipa::path(post, path = "/v2/{project_id}/rdbvault/instances", tag = "rdbvault",
     params(("project_id" = String, Path)), request_body = RegisterInstanceBody,
-    responses((status = 200, body = RegistrationView), (status = 400, body = ErrorBody),
-              (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = RegistrationView),
+              (status = 409, body = ErrorBody, description = "an instance of this name is registered in the project (`DCS.4909`)")))]
 pub(crate) async fn register_instance(
     State(state): State<SharedState>,
     Path(project_id): Path<String>,
@@ -272,7 +333,7 @@ pub(crate) async fn register_instance(
 
 #[utoipa::path(get, path = "/v2/{project_id}/rdbvault/instances/{instance_id}", tag = "rdbvault",
     params(("project_id" = String, Path), ("instance_id" = String, Path)),
-    responses((status = 200, body = RegistrationView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = RegistrationView)))]
 pub(crate) async fn show_registration(
     State(state): State<SharedState>,
     Path((project_id, instance_id)): Path<(String, String)>,
@@ -283,7 +344,7 @@ pub(crate) async fn show_registration(
 
 #[utoipa::path(delete, path = "/v2/{project_id}/rdbvault/instances/{instance_id}", tag = "rdbvault",
     params(("project_id" = String, Path), ("instance_id" = String, Path)),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "removed; refused (`DCS.4026`) while a backup still holds data")))]
 pub(crate) async fn remove_instance(
     State(state): State<SharedState>,
     Path((project_id, instance_id)): Path<(String, String)>,
@@ -349,7 +410,10 @@ fn validate_registration(
         parsed.push(addr);
     }
     if let Some(u) = &user {
-        if u.is_empty() || u.len() > 128 || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if u.is_empty()
+            || u.chars().count() > 128
+            || u.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(ApiError::invalid(
                 "user",
                 "1 to 128 characters without spaces",
@@ -363,7 +427,7 @@ fn validate_registration(
         }
     }
     if let Some(p) = &password
-        && (p.is_empty() || p.len() > 512 || p.contains(['\r', '\n']))
+        && (p.is_empty() || p.chars().count() > 512 || p.contains(['\r', '\n']))
     {
         return Err(ApiError::invalid(
             "password",

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::SharedState;
 use super::common::find_backup_with_files;
-use super::error::{ApiError, ErrorBody};
+use super::error::ApiError;
 use super::extract::{self, Json, Path};
 use crate::meta::BackupStatus;
 
@@ -21,9 +21,19 @@ pub(crate) const MAX_LINKS: usize = 64;
 /// the body with `parse_expiration`, which tells each mistake apart. (`pub`:
 /// only the utoipa derive reads it, which dead-code analysis does not see.)
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DownloadBackupFilesReq {
-    /// Seconds the links stay valid, 300 to 86400.
+    #[schema(schema_with = expiration_schema)]
     pub expiration: i64,
+}
+
+fn expiration_schema() -> utoipa::openapi::schema::Object {
+    super::common::schema::integer(
+        MIN_EXPIRATION,
+        MAX_EXPIRATION,
+        false,
+        "seconds the links stay valid, 300 to 86400; a whole number",
+    )
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -76,10 +86,19 @@ pub(crate) fn parse_expiration(body: &serde_json::Value) -> Result<i64, ApiError
             } else if n.as_u64().is_some() {
                 Err(range_error())
             } else {
-                // A float literal, or an integer too large for 64 bits (serde_json
-                // falls back to f64 for those): whole but huge is out of range.
+                // A number written with a fraction or an exponent, or an
+                // integer too large for 64 bits (serde_json falls back to f64
+                // for those). A whole one is an integer (as JSON Schema has
+                // it: `300.0` is 300), in range or not.
                 match n.as_f64() {
-                    Some(f) if f.fract() == 0.0 && f.abs() >= 9.2e18 => Err(range_error()),
+                    Some(f) if f.fract() == 0.0 => {
+                        if (MIN_EXPIRATION as f64..=MAX_EXPIRATION as f64).contains(&f) {
+                            // Whole and within 300..86400: exact as an i64.
+                            Ok(f as i64)
+                        } else {
+                            Err(range_error())
+                        }
+                    }
                     _ => Err(ApiError::ExpirationNotInteger(
                         value.to_string().chars().take(40).collect(),
                     )),
@@ -95,8 +114,7 @@ pub(crate) fn parse_expiration(body: &serde_json::Value) -> Result<i64, ApiError
 #[utoipa::path(post, path = "/v2/{project_id}/instances/{instance_id}/backups/{backup_id}/links", tag = "backups",
     params(("project_id" = String, Path), ("instance_id" = String, Path), ("backup_id" = String, Path)),
     request_body = DownloadBackupFilesReq,
-    responses((status = 200, body = ListBackupFileLinksResponse), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 500, body = ErrorBody)))]
+    responses((status = 200, body = ListBackupFileLinksResponse)))]
 pub(crate) async fn list_backup_file_links(
     State(state): State<SharedState>,
     Path((project_id, instance_id, raw_backup_id)): Path<(String, String, String)>,
@@ -196,6 +214,15 @@ mod tests {
         assert_eq!(code(json!({"expiration": null})), "DCS.4940");
         assert_eq!(code(json!({"expiration": "300"})), "DCS.4941");
         assert_eq!(code(json!({"expiration": 300.5})), "DCS.4941");
+        // A whole number written as a float is that integer.
+        assert_eq!(
+            parse_expiration(&json!({"expiration": 600.0})).expect("whole"),
+            600
+        );
+        let exp: serde_json::Value = serde_json::from_str(r#"{"expiration": 3e3}"#).expect("json");
+        assert_eq!(parse_expiration(&exp).expect("whole"), 3000);
+        assert_eq!(code(json!({"expiration": 299.0})), "DCS.4942");
+        assert_eq!(code(json!({"expiration": 1e300})), "DCS.4942");
         assert_eq!(code(json!({"expiration": true})), "DCS.4941");
         assert_eq!(code(json!({"expiration": -1})), "DCS.4942");
         assert_eq!(code(json!({"expiration": 299})), "DCS.4942");

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::SharedState;
-use super::common::{dcs_time, find};
-use super::error::{ApiError, ErrorBody};
-use super::extract::{Json, Path};
+use super::common::{dcs_time, find, schema};
+use super::error::ApiError;
+use super::extract::{Json, Path, object, whole};
 use crate::meta::StoredPolicy;
 use crate::schedule::policy::{Policy, Raw, RawPlan};
 
@@ -18,13 +18,21 @@ use crate::schedule::policy::{Policy, Raw, RawPlan};
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BackupPolicyBody {
-    /// `auto` (automatic backups by the plan) or `manual`.
+    #[schema(schema_with = backup_type_schema)]
     pub(crate) backup_type: String,
-    /// Days automatic backups are kept, 1 to 3650 (DCS: 1 to 7); required for `auto`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole::option"
+    )]
+    #[schema(schema_with = save_days_schema)]
     pub(crate) save_days: Option<i64>,
     /// Required for `auto`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "object::option"
+    )]
     pub(crate) periodical_backup_plan: Option<BackupPlanBody>,
 }
 
@@ -32,15 +40,69 @@ pub(crate) struct BackupPolicyBody {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BackupPlanBody {
-    /// `-1200` to `+1200`; absent or empty: UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = timezone_offset_schema)]
     pub(crate) timezone_offset: Option<String>,
-    /// Days of the week, 1 (Monday) to 7 (Sunday).
+    #[serde(deserialize_with = "whole::list")]
+    #[schema(schema_with = backup_at_schema)]
     pub(crate) backup_at: Vec<i64>,
-    /// `weekly`.
+    #[schema(schema_with = period_type_schema)]
     pub(crate) period_type: String,
-    /// The window a backup starts in, `HH:MM-HH:MM`.
+    #[schema(schema_with = begin_at_schema)]
     pub(crate) begin_at: String,
+}
+
+/// A UTC offset as `schedule::policy` reads it: `±HHMM` or `±HH:MM`,
+/// -12:00 to +12:00; empty for UTC.
+const TIMEZONE_OFFSET_PATTERN: &str = "^(?:[+-](?:(?:0[0-9]|1[01]):?[0-5][0-9]|12:?00))?$";
+/// A window `HH:MM-HH:MM` (it may run past midnight, and may not be empty).
+const WINDOW_PATTERN: &str = "^(?:[01][0-9]|2[0-3]):[0-5][0-9]-(?:[01][0-9]|2[0-3]):[0-5][0-9]$";
+
+fn backup_type_schema() -> utoipa::openapi::schema::Object {
+    schema::one_of(
+        &["auto", "manual"],
+        false,
+        "`auto` (automatic backups by the plan; needs `save_days` and `periodical_backup_plan`) or `manual`",
+    )
+}
+
+fn save_days_schema() -> utoipa::openapi::schema::Object {
+    schema::integer(
+        1,
+        i64::from(crate::schedule::policy::MAX_SAVE_DAYS),
+        true,
+        "days automatic backups are kept, 1 to 3650 (DCS: 1 to 7); required for `auto`",
+    )
+}
+
+fn timezone_offset_schema() -> utoipa::openapi::schema::Object {
+    schema::text(
+        TIMEZONE_OFFSET_PATTERN,
+        true,
+        "`-1200` to `+1200` (or `-12:00` to `+12:00`); absent or empty: UTC",
+    )
+}
+
+fn backup_at_schema() -> utoipa::openapi::schema::Array {
+    schema::list(
+        schema::integer(1, 7, false, "1 (Monday) to 7 (Sunday)"),
+        None,
+        false,
+        "the days of the week backups run on",
+    )
+}
+
+fn period_type_schema() -> utoipa::openapi::schema::Object {
+    schema::one_of(&["weekly"], false, "`weekly`, the only period DCS has")
+}
+
+fn begin_at_schema() -> utoipa::openapi::schema::Object {
+    schema::text(
+        WINDOW_PATTERN,
+        false,
+        "the window a backup starts in, `HH:MM-HH:MM` in the plan's zone (past midnight when it \
+         ends before it starts; not empty)",
+    )
 }
 
 impl BackupPolicyBody {
@@ -97,25 +159,30 @@ impl InstanceBackupPolicyView {
 }
 
 /// DCS `ModifyInstanceBody`. rdbvault registers instances it does not
-/// run, so only `instance_backup_policy` can change; the other fields are
-/// refused by name rather than ignored.
+/// run, so only `instance_backup_policy` can change, and must be given; the
+/// other fields of DCS's body (`name`, `description`, `port`,
+/// `rename_commands`, `maintain_begin`, `maintain_end`, `security_group_id`)
+/// belong to the deployment and are refused by name (`DCS.4800`) rather
+/// than ignored, so the document leaves them out.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ModifyInstanceBody {
-    #[schema(value_type = Option<String>)]
+    #[schema(ignore)]
     pub(crate) name: Option<serde_json::Value>,
-    #[schema(value_type = Option<String>)]
+    #[schema(ignore)]
     pub(crate) description: Option<serde_json::Value>,
-    #[schema(value_type = Option<i64>)]
+    #[schema(ignore)]
     pub(crate) port: Option<serde_json::Value>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(ignore)]
     pub(crate) rename_commands: Option<serde_json::Value>,
-    #[schema(value_type = Option<String>)]
+    #[schema(ignore)]
     pub(crate) maintain_begin: Option<serde_json::Value>,
-    #[schema(value_type = Option<String>)]
+    #[schema(ignore)]
     pub(crate) maintain_end: Option<serde_json::Value>,
-    #[schema(value_type = Option<String>)]
+    #[schema(ignore)]
     pub(crate) security_group_id: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "object::option")]
+    #[schema(value_type = BackupPolicyBody, required = true)]
     pub(crate) instance_backup_policy: Option<BackupPolicyBody>,
 }
 
@@ -139,7 +206,7 @@ impl ModifyInstanceBody {
 #[utoipa::path(put, path = "/v2/{project_id}/instances/{instance_id}", tag = "instances",
     params(("project_id" = String, Path), ("instance_id" = String, Path)),
     request_body = ModifyInstanceBody,
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "the policy is set")))]
 pub(crate) async fn update_instance(
     State(state): State<SharedState>,
     Path((project_id, instance_id)): Path<(String, String)>,

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::SharedState;
-use super::common::{WindowQuery, dcs_time, find, find_backup};
-use super::error::{ApiError, ErrorBody};
-use super::extract::{self, Json, Path, Query};
+use super::common::{WindowQuery, dcs_time, find, find_backup, schema};
+use super::error::ApiError;
+use super::extract::{self, Json, Path, Query, UUID_PATTERN};
 use crate::meta::{
     BackupStatus, MetaError, Mode, NewRestore, Refusal, Restore, RestoreMethod, RestoreMode,
 };
@@ -20,21 +20,54 @@ use crate::meta::{
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RestoreInstanceBody {
-    /// The backup to restore: a `succeed` backup of the instance in the path.
+    #[schema(schema_with = backup_id_schema)]
     pub(crate) backup_id: String,
-    /// Description, at most 128 characters.
+    #[schema(schema_with = super::backups::remark_schema)]
     pub(crate) remark: Option<String>,
-    /// Restore into this registered instance of the same project instead of
-    /// the one in the path (rdbvault extension).
+    #[schema(schema_with = target_schema)]
     pub(crate) target_instance_id: Option<String>,
-    /// `replace` (default: the target is flushed first, as DCS does) or
-    /// `merge` (keys are added; existing keys of the same name are overwritten).
+    #[schema(schema_with = mode_schema)]
     pub(crate) mode: Option<String>,
-    /// `auto` (default), `replicate`, `restore` or `commands` (rdbvault extension).
+    #[schema(schema_with = method_schema)]
     pub(crate) method: Option<String>,
     /// Fail on a value that cannot be written instead of skipping and
     /// counting it (default false).
     pub(crate) strict: Option<bool>,
+}
+
+fn backup_id_schema() -> utoipa::openapi::schema::Object {
+    schema::text(
+        UUID_PATTERN,
+        false,
+        "the backup to restore: a `succeed` backup of the instance in the path",
+    )
+}
+
+fn target_schema() -> utoipa::openapi::schema::Object {
+    schema::text(
+        UUID_PATTERN,
+        true,
+        "restore into this registered instance of the same project instead of the one in the path \
+         (rdbvault extension)",
+    )
+}
+
+fn mode_schema() -> utoipa::openapi::schema::Object {
+    schema::one_of(
+        &["replace", "merge"],
+        true,
+        "`replace` (default: the target is flushed first, as DCS does) or `merge` (keys are added; \
+         existing keys of the same name are overwritten)",
+    )
+}
+
+fn method_schema() -> utoipa::openapi::schema::Object {
+    schema::one_of(
+        &["auto", "replicate", "restore", "commands"],
+        true,
+        "`auto` (default), `replicate` (a `single` or `ha` target, `replace` mode), `restore` or \
+         `commands` (rdbvault extension)",
+    )
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -150,20 +183,14 @@ fn parse_method(raw: Option<&str>) -> Result<RestoreMethod, ApiError> {
 #[utoipa::path(post, path = "/v2/{project_id}/instances/{instance_id}/restores", tag = "restores",
     params(("project_id" = String, Path), ("instance_id" = String, Path)),
     request_body = RestoreInstanceBody,
-    responses((status = 200, body = RestoreInstanceResponse), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = RestoreInstanceResponse)))]
 pub(crate) async fn restore_instance(
     State(state): State<SharedState>,
     Path((project_id, instance_id)): Path<(String, String)>,
     Json(body): Json<RestoreInstanceBody>,
 ) -> Result<Json<RestoreInstanceResponse>, ApiError> {
     let backup = find_backup(&state, &project_id, &instance_id, &body.backup_id).await?;
-    if let Some(remark) = &body.remark {
-        let n = remark.chars().count();
-        if n > 128 {
-            return Err(ApiError::RemarkTooLong(n));
-        }
-    }
+    super::backups::check_remark(body.remark.as_deref())?;
     let mode = parse_mode(body.mode.as_deref())?;
     let method = parse_method(body.method.as_deref())?;
     let target = match body.target_instance_id.as_deref() {
@@ -220,8 +247,7 @@ pub(crate) async fn restore_instance(
 
 #[utoipa::path(get, path = "/v2/{project_id}/instances/{instance_id}/restores", tag = "restores",
     params(("project_id" = String, Path), ("instance_id" = String, Path), WindowQuery),
-    responses((status = 200, body = ListRestoreRecordsResponse), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ListRestoreRecordsResponse)))]
 pub(crate) async fn list_restore_records(
     State(state): State<SharedState>,
     Path((project_id, instance_id)): Path<(String, String)>,

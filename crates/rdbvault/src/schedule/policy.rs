@@ -74,7 +74,10 @@ impl Window {
         let (a, b) = raw.split_once('-').ok_or_else(bad)?;
         let minutes = |t: &str| -> Option<u32> {
             let (h, m) = t.split_once(':')?;
-            if h.len() != 2 || m.len() != 2 {
+            if h.len() != 2
+                || m.len() != 2
+                || !(h.bytes().chain(m.bytes())).all(|b| b.is_ascii_digit())
+            {
                 return None;
             }
             let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
@@ -264,14 +267,19 @@ fn zone_error(z: &str) -> PolicyError {
     PolicyError::TimezoneOffset(format!("{z:?} is not an offset between -1200 and +1200"))
 }
 
-/// `+0800`, `-0530`, `+12:00`: within -12:00..+12:00.
+/// `+0800`, `-0530`, `+12:00`: within -12:00..+12:00 (a colon, if any,
+/// between the hours and the minutes).
 fn parse_offset(z: &str) -> Result<FixedOffset, PolicyError> {
     let (sign, rest) = match z.as_bytes().first() {
         Some(b'+') => (1, &z[1..]),
         Some(b'-') => (-1, &z[1..]),
         _ => return Err(zone_error(z)),
     };
-    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    let digits: String = match rest.split_once(':') {
+        Some((h, m)) if h.len() == 2 => format!("{h}{m}"),
+        Some(_) => return Err(zone_error(z)),
+        None => rest.to_string(),
+    };
     if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(zone_error(z));
     }
@@ -372,13 +380,18 @@ mod tests {
             "1:00-2:00",
             "00:00-00:00",
             "aa:bb-cc:dd",
+            "+1:00-02:00",
+            "01:+0-02:00",
         ] {
             assert!(
                 matches!(with(&|p| p.begin_at = bad), Err(PolicyError::BeginAt(_))),
                 "{bad}"
             );
         }
-        for bad in ["0800", "+1300", "+08", "UTC", "+08:60"] {
+        for bad in [
+            "0800", "+1300", "+08", "UTC", "+08:60", "+0:800", "+08::00", "+0800:", "+:0800",
+            "+12:01",
+        ] {
             assert!(
                 matches!(
                     with(&|p| p.timezone_offset = Some(bad)),
@@ -387,7 +400,9 @@ mod tests {
                 "{bad}"
             );
         }
-        assert!(with(&|p| p.timezone_offset = Some("-1200")).is_ok());
+        for ok in ["-1200", "+12:00", "+0530", "-05:30", "+0000"] {
+            assert!(with(&|p| p.timezone_offset = Some(ok)).is_ok(), "{ok}");
+        }
     }
 
     #[test]
