@@ -9,11 +9,10 @@ use tokio_util::io::SyncIoBridge;
 use utoipa::{IntoParams, ToSchema};
 
 use super::SharedState;
-use super::common::find_backup_with_files;
+use super::common::{find_backup_with_files, require_succeeded};
 use super::error::ApiError;
 use super::extract::{Json, Path, Query};
 use crate::cli::inspect::{self, Options};
-use crate::meta::{Backup, BackupStatus};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -38,19 +37,6 @@ pub(crate) struct AnalysisResponse {
     pub(crate) files: Vec<serde_json::Value>,
 }
 
-/// A backup's files can be read only once it has succeeded.
-pub(crate) fn require_succeeded(backup: &Backup) -> Result<(), ApiError> {
-    match backup.status {
-        BackupStatus::Succeed => Ok(()),
-        BackupStatus::Waiting | BackupStatus::Backuping => {
-            Err(ApiError::BackupInProgress(backup.id.clone()))
-        }
-        BackupStatus::Failed => Err(ApiError::BackupFailed(backup.id.clone())),
-        BackupStatus::Deleted => Err(ApiError::BackupDeleted(backup.id.clone())),
-        BackupStatus::Expired => Err(ApiError::BackupExpired(backup.id.clone())),
-    }
-}
-
 fn options(q: AnalysisQuery) -> Result<Options, ApiError> {
     let bounded = |field: &'static str, v: Option<usize>, default: usize| match v {
         None => Ok(default),
@@ -70,7 +56,7 @@ fn options(q: AnalysisQuery) -> Result<Options, ApiError> {
 }
 
 #[utoipa::path(get, path = "/v2/{project_id}/instances/{instance_id}/backups/{backup_id}/rdbvault/analysis", tag = "rdbvault",
-    description = "rdbvault: the key analysis of a succeeded RDB backup (what `rdbvault inspect` prints), read from the store.",
+    description = "rdbvault: the key analysis of a succeeded RDB backup (what `rdbvault inspect` prints), read from the store. An AOF backup (`backup_format` aof) has no RDB to analyze and is refused (DCS.4800).",
     params(("project_id" = String, Path), ("instance_id" = String, Path), ("backup_id" = String, Path), AnalysisQuery),
     responses((status = 200, body = AnalysisResponse)))]
 pub(crate) async fn analyze_backup(

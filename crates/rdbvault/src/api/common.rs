@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use super::SharedState;
 use super::error::ApiError;
 use super::extract;
-use crate::meta::{Backup, BackupFile, Instance};
+use crate::meta::{Backup, BackupFile, BackupStatus, Instance};
 
 /// A time as DCS answers it: UTC, milliseconds, `Z`.
 pub(crate) fn dcs_time(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -324,6 +324,19 @@ pub(crate) mod schema {
 
     pub(crate) fn limit() -> Object {
         integer(1, 1000, false, "page size, default 10")
+    }
+}
+
+/// A backup's files can be read only once it has succeeded.
+pub(crate) fn require_succeeded(backup: &Backup) -> Result<(), ApiError> {
+    match backup.status {
+        BackupStatus::Succeed => Ok(()),
+        BackupStatus::Waiting | BackupStatus::Backuping => {
+            Err(ApiError::BackupInProgress(backup.id.clone()))
+        }
+        BackupStatus::Failed => Err(ApiError::BackupFailed(backup.id.clone())),
+        BackupStatus::Deleted => Err(ApiError::BackupDeleted(backup.id.clone())),
+        BackupStatus::Expired => Err(ApiError::BackupExpired(backup.id.clone())),
     }
 }
 

@@ -6,10 +6,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::SharedState;
-use super::common::find_backup_with_files;
+use super::common::{find_backup_with_files, require_succeeded};
 use super::error::ApiError;
 use super::extract::{self, Json, Path};
-use crate::meta::BackupStatus;
 
 /// The DCS ListBackupFileLinks bounds on `expiration`: between 5 minutes and 24 hours.
 pub(crate) const MIN_EXPIRATION: i64 = 300;
@@ -123,15 +122,7 @@ pub(crate) async fn list_backup_file_links(
     let expiration = parse_expiration(&body)?;
     let (backup, mut files) =
         find_backup_with_files(&state, &project_id, &instance_id, &raw_backup_id).await?;
-    match backup.status {
-        BackupStatus::Succeed => {}
-        BackupStatus::Waiting | BackupStatus::Backuping => {
-            return Err(ApiError::BackupInProgress(backup.id));
-        }
-        BackupStatus::Failed => return Err(ApiError::BackupFailed(backup.id)),
-        BackupStatus::Deleted => return Err(ApiError::BackupDeleted(backup.id)),
-        BackupStatus::Expired => return Err(ApiError::BackupExpired(backup.id)),
-    }
+    require_succeeded(&backup)?;
     // By shard (first slot) for clusters, by name otherwise.
     let first_slot = |f: &crate::meta::BackupFile| {
         f.slots

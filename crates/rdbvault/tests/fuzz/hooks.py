@@ -180,6 +180,9 @@ BETWEEN_FIELDS = [
     ("DCS.4072", "required when backup_type is auto"),
     ("DCS.4076", "periodical_backup_plan is required when backup_type is auto"),
     ("DCS.4076", "is an empty window"),
+    # The state of the backup named, not the request's form: an AOF backup
+    # has no RDB to analyze (said in the operation's description).
+    ("DCS.4800", "only RDB backups are analyzed"),
 ]
 
 
