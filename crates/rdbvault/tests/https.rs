@@ -38,6 +38,12 @@ fn served_serial(port: &str) -> String {
     String::from_utf8_lossy(&shown.stdout).trim().to_string()
 }
 
+/// The status `/healthz` answers over `client`.
+async fn health(client: &reqwest::Client, base: &str) -> u16 {
+    let r = client.get(format!("{base}/healthz")).send().await.unwrap();
+    r.status().as_u16()
+}
+
 fn cli(base: &str, ca: Option<&Path>, args: &[&str]) -> (bool, String, String) {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
@@ -89,12 +95,7 @@ async fn https_with_links_the_cli_and_a_certificate_reload() {
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
         .build()
         .unwrap();
-    let r = trusting
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(health(&trusting, &base).await, 200);
 
     // The CLI verifies the certificate: refused without the CA, fine with it.
     let (ok, _, err) = cli(&base, None, &["instance", "list"]);
@@ -162,12 +163,7 @@ async fn https_with_links_the_cli_and_a_certificate_reload() {
 
     // A connection open across the reload keeps working; new handshakes
     // get the new certificate.
-    let kept = trusting
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(kept.status(), 200);
+    assert_eq!(health(&trusting, &base).await, 200);
     assert_eq!(served_serial(&port), first);
     let second = server_cert(&pki, "second");
     assert_ne!(first, second);
@@ -190,12 +186,7 @@ async fn https_with_links_the_cli_and_a_certificate_reload() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(served, second, "the new certificate is served after SIGHUP");
-    let again = trusting
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 200);
+    assert_eq!(health(&trusting, &base).await, 200);
 
     // A broken file on reload: the service keeps the pair it has.
     std::fs::write(&cert, "not a certificate").unwrap();
